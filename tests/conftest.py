@@ -1,0 +1,78 @@
+"""Shared fixtures: a fresh DuckDB warehouse per test, and a throwaway PostgreSQL server per
+session with a fresh database per test. In CI (CI=true) a missing PostgreSQL fails, never skips."""
+from __future__ import annotations
+
+import os
+import itertools
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+
+from pg_server import PostgresServer, PostgresUnavailable  # noqa: E402
+from syncs.warehouse import Warehouse  # noqa: E402
+
+# No telemetry from anything a test starts.
+os.environ.setdefault("DO_NOT_TRACK", "1")
+os.environ.setdefault("DBT_SEND_ANONYMOUS_USAGE_STATS", "false")
+os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
+
+_db_counter = itertools.count()
+
+
+def in_ci() -> bool:
+    return os.environ.get("CI", "").lower() == "true"
+
+
+def datasets_dir() -> Path | None:
+    """../shared/datasets beside the project (or LIFELINE_DATASETS_DIR); None when absent."""
+    candidate = Path(os.environ.get("LIFELINE_DATASETS_DIR", ROOT.parent / "shared" / "datasets"))
+    return candidate if candidate.is_dir() else None
+
+
+@pytest.fixture(scope="session")
+def project_root() -> Path:
+    return ROOT
+
+
+@pytest.fixture
+def shared_datasets() -> Path:
+    found = datasets_dir()
+    if found is None:
+        if in_ci():
+            pytest.fail("../shared/datasets is missing in CI: the real-data tests cannot run")
+        pytest.skip("../shared/datasets not present on this machine")
+    return found
+
+
+@pytest.fixture
+def duck_warehouse(tmp_path: Path) -> Warehouse:
+    return Warehouse(kind="duckdb", duckdb_path=tmp_path / "warehouse.duckdb")
+
+
+@pytest.fixture(scope="session")
+def pg_server():
+    try:
+        server = PostgresServer.start()
+    except PostgresUnavailable as exc:
+        if in_ci():
+            pytest.fail(f"PostgreSQL is required in CI: {exc}")
+        pytest.skip(str(exc))
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def pg_warehouse(pg_server: PostgresServer) -> Warehouse:
+    name = f"lifeline_test_{os.getpid()}_{next(_db_counter)}"
+    pg_server.create_database(name)
+    return Warehouse.from_env(pg_server.env(name))
+
+
+@pytest.fixture(params=["duckdb", "postgres"])
+def any_warehouse(request) -> Warehouse:
+    """Runs a test once on DuckDB and once on PostgreSQL."""
+    return request.getfixturevalue("duck_warehouse" if request.param == "duckdb" else "pg_warehouse")
