@@ -23,6 +23,15 @@ RAW_SCHEMA = "raw"
 STATE_SCHEMA = "lifeline_state"
 
 
+def default_duckdb_memory_limit(share: float = 0.75) -> str:
+    """DuckDB's memory limit: a share of this machine's RAM (DuckDB spills to disk beyond it)."""
+    try:
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return "4GB"
+    return f"{max(1, int(total * share / 2**20))}MB"
+
+
 class WarehouseConfigError(ValueError):
     """The environment names a warehouse we cannot use; the message says what to set."""
 
@@ -89,7 +98,9 @@ class Warehouse:
     def dbt_env(self) -> dict[str, str]:
         """Environment variables read by dbt_project/profiles.yml for this warehouse."""
         if self.kind == "duckdb":
-            return {"LIFELINE_DUCKDB_PATH": str(self.duckdb_path), "LIFELINE_WAREHOUSE": "duckdb"}
+            return {"LIFELINE_DUCKDB_PATH": str(self.duckdb_path), "LIFELINE_WAREHOUSE": "duckdb",
+                    "LIFELINE_DUCKDB_MEMORY_LIMIT": os.environ.get("LIFELINE_DUCKDB_MEMORY_LIMIT",
+                                                                   default_duckdb_memory_limit())}
         env = {"LIFELINE_WAREHOUSE": "postgres"}
         if self.pg_dsn:
             url = sa.engine.make_url(self.sqlalchemy_url)

@@ -1,0 +1,124 @@
+{#- Each profile's timeline replayed into stage intervals (contract §2), reproducible for any
+    var as_of. Stage changes happen at:
+      - first seen: visitor (or prospect when already contactable);
+      - becoming contactable: prospect;
+      - each completed order: new_customer (first), reactivated (the gap since the previous order
+        was longer than lapsed_days), else repeat_customer;
+      - at_risk_days / lapsed_days / churned_days after an order with no order since: at_risk,
+        lapsed, churned (only once that moment has passed by as_of).
+    When several changes share a timestamp the later stage in the list above wins.
+    valid_to is the next interval's valid_from, null while current. -#}
+with first_seen as (
+    select * from {{ ref('int_profile_first_seen') }}
+),
+
+purchases as (
+    select
+        profile_id,
+        ordered_at,
+        purchase_number,
+        lag(ordered_at) over (partition by profile_id order by purchase_number) as previous_ordered_at,
+        lead(ordered_at) over (partition by profile_id order by purchase_number) as next_ordered_at
+    from {{ ref('int_profile_orders') }}
+    where is_purchase
+),
+
+first_purchase as (
+    select profile_id, min(ordered_at) as first_ordered_at
+    from purchases
+    group by profile_id
+),
+
+arrival_points as (
+    select
+        first_seen.profile_id,
+        first_seen.first_seen_at as changed_at,
+        case when first_seen.contactable_at <= first_seen.first_seen_at then 'prospect' else 'visitor' end as stage,
+        1 as stage_rank
+    from first_seen
+    union all
+    select
+        first_seen.profile_id,
+        first_seen.contactable_at,
+        'prospect',
+        2
+    from first_seen
+    left join first_purchase on first_purchase.profile_id = first_seen.profile_id
+    where first_seen.contactable_at is not null
+      and first_seen.contactable_at > first_seen.first_seen_at
+      and (first_purchase.first_ordered_at is null or first_seen.contactable_at < first_purchase.first_ordered_at)
+),
+
+order_points as (
+    select
+        profile_id,
+        ordered_at as changed_at,
+        case
+            when purchase_number = 1 then 'new_customer'
+            when ordered_at > {{ lifeline.add_days(var('lapsed_days'), 'previous_ordered_at') }} then 'reactivated'
+            else 'repeat_customer'
+        end as stage,
+        3 as stage_rank
+    from purchases
+),
+
+decay_thresholds as (
+    select 'at_risk' as stage, {{ var('at_risk_days') }} as after_days, 4 as stage_rank
+    union all select 'lapsed', {{ var('lapsed_days') }}, 5
+    union all select 'churned', {{ var('churned_days') }}, 6
+),
+
+decay_points as (
+    select
+        purchases.profile_id,
+        {{ lifeline.add_days('decay_thresholds.after_days', 'purchases.ordered_at') }} as changed_at,
+        decay_thresholds.stage,
+        decay_thresholds.stage_rank
+    from purchases
+    cross join decay_thresholds
+    where {{ lifeline.add_days('decay_thresholds.after_days', 'purchases.ordered_at') }} <= {{ lifeline.as_of() }}
+      and (purchases.next_ordered_at is null
+           or {{ lifeline.add_days('decay_thresholds.after_days', 'purchases.ordered_at') }} < purchases.next_ordered_at)
+),
+
+points as (
+    select * from arrival_points
+    union all
+    select * from order_points
+    union all
+    select * from decay_points
+),
+
+one_per_moment as (
+    select profile_id, changed_at, stage
+    from (
+        select points.*, row_number() over (partition by profile_id, changed_at order by stage_rank desc) as moment_rank
+        from points
+        where changed_at is not null
+    ) ranked
+    where moment_rank = 1
+),
+
+with_previous as (
+    select
+        one_per_moment.*,
+        lag(stage) over (partition by profile_id order by changed_at) as previous_stage
+    from one_per_moment
+),
+
+changes as (
+    select profile_id, changed_at, stage
+    from with_previous
+    where previous_stage is null or previous_stage <> stage
+),
+
+final as (
+    select
+        profile_id,
+        stage,
+        changed_at as valid_from,
+        lead(changed_at) over (partition by profile_id order by changed_at) as valid_to
+    from changes
+)
+
+select * from final

@@ -1,0 +1,64 @@
+{#- Every consent signal per profile and channel (contract §1: the latest signal wins across
+    customer records, subscribe/unsubscribe events and message events). A subscribe/unsubscribe
+    event applies to the channel named in properties.channel, else to sms when it carries only a
+    phone, else to email. -#}
+with customers as (
+    select * from {{ ref('stg_customers') }}
+),
+
+identity_map as (
+    select * from {{ ref('identity_map') }}
+),
+
+from_customers as (
+    select identity_map.profile_id, 'email' as channel, customers.email_consent as status,
+           customers.record_at as signaled_at, 'customers' as source
+    from customers
+    join identity_map on identity_map.identifier_type = 'user_id' and identity_map.identifier_value = customers.customer_id
+    where customers.email_consent is not null
+    union all
+    select identity_map.profile_id, 'sms', customers.sms_consent, customers.record_at, 'customers'
+    from customers
+    join identity_map on identity_map.identifier_type = 'user_id' and identity_map.identifier_value = customers.customer_id
+    where customers.sms_consent is not null
+),
+
+from_events as (
+    select
+        profile_id,
+        case
+            when properties like '%"channel": "sms"%' or properties like '%"channel":"sms"%' then 'sms'
+            when properties like '%"channel": "email"%' or properties like '%"channel":"email"%' then 'email'
+            when email is null and phone is not null then 'sms'
+            else 'email'
+        end as channel,
+        case event_type when 'subscribe' then 'subscribed' else 'unsubscribed' end as status,
+        occurred_at as signaled_at,
+        'events' as source
+    from {{ ref('int_profile_events') }}
+    where event_type in ('subscribe', 'unsubscribe')
+),
+
+from_messages as (
+    select
+        identity_map.profile_id,
+        case when messages.event = 'opted_out' then 'sms' else messages.channel end as channel,
+        'unsubscribed' as status,
+        messages.occurred_at as signaled_at,
+        'message_events' as source
+    from {{ ref('stg_message_events') }} as messages
+    join identity_map
+        on (identity_map.identifier_type = 'email' and identity_map.identifier_value = messages.recipient_email)
+        or (identity_map.identifier_type = 'phone' and identity_map.identifier_value = messages.recipient_phone)
+    where messages.event in ('unsubscribed', 'complained', 'opted_out')
+),
+
+final as (
+    select * from from_customers
+    union all
+    select * from from_events
+    union all
+    select * from from_messages
+)
+
+select * from final

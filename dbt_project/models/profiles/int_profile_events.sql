@@ -1,0 +1,33 @@
+{#- Behavioural events with the profile that did them. -#}
+with events as (
+    select * from {{ ref('stg_events') }}
+),
+
+record_profiles as (
+    select * from {{ ref('int_record_profiles') }}
+    where source_table = 'events'
+),
+
+final as (
+    select
+        record_profiles.profile_id,
+        events.event_id,
+        events.event_type,
+        events.occurred_at,
+        events.session_id,
+        events.product_id,
+        events.cart_id,
+        events.order_id,
+        events.value,
+        events.email,
+        events.phone,
+        events.properties
+    from events
+    join record_profiles
+        on record_profiles.anonymous_id_key = coalesce(events.anonymous_id, '')
+        and record_profiles.user_id_key = coalesce(events.user_id, '')
+        and record_profiles.email_key = coalesce(events.email, '')
+        and record_profiles.phone_key = coalesce(events.phone, '')
+)
+
+select * from final

@@ -1,0 +1,38 @@
+{#- Orders (all statuses) with the profile that placed them and their sequence among the
+    profile's completed orders. -#}
+with orders as (
+    select * from {{ ref('stg_orders') }}
+),
+
+record_profiles as (
+    select * from {{ ref('int_record_profiles') }}
+    where source_table = 'orders'
+),
+
+attributed as (
+    select
+        record_profiles.profile_id,
+        orders.order_id,
+        orders.ordered_at,
+        orders.status,
+        orders.is_purchase,
+        orders.total,
+        orders.currency
+    from orders
+    join record_profiles
+        on record_profiles.anonymous_id_key = coalesce(orders.anonymous_id, '')
+        and record_profiles.user_id_key = coalesce(orders.customer_id, '')
+        and record_profiles.email_key = coalesce(orders.email, '')
+        and record_profiles.phone_key = coalesce(orders.phone, '')
+),
+
+final as (
+    select
+        attributed.*,
+        case when is_purchase then
+            row_number() over (partition by profile_id, is_purchase order by ordered_at, order_id)
+        end as purchase_number
+    from attributed
+)
+
+select * from final

@@ -1,0 +1,87 @@
+with source as (
+    select * from {{ source('raw', 'customers') }}
+),
+
+calling_codes as (
+    select country_code, lower(country_name) as country_name, calling_code
+    from {{ ref('country_calling_codes') }}
+),
+
+default_country as (
+    select calling_code from calling_codes where country_code = '{{ var("default_country") }}'
+),
+
+typed as (
+    select
+        nullif(trim(cast(source.customer_id as {{ dbt.type_string() }})), '') as customer_id,
+        nullif(trim(cast(source.email as {{ dbt.type_string() }})), '') as email_raw,
+        nullif(trim(cast(source.phone as {{ dbt.type_string() }})), '') as phone_raw,
+        nullif(trim(cast(source.first_name as {{ dbt.type_string() }})), '') as first_name,
+        nullif(trim(cast(source.last_name as {{ dbt.type_string() }})), '') as last_name,
+        {{ lifeline.parse_timestamp('source.created_at') }} as created_at,
+        nullif(trim(cast(source.country as {{ dbt.type_string() }})), '') as country,
+        nullif(trim(cast(source.postal_code as {{ dbt.type_string() }})), '') as postal_code,
+        lower(trim(cast(source.email_consent as {{ dbt.type_string() }}))) as email_consent_raw,
+        lower(trim(cast(source.sms_consent as {{ dbt.type_string() }}))) as sms_consent_raw,
+        {{ lifeline.parse_timestamp('source.updated_at') }} as updated_at
+    from source
+),
+
+with_country as (
+    select
+        typed.*,
+        coalesce(by_code.country_code, by_name.country_code) as country_code,
+        coalesce(by_code.calling_code, by_name.calling_code, default_country.calling_code) as calling_code
+    from typed
+    cross join default_country
+    left join calling_codes as by_code on upper(typed.country) = by_code.country_code
+    left join calling_codes as by_name on lower(typed.country) = by_name.country_name
+),
+
+normalised as (
+    select
+        with_country.*,
+        {{ lifeline.normalize_email('email_raw') }} as email,
+        {{ lifeline.normalize_phone('phone_raw', 'calling_code') }} as phone,
+        case when email_consent_raw in ('subscribed', 'unsubscribed', 'never_subscribed')
+             then email_consent_raw end as email_consent,
+        case when sms_consent_raw in ('subscribed', 'unsubscribed', 'never_subscribed')
+             then sms_consent_raw end as sms_consent,
+        coalesce(updated_at, created_at) as record_at
+    from with_country
+),
+
+ranked as (
+    select
+        normalised.*,
+        row_number() over (
+            partition by customer_id order by record_at desc nulls last, email, phone
+        ) as customer_rank
+    from normalised
+),
+
+final as (
+    select
+        customer_id,
+        email,
+        phone,
+        first_name,
+        last_name,
+        created_at,
+        country,
+        country_code,
+        postal_code,
+        email_consent,
+        sms_consent,
+        updated_at,
+        record_at,
+        case
+            when customer_id is null then 'missing_customer_id'
+            when customer_rank > 1 then 'superseded_customer_record'
+        end as drop_reason,
+        case when email_raw is not null and email is null then 'malformed_email' end as email_issue,
+        case when phone_raw is not null and phone is null then 'malformed_phone' end as phone_issue
+    from ranked
+)
+
+select * from final

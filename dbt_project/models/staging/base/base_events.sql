@@ -1,0 +1,89 @@
+{#- Every raw event, typed and normalised, with the reason it cannot be used (drop_reason) and the
+    identifiers that were repaired. stg_events keeps the usable rows; quarantine lists the rest. -#}
+with source as (
+    select * from {{ source('raw', 'events') }}
+),
+
+default_country as (
+    select calling_code from {{ ref('country_calling_codes') }}
+    where country_code = '{{ var("default_country") }}'
+),
+
+typed as (
+    select
+        nullif(trim(cast(source.event_id as {{ dbt.type_string() }})), '') as event_id,
+        lower(trim(cast(source.event_type as {{ dbt.type_string() }}))) as event_type,
+        {{ lifeline.parse_timestamp('source.occurred_at') }} as occurred_at,
+        nullif(trim(cast(source.anonymous_id as {{ dbt.type_string() }})), '') as anonymous_id,
+        nullif(trim(cast(source.user_id as {{ dbt.type_string() }})), '') as user_id,
+        nullif(trim(cast(source.email as {{ dbt.type_string() }})), '') as email_raw,
+        nullif(trim(cast(source.phone as {{ dbt.type_string() }})), '') as phone_raw,
+        nullif(trim(cast(source.session_id as {{ dbt.type_string() }})), '') as session_id,
+        nullif(trim(cast(source.product_id as {{ dbt.type_string() }})), '') as product_id,
+        nullif(trim(cast(source.cart_id as {{ dbt.type_string() }})), '') as cart_id,
+        nullif(trim(cast(source.order_id as {{ dbt.type_string() }})), '') as order_id,
+        {{ lifeline.parse_number('source.value') }} as value,
+        cast(source.properties as {{ dbt.type_string() }}) as properties,
+        default_country.calling_code as default_calling_code,
+        md5(
+            coalesce(cast(source.event_id as {{ dbt.type_string() }}), '') || '|'
+            || coalesce(cast(source.event_type as {{ dbt.type_string() }}), '') || '|'
+            || coalesce(cast(source.occurred_at as {{ dbt.type_string() }}), '') || '|'
+            || coalesce(cast(source.anonymous_id as {{ dbt.type_string() }}), '') || '|'
+            || coalesce(cast(source.user_id as {{ dbt.type_string() }}), '') || '|'
+            || coalesce(cast(source.email as {{ dbt.type_string() }}), '') || '|'
+            || coalesce(cast(source.phone as {{ dbt.type_string() }}), '') || '|'
+            || coalesce(cast(source.product_id as {{ dbt.type_string() }}), '') || '|'
+            || coalesce(cast(source.properties as {{ dbt.type_string() }}), '')
+        ) as row_hash
+    from source
+    cross join default_country
+),
+
+normalised as (
+    select
+        typed.*,
+        {{ lifeline.normalize_email('email_raw') }} as email,
+        {{ lifeline.normalize_phone('phone_raw', 'default_calling_code') }} as phone
+    from typed
+),
+
+ranked as (
+    select
+        normalised.*,
+        row_number() over (
+            partition by event_id order by occurred_at nulls last, row_hash
+        ) as event_id_rank
+    from normalised
+),
+
+final as (
+    select
+        event_id,
+        event_type,
+        occurred_at,
+        anonymous_id,
+        user_id,
+        email,
+        phone,
+        session_id,
+        product_id,
+        cart_id,
+        order_id,
+        value,
+        properties,
+        row_hash,
+        case
+            when event_id is null then 'missing_event_id'
+            when occurred_at is null then 'unparseable_timestamp'
+            when occurred_at < cast('2000-01-01' as {{ dbt.type_timestamp() }})
+              or occurred_at > {{ lifeline.add_days(1, "cast('" ~ run_started_at.strftime('%Y-%m-%d %H:%M:%S') ~ "' as " ~ dbt.type_timestamp() ~ ")") }}
+                then 'implausible_timestamp'
+            when event_id_rank > 1 then 'duplicate_event_id'
+        end as drop_reason,
+        case when email_raw is not null and email is null then 'malformed_email' end as email_issue,
+        case when phone_raw is not null and phone is null then 'malformed_phone' end as phone_issue
+    from ranked
+)
+
+select * from final

@@ -1,0 +1,60 @@
+with source as (
+    select * from {{ source('raw', 'message_events') }}
+),
+
+default_country as (
+    select calling_code from {{ ref('country_calling_codes') }}
+    where country_code = '{{ var("default_country") }}'
+),
+
+typed as (
+    select
+        nullif(trim(cast(source.message_id as {{ dbt.type_string() }})), '') as message_id,
+        lower(trim(cast(source.channel as {{ dbt.type_string() }}))) as channel,
+        lower(trim(cast(source.event as {{ dbt.type_string() }}))) as event,
+        {{ lifeline.parse_timestamp('source.occurred_at') }} as occurred_at,
+        nullif(trim(cast(source.recipient as {{ dbt.type_string() }})), '') as recipient_raw,
+        nullif(trim(cast(source.campaign as {{ dbt.type_string() }})), '') as campaign,
+        nullif(trim(cast(source.external_id as {{ dbt.type_string() }})), '') as external_id,
+        default_country.calling_code as default_calling_code
+    from source
+    cross join default_country
+),
+
+normalised as (
+    select
+        typed.*,
+        case when recipient_raw like '%@%' then {{ lifeline.normalize_email('recipient_raw') }} end as recipient_email,
+        case when recipient_raw not like '%@%' then {{ lifeline.normalize_phone('recipient_raw', 'default_calling_code') }} end as recipient_phone
+    from typed
+),
+
+ranked as (
+    select
+        normalised.*,
+        row_number() over (
+            partition by message_id, event, occurred_at order by recipient_raw
+        ) as message_event_rank
+    from normalised
+),
+
+final as (
+    select
+        message_id,
+        channel,
+        event,
+        occurred_at,
+        recipient_email,
+        recipient_phone,
+        campaign,
+        external_id,
+        case
+            when message_id is null then 'missing_message_id'
+            when occurred_at is null then 'unparseable_timestamp'
+            when channel not in ('email', 'sms', 'ads') then 'unknown_channel'
+            when message_event_rank > 1 then 'duplicate_message_event'
+        end as drop_reason
+    from ranked
+)
+
+select * from final

@@ -1,0 +1,63 @@
+with source as (
+    select * from {{ source('raw', 'orders') }}
+),
+
+default_country as (
+    select calling_code from {{ ref('country_calling_codes') }}
+    where country_code = '{{ var("default_country") }}'
+),
+
+typed as (
+    select
+        nullif(trim(cast(source.order_id as {{ dbt.type_string() }})), '') as order_id,
+        {{ lifeline.parse_timestamp('source.ordered_at') }} as ordered_at,
+        nullif(trim(cast(source.customer_id as {{ dbt.type_string() }})), '') as customer_id,
+        nullif(trim(cast(source.email as {{ dbt.type_string() }})), '') as email_raw,
+        nullif(trim(cast(source.phone as {{ dbt.type_string() }})), '') as phone_raw,
+        nullif(trim(cast(source.anonymous_id as {{ dbt.type_string() }})), '') as anonymous_id,
+        coalesce(lower(nullif(trim(cast(source.status as {{ dbt.type_string() }})), '')), 'completed') as status,
+        {{ lifeline.parse_number('source.total') }} as total,
+        upper(nullif(trim(cast(source.currency as {{ dbt.type_string() }})), '')) as currency,
+        default_country.calling_code as default_calling_code
+    from source
+    cross join default_country
+),
+
+normalised as (
+    select
+        typed.*,
+        {{ lifeline.normalize_email('email_raw') }} as email,
+        {{ lifeline.normalize_phone('phone_raw', 'default_calling_code') }} as phone
+    from typed
+),
+
+ranked as (
+    select
+        normalised.*,
+        row_number() over (partition by order_id order by ordered_at nulls last, total desc nulls last) as order_rank
+    from normalised
+),
+
+final as (
+    select
+        order_id,
+        ordered_at,
+        customer_id,
+        email,
+        phone,
+        anonymous_id,
+        status,
+        status = 'completed' as is_purchase,
+        total,
+        currency,
+        case
+            when order_id is null then 'missing_order_id'
+            when ordered_at is null then 'unparseable_timestamp'
+            when order_rank > 1 then 'duplicate_order_id'
+        end as drop_reason,
+        case when email_raw is not null and email is null then 'malformed_email' end as email_issue,
+        case when phone_raw is not null and phone is null then 'malformed_phone' end as phone_issue
+    from ranked
+)
+
+select * from final

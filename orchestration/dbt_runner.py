@@ -1,0 +1,93 @@
+"""Runs dbt for Lifeline's project against the selected warehouse.
+
+dbt runs as a subprocess of the same virtual environment: the CLI, Dagster (through dagster-dbt)
+and the tests all go through it, so the DuckDB file is never opened by two writers in one process.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Mapping, Sequence
+
+from syncs.warehouse import Warehouse
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+
+
+class DbtError(RuntimeError):
+    """dbt failed; the message carries the failing nodes and dbt's own words."""
+
+
+def dbt_project_dir() -> Path:
+    return Path(os.environ.get("LIFELINE_DBT_PROJECT_DIR", PROJECT_ROOT / "dbt_project"))
+
+
+def dbt_executable() -> str:
+    candidate = Path(sys.executable).parent / "dbt"
+    return str(candidate) if candidate.exists() else "dbt"
+
+
+def telemetry_off_env() -> dict[str, str]:
+    """Environment that turns off the telemetry of dbt, Dagster and Great Expectations."""
+    return {"DO_NOT_TRACK": "1", "DBT_SEND_ANONYMOUS_USAGE_STATS": "false", "GX_ANALYTICS_ENABLED": "False",
+            "DAGSTER_DISABLE_TELEMETRY": "1"}
+
+
+def format_as_of(as_of: datetime) -> str:
+    if as_of.tzinfo is not None:
+        as_of = as_of.astimezone(timezone.utc).replace(tzinfo=None)
+    return as_of.strftime("%Y-%m-%d %H:%M:%S")
+
+
+def dbt_vars(as_of: datetime | None, extra: Mapping[str, object] | None = None) -> dict[str, object]:
+    values: dict[str, object] = {"as_of": format_as_of(as_of or datetime.now(timezone.utc))}
+    values.update(extra or {})
+    return values
+
+
+@dataclass
+class DbtResult:
+    args: list[str]
+    returncode: int
+    output: str
+
+    @property
+    def failures(self) -> list[str]:
+        return [line for line in self.output.splitlines() if " ERROR " in line or "FAIL " in line or "Failure in" in line
+                or "Error in" in line]
+
+
+def dbt_env(warehouse: Warehouse, base: Mapping[str, str] | None = None) -> dict[str, str]:
+    env = dict(os.environ if base is None else base)
+    env.update(warehouse.dbt_env())
+    env.update(telemetry_off_env())
+    return env
+
+
+def run_dbt(warehouse: Warehouse, command: str, args: Sequence[str] = (), *, as_of: datetime | None = None,
+            extra_vars: Mapping[str, object] | None = None, check: bool = True, stream: bool = False) -> DbtResult:
+    project = dbt_project_dir()
+    full = [dbt_executable(), command, "--project-dir", str(project), "--profiles-dir", str(project),
+            "--target", warehouse.dbt_target]
+    if command not in ("deps", "clean", "parse", "debug"):
+        full += ["--vars", json.dumps(dbt_vars(as_of, extra_vars))]
+    full += list(args)
+    proc = subprocess.Popen(full, cwd=project, env=dbt_env(warehouse), stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    lines: list[str] = []
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        lines.append(line)
+        if stream:
+            sys.stdout.write(line)
+    proc.wait()
+    result = DbtResult(full, proc.returncode, "".join(lines))
+    if check and proc.returncode != 0:
+        tail = "\n".join(result.failures[-20:]) or "".join(lines[-30:])
+        raise DbtError(f"dbt {command} failed (exit {proc.returncode}) on {warehouse.describe()}:\n{tail}")
+    return result

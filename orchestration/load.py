@@ -1,0 +1,228 @@
+"""`lifeline load`: raw input files -> the warehouse's `raw` schema.
+
+A folder holds one file or one folder of files per contract table, named after the table
+(`events.csv`, `events/part-0.parquet`, `orders.jsonl`, ...). Every column is stored as text, so a
+badly typed value never stops a load: staging models parse and quarantine (contract §1).
+Unknown extra columns are kept; a missing optional column is added as null; a missing table is
+created empty. A file that lacks a required column is refused with an error naming the file and
+the column, before anything is written.
+
+DuckDB reads the files itself. For PostgreSQL, DuckDB (in memory) reads and streams them in
+record batches into `COPY ... FROM STDIN`, so memory stays flat whatever the file size.
+"""
+from __future__ import annotations
+
+import csv
+import io
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import duckdb
+import sqlalchemy as sa
+
+from orchestration.contract import RAW_TABLES, RawTable
+from syncs.warehouse import RAW_SCHEMA, Warehouse
+
+SUFFIXES = {".csv": "csv", ".tsv": "csv", ".parquet": "parquet", ".jsonl": "json", ".ndjson": "json",
+            ".json": "json", ".csv.gz": "csv", ".jsonl.gz": "json"}
+
+
+class LoadError(ValueError):
+    """Input that cannot be loaded; the message names the file, and the row or column."""
+
+
+@dataclass
+class TableLoad:
+    table: str
+    files: list[Path] = field(default_factory=list)
+    rows: int = 0
+    extra_columns: list[str] = field(default_factory=list)
+
+
+def _kind(path: Path) -> str | None:
+    name = path.name.lower()
+    for suffix, kind in sorted(SUFFIXES.items(), key=lambda kv: -len(kv[0])):
+        if name.endswith(suffix):
+            return kind
+    return None
+
+
+def discover(path: Path) -> dict[str, list[Path]]:
+    """Files per contract table under PATH (a folder, or a single file named after a table)."""
+    path = Path(path)
+    if not path.exists():
+        raise LoadError(f"{path}: no such file or folder. Point `lifeline load` at a folder of raw files.")
+    found: dict[str, list[Path]] = {}
+    entries = [path] if path.is_file() else sorted(path.iterdir())
+    for entry in entries:
+        stem = entry.name.split(".")[0]
+        if stem not in RAW_TABLES:
+            continue
+        if entry.is_dir():
+            files = sorted(f for f in entry.rglob("*") if f.is_file() and _kind(f))
+            if files:
+                found.setdefault(stem, []).extend(files)
+        elif _kind(entry):
+            found.setdefault(stem, []).append(entry)
+    if not found:
+        raise LoadError(
+            f"{path}: found no raw tables. Expected files or folders named after the contract tables: "
+            + ", ".join(RAW_TABLES)
+        )
+    return found
+
+
+def _relation(con: duckdb.DuckDBPyConnection, files: list[Path]) -> duckdb.DuckDBPyRelation:
+    kinds = {_kind(f) for f in files}
+    if len(kinds) != 1:
+        raise LoadError(f"{files[0].parent}: mixes file formats {sorted(kinds)}; use one format per table.")
+    kind = kinds.pop()
+    names = [str(f) for f in files]
+    try:
+        if kind == "csv":
+            return con.read_csv(names, header=True, all_varchar=True, union_by_name=True,
+                                sample_size=-1, encoding="utf-8")
+        if kind == "parquet":
+            return con.read_parquet(names, union_by_name=True)
+        return con.read_json(names, format="newline_delimited")
+    except duckdb.Error as exc:
+        raise LoadError(f"{names[0]}: cannot be read ({exc})") from exc
+
+
+def _as_text_sql(rel: duckdb.DuckDBPyRelation, table: RawTable) -> tuple[str, list[str]]:
+    """A select list casting every column to text (nested values to JSON) in contract order."""
+    present = {c.lower(): (c, str(t)) for c, t in zip(rel.columns, rel.types)}
+    items: list[str] = []
+    for col in table.columns:
+        if col in present:
+            name, typ = present[col]
+            expr = f'to_json("{name}")' if any(k in typ.upper() for k in ("STRUCT", "MAP", "[]", "LIST")) else f'"{name}"'
+            items.append(f'cast({expr} as varchar) as "{col}"')
+        else:
+            items.append(f'cast(null as varchar) as "{col}"')
+    extras = [present[c][0] for c in present if c not in table.columns]
+    for name in extras:
+        items.append(f'cast("{name}" as varchar) as "{name.lower()}"')
+    return ", ".join(items), [e.lower() for e in extras]
+
+
+def _check_required(rel: duckdb.DuckDBPyRelation, table: RawTable, files: list[Path]) -> None:
+    present = {c.lower() for c in rel.columns}
+    missing = [c for c in table.required if c not in present]
+    if missing:
+        raise LoadError(
+            f"{files[0]}: table '{table.name}' lacks required column(s) {', '.join(missing)} "
+            f"(required: {', '.join(table.required)}). Nothing was loaded."
+        )
+
+
+def load(warehouse: Warehouse, path: Path, replace: bool = False) -> dict[str, TableLoad]:
+    """Load every contract table found under PATH; create missing tables empty. Returns per-table counts."""
+    discovered = discover(Path(path))
+    reader = duckdb.connect()
+    plans: dict[str, tuple[RawTable, duckdb.DuckDBPyRelation, str, list[str], list[Path]]] = {}
+    # Validate everything before writing anything.
+    for name, files in discovered.items():
+        table = RAW_TABLES[name]
+        rel = _relation(reader, files)
+        _check_required(rel, table, files)
+        select_list, extras = _as_text_sql(rel, table)
+        plans[name] = (table, rel, select_list, extras, files)
+
+    results: dict[str, TableLoad] = {}
+    if warehouse.kind == "duckdb":
+        reader.close()
+        con = duckdb.connect(str(warehouse.duckdb_path))
+        try:
+            con.execute(f"create schema if not exists {RAW_SCHEMA}")
+            for name, (table, _, select_list, extras, files) in plans.items():
+                rel = _relation(con, files)
+                con.register("_lifeline_incoming", rel)
+                try:
+                    results[name] = _load_duckdb(con, table, select_list, extras, files, replace)
+                finally:
+                    con.unregister("_lifeline_incoming")
+            for name, table in RAW_TABLES.items():
+                cols = ", ".join(f'"{c}" varchar' for c in table.columns)
+                con.execute(f"create table if not exists {RAW_SCHEMA}.{name} ({cols})")
+        except duckdb.Error as exc:
+            raise LoadError(f"loading into {warehouse.describe()} failed: {exc}") from exc
+        finally:
+            con.close()
+        return results
+
+    engine = warehouse.engine()
+    try:
+        with engine.begin() as conn:
+            conn.execute(sa.text(f"create schema if not exists {RAW_SCHEMA}"))
+        for name, (table, rel, select_list, extras, files) in plans.items():
+            results[name] = _load_postgres(engine, reader, rel, table, select_list, extras, files, replace)
+        with engine.begin() as conn:
+            for name, table in RAW_TABLES.items():
+                cols = ", ".join(f'"{c}" text' for c in table.columns)
+                conn.execute(sa.text(f"create table if not exists {RAW_SCHEMA}.{name} ({cols})"))
+    finally:
+        engine.dispose()
+        reader.close()
+    return results
+
+
+def _existing_columns_duckdb(con: duckdb.DuckDBPyConnection, name: str) -> list[str] | None:
+    rows = con.execute(
+        "select column_name from information_schema.columns where table_schema = ? and table_name = ? "
+        "order by ordinal_position", [RAW_SCHEMA, name]).fetchall()
+    return [r[0] for r in rows] or None
+
+
+def _load_duckdb(con, table: RawTable, select_list: str, extras: list[str], files: list[Path],
+                 replace: bool) -> TableLoad:
+    target = f"{RAW_SCHEMA}.{table.name}"
+    existing = None if replace else _existing_columns_duckdb(con, table.name)
+    if existing is None:
+        con.execute(f"create or replace table {target} as select {select_list} from _lifeline_incoming")
+    else:
+        for col in extras:
+            if col not in existing:
+                con.execute(f'alter table {target} add column "{col}" varchar')
+        con.execute(f"insert into {target} by name select {select_list} from _lifeline_incoming")
+    rows = con.execute(f"select count(*) from (select {select_list} from _lifeline_incoming)").fetchone()[0]
+    return TableLoad(table.name, files, rows, extras)
+
+
+def _load_postgres(engine: sa.Engine, reader, rel, table: RawTable, select_list: str, extras: list[str],
+                   files: list[Path], replace: bool) -> TableLoad:
+    target = f"{RAW_SCHEMA}.{table.name}"
+    columns = list(table.columns) + extras
+    raw = engine.raw_connection()
+    try:
+        cur = raw.cursor()
+        cur.execute("select column_name from information_schema.columns where table_schema = %s and table_name = %s",
+                    (RAW_SCHEMA, table.name))
+        existing = [r[0] for r in cur.fetchall()]
+        if replace or not existing:
+            cur.execute(f"drop table if exists {target}")
+            cur.execute(f"create table {target} (" + ", ".join(f'"{c}" text' for c in columns) + ")")
+        else:
+            for col in extras:
+                if col not in existing:
+                    cur.execute(f'alter table {target} add column "{col}" text')
+        reader.register("_lifeline_incoming", rel)
+        batches = reader.sql(f"select {select_list} from _lifeline_incoming").fetch_record_batch(100_000)
+        collist = ", ".join(f'"{c}"' for c in columns)
+        rows = 0
+        for batch in batches:
+            buf = io.StringIO()
+            writer = csv.writer(buf, lineterminator="\n")
+            for record in zip(*(batch.column(i).to_pylist() for i in range(batch.num_columns))):
+                writer.writerow(["\\N" if v is None else v.replace("\x00", "") for v in record])
+            buf.seek(0)
+            cur.copy_expert(f"copy {target} ({collist}) from stdin with (format csv, null '\\N')", buf)
+            rows += batch.num_rows
+        reader.unregister("_lifeline_incoming")
+        raw.commit()
+        return TableLoad(table.name, files, rows, extras)
+    except Exception:
+        raw.rollback()
+        raise
+    finally:
+        raw.close()
