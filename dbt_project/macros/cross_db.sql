@@ -2,10 +2,10 @@
     PostgreSQL, with duckdb__, snowflake__ and bigquery__ variants where the syntax differs. -#}
 
 {% macro regex_matches(expr, pattern) -%}{{ return(adapter.dispatch('regex_matches', 'lifeline')(expr, pattern)) }}{%- endmacro %}
-{% macro default__regex_matches(expr, pattern) -%}({{ expr }} ~ '{{ pattern }}'){%- endmacro %}
+{% macro default__regex_matches(expr, pattern) -%}({{ expr }} ~ '^({{ pattern }})$'){%- endmacro %}
 {% macro duckdb__regex_matches(expr, pattern) -%}regexp_full_match({{ expr }}, '{{ pattern }}'){%- endmacro %}
-{% macro snowflake__regex_matches(expr, pattern) -%}regexp_like({{ expr }}, '{{ pattern }}'){%- endmacro %}
-{% macro bigquery__regex_matches(expr, pattern) -%}regexp_contains({{ expr }}, r'^{{ pattern }}$'){%- endmacro %}
+{% macro snowflake__regex_matches(expr, pattern) -%}regexp_like({{ expr }}, '^({{ pattern }})$'){%- endmacro %}
+{% macro bigquery__regex_matches(expr, pattern) -%}regexp_contains({{ expr }}, r'^({{ pattern }})$'){%- endmacro %}
 
 {% macro regex_replace_all(expr, pattern, replacement) -%}{{ return(adapter.dispatch('regex_replace_all', 'lifeline')(expr, pattern, replacement)) }}{%- endmacro %}
 {% macro default__regex_replace_all(expr, pattern, replacement) -%}regexp_replace({{ expr }}, '{{ pattern }}', '{{ replacement }}', 'g'){%- endmacro %}

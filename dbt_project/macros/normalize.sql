@@ -35,3 +35,10 @@ case when {{ lifeline.regex_matches(candidate, '\\+[1-9][0-9]{7,14}') }}
       and {{ lifeline.regex_matches(digits, '0+') }} = false
      then {{ candidate }} end
 {%- endmacro %}
+
+{#- Trimmed text, with the junk literals that forms and SDKs write for "no value" ('', 'null',
+    'undefined', 'none', 'nan', 'n/a') turned into a real null. -#}
+{% macro clean_text(expr) -%}
+case when lower(trim(cast({{ expr }} as {{ dbt.type_string() }}))) in ('', 'null', 'undefined', 'none', 'nan', 'n/a', 'nil')
+     then null else trim(cast({{ expr }} as {{ dbt.type_string() }})) end
+{%- endmacro %}

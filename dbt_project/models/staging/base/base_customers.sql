@@ -13,9 +13,9 @@ default_country as (
 
 typed as (
     select
-        nullif(trim(cast(source.customer_id as {{ dbt.type_string() }})), '') as customer_id,
-        nullif(trim(cast(source.email as {{ dbt.type_string() }})), '') as email_raw,
-        nullif(trim(cast(source.phone as {{ dbt.type_string() }})), '') as phone_raw,
+        {{ lifeline.clean_text('source.customer_id') }} as customer_id,
+        {{ lifeline.clean_text('source.email') }} as email_raw,
+        {{ lifeline.clean_text('source.phone') }} as phone_raw,
         nullif(trim(cast(source.first_name as {{ dbt.type_string() }})), '') as first_name,
         nullif(trim(cast(source.last_name as {{ dbt.type_string() }})), '') as last_name,
         {{ lifeline.parse_timestamp('source.created_at') }} as created_at,

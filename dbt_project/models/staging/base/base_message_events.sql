@@ -13,7 +13,7 @@ typed as (
         lower(trim(cast(source.channel as {{ dbt.type_string() }}))) as channel,
         lower(trim(cast(source.event as {{ dbt.type_string() }}))) as event,
         {{ lifeline.parse_timestamp('source.occurred_at') }} as occurred_at,
-        nullif(trim(cast(source.recipient as {{ dbt.type_string() }})), '') as recipient_raw,
+        {{ lifeline.clean_text('source.recipient') }} as recipient_raw,
         nullif(trim(cast(source.campaign as {{ dbt.type_string() }})), '') as campaign,
         nullif(trim(cast(source.external_id as {{ dbt.type_string() }})), '') as external_id,
         default_country.calling_code as default_calling_code
