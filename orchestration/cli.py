@@ -1,0 +1,188 @@
+"""The `lifeline` command (contract §3). Every command has --help."""
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+
+import click
+
+from orchestration.dbt_runner import PROJECT_ROOT, DbtError, telemetry_off_env
+from syncs.warehouse import Warehouse, WarehouseConfigError
+
+DEMO_SEED = 42
+DEMO_PEOPLE = 2_000
+
+
+def lifeline_home() -> Path:
+    """Project-local state: demo data, sandbox state, Dagster storage, check results."""
+    return Path(os.environ.get("LIFELINE_HOME", Path.cwd() / ".lifeline")).resolve()
+
+
+def parse_as_of(value: str | None) -> datetime:
+    if not value:
+        return datetime.now(timezone.utc).replace(microsecond=0)
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise click.BadParameter(f"{value!r} is not an ISO-8601 timestamp (e.g. 2026-11-01T00:00:00Z)") from exc
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+
+
+def _warehouse() -> Warehouse:
+    try:
+        return Warehouse.from_env()
+    except WarehouseConfigError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+            return True
+        except OSError:
+            return False
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def main() -> None:
+    """Lifeline: warehouse-native identity, lifecycle audiences and syncs (dbt + Dagster)."""
+    for key, value in telemetry_off_env().items():
+        os.environ.setdefault(key, value)
+
+
+@main.command()
+@click.argument("path", type=click.Path(path_type=Path))
+@click.option("--replace", is_flag=True, help="Replace the raw tables instead of appending to them.")
+@click.option("--format", "fmt", type=click.Choice(["contract", "online_retail", "cdnow"]), default="contract",
+              show_default=True, help="Input layout: contract tables, or a public dataset to convert first.")
+def load(path: Path, replace: bool, fmt: str) -> None:
+    """Load raw input files (CSV, Parquet, JSON Lines) into the warehouse `raw` schema."""
+    from orchestration.load import LoadError, load as load_files
+
+    warehouse = _warehouse()
+    source = path
+    if fmt != "contract":
+        from seeds.adapters import convert
+
+        source = lifeline_home() / "converted" / fmt
+        counts = convert(fmt, path, source)
+        click.echo(f"converted {path} ({fmt}): " + ", ".join(f"{t} {n:,}" for t, n in counts.items()))
+    try:
+        results = load_files(warehouse, source, replace=replace)
+    except LoadError as exc:
+        raise click.ClickException(str(exc)) from exc
+    for name, result in results.items():
+        extra = f" (extra columns kept: {', '.join(result.extra_columns)})" if result.extra_columns else ""
+        click.echo(f"raw.{name}: {result.rows:,} rows from {len(result.files)} file(s){extra}")
+    click.echo(f"loaded into {warehouse.describe()}")
+
+
+@main.command()
+@click.option("--as-of", "as_of", help="Treat this UTC timestamp as now (default: the current time).")
+@click.option("--full-refresh", is_flag=True, help="Rebuild incremental models from scratch.")
+@click.option("--select", "-s", multiple=True, help="dbt selection, passed through (repeatable).")
+@click.option("--exclude", multiple=True, help="dbt exclusion, passed through (repeatable).")
+@click.option("--skip-checks", is_flag=True, help="Do not run the Great Expectations suites.")
+def build(as_of: str | None, full_refresh: bool, select: tuple[str, ...], exclude: tuple[str, ...],
+          skip_checks: bool) -> None:
+    """Run the dbt models and the data-quality checks."""
+    from orchestration.pipeline import build as run_build
+
+    warehouse = _warehouse()
+    try:
+        summary = run_build(warehouse, parse_as_of(as_of), full_refresh=full_refresh, select=select, exclude=exclude,
+                            checks=not skip_checks, stream=True, echo=lambda m: click.secho(f"==> {m}", bold=True))
+    except DbtError as exc:
+        raise click.ClickException(str(exc)) from exc
+    _print_checks(summary.checks)
+    if summary.blocking_failures:
+        raise click.ClickException("data-quality checks failed: syncs are blocked until the data is fixed")
+
+
+def _print_checks(checks: list) -> None:
+    for check in checks:
+        state = "pass" if check.success else "FAIL"
+        warn = f", {len(check.warnings)} warning(s)" if getattr(check, "warnings", None) else ""
+        click.echo(f"  check {check.suite}: {state}{warn}")
+        for failure in getattr(check, "blocking_failures", [])[:5]:
+            click.echo(f"    - {failure}")
+
+
+@main.command()
+@click.argument("names", nargs=-1)
+@click.option("--dry-run", is_flag=True, help="Print each sync's plan and send nothing.")
+@click.option("--force", is_flag=True, help="Override the safety limits on removals and additions.")
+@click.option("--config", "config_path", type=click.Path(path_type=Path), default=None,
+              help="syncs.yml to use (default: ./syncs.yml, else the project's).")
+def sync(names: tuple[str, ...], dry_run: bool, force: bool, config_path: Path | None) -> None:
+    """Compute each sync's diff in the warehouse and push only the changes."""
+    from syncs.engine import run_syncs
+
+    results = run_syncs(_warehouse(), config_path or _default_syncs_file(), list(names) or None,
+                        dry_run=dry_run, force=force, progress=sys.stderr.isatty())
+    _print_sync_results(results)
+    if any(r.status in ("failed", "blocked") for r in results):
+        raise click.ClickException("one or more syncs did not complete (see above)")
+
+
+def _default_syncs_file() -> Path:
+    local = Path.cwd() / "syncs.yml"
+    return local if local.exists() else PROJECT_ROOT / "syncs.yml"
+
+
+def _print_sync_results(results: list) -> None:
+    for r in results:
+        click.echo(f"  sync {r.name}: {r.status} (+{r.adds} ~{r.updates} -{r.removes}, {r.rejections} rejected, "
+                   f"{r.duration_s:.1f}s){' - ' + r.message if r.message else ''}")
+
+
+@main.command()
+@click.option("--port", default=8787, show_default=True, type=int)
+@click.option("--reset", is_flag=True, help="Start with empty destinations.")
+@click.option("--no-rate-limits", is_flag=True, help="Turn the platforms' documented rate limits off.")
+def sandbox(port: int, reset: bool, no_rate_limits: bool) -> None:
+    """Serve the sandbox destinations (Klaviyo, Mailchimp, Braze, Twilio, Meta, Google, TikTok, webhook) on loopback."""
+    from syncs.sandbox.server import serve
+
+    state_dir = lifeline_home() / "sandbox"
+    click.echo(f"sandbox on http://127.0.0.1:{port} (state in {state_dir}); Ctrl-C stops it")
+    serve(host="127.0.0.1", port=port, state_dir=state_dir, reset=reset, rate_limits=not no_rate_limits)
+
+
+@main.command()
+@click.option("--port", default=3000, show_default=True, type=int)
+def ui(port: int) -> None:
+    """Start the Dagster UI on loopback, with instance storage in .lifeline/dagster."""
+    home = lifeline_home() / "dagster"
+    home.mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ, DAGSTER_HOME=str(home), **telemetry_off_env())
+    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    webserver = Path(sys.executable).parent / "dagster-webserver"
+    cmd = [str(webserver), "-h", "127.0.0.1", "-p", str(port), "-m", "orchestration.definitions"]
+    click.echo(f"Dagster UI on http://127.0.0.1:{port}")
+    raise SystemExit(subprocess.call(cmd, env=env, cwd=PROJECT_ROOT))
+
+
+@main.command()
+@click.option("--people", default=DEMO_PEOPLE, show_default=True, type=click.IntRange(1_000, 5_000_000))
+@click.option("--seed", default=DEMO_SEED, show_default=True, type=int)
+@click.option("--port", default=8787, show_default=True, type=int, help="Sandbox port (a free one if taken).")
+@click.option("--regenerate", is_flag=True, help="Generate the demo data again even if present.")
+def demo(people: int, seed: int, port: int, regenerate: bool) -> None:
+    """Load the bundled demo data into DuckDB, build, check, sync to the sandbox, and summarise."""
+    from orchestration.demo import run_demo
+
+    try:
+        run_demo(_warehouse(), home=lifeline_home(), people=people, seed=seed,
+                 port=port if _port_free(port) else 0, regenerate=regenerate, echo=click.echo)
+    except DbtError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+if __name__ == "__main__":
+    main()
