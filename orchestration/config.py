@@ -1,0 +1,120 @@
+"""`lifeline.yml`: the one place for schedules, alert channels, thresholds and the landing folder.
+
+Looked up at LIFELINE_CONFIG, else ./lifeline.yml, else the project's own; every key is optional.
+The warehouse itself is chosen by the environment (contract §3), so credentials never sit in a
+file. Validation errors name the file, the line and the field.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from orchestration.dbt_runner import PROJECT_ROOT
+
+
+class ConfigError(ValueError):
+    pass
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class SmtpChannel(_Strict):
+    host: str = "127.0.0.1"
+    port: int = Field(25, ge=1, le=65535)
+    sender: str = "lifeline@localhost"
+    recipients: list[str] = Field(min_length=1)
+    username_env: str | None = None
+    password_env: str | None = None
+    starttls: bool = False
+
+
+class AlertChannels(_Strict):
+    slack_webhook_url_env: str | None = Field(None, description="env var holding a Slack-compatible incoming webhook URL")
+    webhook_url_env: str | None = Field(None, description="env var holding a generic webhook URL (JSON POST)")
+    webhook_secret_env: str | None = Field(None, description="env var holding the HMAC secret for the generic webhook")
+    smtp: SmtpChannel | None = None
+    ui_base_url: str = "http://127.0.0.1:3000"
+
+
+class Schedules(_Strict):
+    incremental_cron: str = "0 * * * *"
+    nightly_check_cron: str = "30 2 * * *"
+    timezone: str = "UTC"
+    enabled: bool = False
+
+    @field_validator("incremental_cron", "nightly_check_cron")
+    @classmethod
+    def _cron(cls, value: str) -> str:
+        from dagster._utils.schedules import is_valid_cron_string
+
+        if not is_valid_cron_string(value):
+            raise ValueError(f"{value!r} is not a valid cron expression")
+        return value
+
+
+class Thresholds(_Strict):
+    max_remove_share: float = Field(0.2, ge=0, le=1)
+    max_add_multiple: float = Field(10.0, gt=0)
+    raw_freshness_hours: float = Field(26.0, gt=0)
+
+
+class LifelineConfig(_Strict):
+    landing_dir: Path = Path("landing")
+    sensor_interval_seconds: int = Field(30, ge=5)
+    schedules: Schedules = Schedules()
+    alerts: AlertChannels = AlertChannels()
+    thresholds: Thresholds = Thresholds()
+
+
+def config_path(env: dict[str, str] | None = None) -> Path | None:
+    env = dict(os.environ) if env is None else env
+    for candidate in (env.get("LIFELINE_CONFIG"), Path.cwd() / "lifeline.yml", PROJECT_ROOT / "lifeline.yml"):
+        if candidate and Path(candidate).exists():
+            return Path(candidate)
+    return None
+
+
+def _line_of(node: yaml.Node | None, loc: tuple[Any, ...]) -> int | None:
+    """Line of the YAML node at loc, or of its deepest existing parent (for a missing field)."""
+    for part in loc:
+        child = None
+        if isinstance(node, yaml.MappingNode):
+            child = next((v for k, v in node.value if k.value == part), None)
+            if child is None:  # an unknown key: point at the key itself
+                child = next((k for k, _ in node.value if k.value == part), None)
+        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
+            child = node.value[part]
+        if child is None:
+            break
+        node = child
+    return node.start_mark.line + 1 if node is not None else None
+
+
+def load_config(path: Path | None = None) -> LifelineConfig:
+    path = path or config_path()
+    if path is None:
+        return LifelineConfig()
+    text = Path(path).read_text()
+    try:
+        data = yaml.safe_load(text) or {}
+        root = yaml.compose(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+    try:
+        config = LifelineConfig.model_validate(data)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            field = ".".join(str(p) for p in err["loc"])
+            line = _line_of(root, err["loc"])
+            problems.append(f"{path}:{line or '?'}: {field}: {err['msg']}")
+        raise ConfigError("invalid Lifeline configuration:\n  " + "\n  ".join(problems)) from exc
+    if not config.landing_dir.is_absolute():
+        config.landing_dir = (Path(path).parent / config.landing_dir).resolve()
+    return config
