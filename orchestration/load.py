@@ -118,7 +118,14 @@ def _check_required(rel: duckdb.DuckDBPyRelation, table: RawTable, files: list[P
 
 def load(warehouse: Warehouse, path: Path, replace: bool = False) -> dict[str, TableLoad]:
     """Load every contract table found under PATH; create missing tables empty. Returns per-table counts."""
-    discovered = discover(Path(path))
+    return load_files(warehouse, discover(Path(path)), replace=replace)
+
+
+def load_files(warehouse: Warehouse, discovered: dict[str, list[Path]], replace: bool = False) -> dict[str, TableLoad]:
+    """Load the given files per contract table (validating all of them before writing anything)."""
+    unknown = sorted(set(discovered) - set(RAW_TABLES))
+    if unknown:
+        raise LoadError(f"not contract tables: {', '.join(unknown)} (expected one of {', '.join(RAW_TABLES)})")
     reader = duckdb.connect()
     plans: dict[str, tuple[RawTable, duckdb.DuckDBPyRelation, str, list[str], list[Path]]] = {}
     # Validate everything before writing anything.
