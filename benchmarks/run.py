@@ -1,0 +1,182 @@
+"""`make bench`: generate data at chosen scales and measure the pipeline, in one run.
+
+    python benchmarks/run.py [--scales 100000,1000000] [--only build,incremental,...] [--keep]
+
+Writes benchmarks/results.json (raw figures, machine and versions) and benchmarks/results.md
+(tables), and prints the README summary table. Ratios are computed against a baseline measured
+in the same run, because this machine is shared and noisy.
+
+Sections:
+  build        full build at each scale: seconds and peak RSS of each model group (one dbt
+               subprocess per group, peak RSS from wait4) plus the prediction step
+  incremental  append 1% new events, rebuild; seconds as a share of the full build
+  identity     benchmarks/bench_identity.py (stitching vs scipy connected_components)
+  sync         benchmarks/bench_sync.py (sandbox throughput, diff of a 10M-row audience)
+  freshness    benchmarks/bench_freshness.py (landing file -> destination through the sensor)
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import time
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from orchestration.dbt_runner import run_dbt  # noqa: E402
+from orchestration.load import load  # noqa: E402
+from syncs.warehouse import Warehouse  # noqa: E402
+
+GROUPS = ["staging", "quality", "identity", "profiles", "lifecycle", "audiences", "analytics"]
+AS_OF = datetime(2026, 11, 1, tzinfo=timezone.utc)
+RESULTS_JSON = ROOT / "benchmarks" / "results.json"
+RESULTS_MD = ROOT / "benchmarks" / "results.md"
+
+
+def machine() -> dict:
+    versions = {}
+    for pkg in ("duckdb", "dbt-core", "dbt-duckdb", "dagster", "scipy", "great-expectations"):
+        try:
+            versions[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            pass
+    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    return {"python": platform.python_version(), "cpus": os.cpu_count(), "memory_gb": round(mem, 1),
+            "platform": platform.platform(), "versions": versions,
+            "when": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+
+
+def generate(people: int, out: Path) -> dict:
+    from seeds.generate import generate as gen
+
+    started = time.perf_counter()
+    summary = gen(out, people=people, seed=7, as_of=AS_OF)
+    return {"seconds": round(time.perf_counter() - started, 2), "rows": summary.get("rows", summary)}
+
+
+def bench_build(people: int, work: Path) -> dict:
+    data = work / f"data_{people}"
+    gen = generate(people, data) if not (data / "_truth").exists() else {"seconds": None}
+    warehouse = Warehouse(kind="duckdb", duckdb_path=work / f"bench_{people}.duckdb")
+    if warehouse.duckdb_path.exists():
+        warehouse.duckdb_path.unlink()
+    started = time.perf_counter()
+    load(warehouse, data, replace=True)
+    load_s = time.perf_counter() - started
+    groups = {}
+    run_dbt(warehouse, "seed", as_of=AS_OF)
+    for group in GROUPS:
+        if not (ROOT / "dbt_project" / "models" / group).exists():
+            continue
+        result = run_dbt(warehouse, "run", ["--select", f"path:models/{group}"], as_of=AS_OF)
+        groups[group] = {"seconds": round(result.seconds, 2), "peak_rss_mb": round(result.peak_rss_mb)}
+        if group == "lifecycle":
+            from orchestration.predictions.step import compute_profile_predictions
+
+            t = time.perf_counter()
+            compute_profile_predictions(warehouse, as_of=AS_OF)
+            groups["predictions"] = {"seconds": round(time.perf_counter() - t, 2), "peak_rss_mb": None}
+    total = sum(g["seconds"] for g in groups.values())
+    return {"people": people, "generate_s": gen["seconds"], "load_s": round(load_s, 2), "groups": groups,
+            "build_s": round(total, 2), "db_mb": round(warehouse.duckdb_path.stat().st_size / 2**20)}
+
+
+def bench_incremental(people: int, work: Path) -> dict:
+    """Full build, then 1% new events appended and an incremental build, in the same run."""
+    import duckdb
+
+    data = work / f"data_{people}"
+    if not (data / "_truth").exists():
+        generate(people, data)
+    warehouse = Warehouse(kind="duckdb", duckdb_path=work / f"incr_{people}.duckdb")
+    if warehouse.duckdb_path.exists():
+        warehouse.duckdb_path.unlink()
+    load(warehouse, data, replace=True)
+    full = run_dbt(warehouse, "build", ["--full-refresh"], as_of=AS_OF)
+    # 1% new events: copies of existing events one hour later with fresh ids.
+    new_dir = work / f"new_{people}"
+    shutil.rmtree(new_dir, ignore_errors=True)
+    (new_dir / "events").mkdir(parents=True)
+    con = duckdb.connect(str(warehouse.duckdb_path))
+    count = con.execute("select count(*) from raw.events").fetchone()[0]
+    con.execute(f"""copy (select * replace ('inc-' || event_id as event_id,
+                    strftime(try_cast(occurred_at as timestamptz) + interval 1 hour, '%Y-%m-%dT%H:%M:%SZ') as occurred_at)
+                  from raw.events using sample {max(1, count // 100)} rows (reservoir, 7))
+                  to '{new_dir / 'events' / 'part-0.parquet'}' (format parquet)""")
+    con.close()
+    load(warehouse, new_dir, replace=False)
+    incremental = run_dbt(warehouse, "build", as_of=AS_OF)
+    return {"people": people, "full_s": round(full.seconds, 2), "incremental_s": round(incremental.seconds, 2),
+            "share": round(incremental.seconds / full.seconds, 3), "new_events": max(1, count // 100)}
+
+
+def optional_section(module: str, **kwargs) -> dict | None:
+    path = ROOT / "benchmarks" / f"{module}.py"
+    if not path.exists():
+        return None
+    mod = importlib.import_module(f"benchmarks.{module}")
+    return mod.run(**kwargs)
+
+
+def write_markdown(results: dict) -> str:
+    lines = ["# Benchmark results", "", f"Machine: {results['machine']['cpus']} cores, "
+             f"{results['machine']['memory_gb']} GB RAM, Python {results['machine']['python']}; "
+             + ", ".join(f"{k} {v}" for k, v in results['machine']['versions'].items()),
+             f"Run: {results['machine']['when']}", ""]
+    if results.get("build"):
+        lines += ["## Full build (DuckDB)", "", "| people | load s | " + " | ".join(GROUPS + ["predictions"]) + " | total build s |",
+                  "|---|---|" + "---|" * (len(GROUPS) + 1) + "---|"]
+        for b in results["build"]:
+            cells = []
+            for g in GROUPS + ["predictions"]:
+                v = b["groups"].get(g)
+                cells.append(f"{v['seconds']} s / {v['peak_rss_mb']} MB" if v and v.get("peak_rss_mb") is not None
+                             else (f"{v['seconds']} s" if v else "-"))
+            lines.append(f"| {b['people']:,} | {b['load_s']} | " + " | ".join(cells) + f" | {b['build_s']} |")
+        lines.append("")
+    if results.get("incremental"):
+        lines += ["## Incremental build after 1% new events", "", "| people | full s | incremental s | share |",
+                  "|---|---|---|---|"]
+        for r in results["incremental"]:
+            lines.append(f"| {r['people']:,} | {r['full_s']} | {r['incremental_s']} | {r['share']:.1%} |")
+        lines.append("")
+    for section in ("identity", "sync", "freshness"):
+        if results.get(section):
+            lines += [f"## {section}", "", "```json", json.dumps(results[section], indent=2), "```", ""]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--scales", default="100000", help="comma-separated people counts (e.g. 100000,1000000,5000000)")
+    parser.add_argument("--only", default="build,incremental,identity,sync,freshness")
+    parser.add_argument("--work", default=str(ROOT / "benchmarks" / ".data"))
+    args = parser.parse_args()
+    scales = [int(s) for s in args.scales.split(",") if s]
+    only = set(args.only.split(","))
+    work = Path(args.work)
+    work.mkdir(parents=True, exist_ok=True)
+    results: dict = {"machine": machine()}
+    if "build" in only:
+        results["build"] = [bench_build(n, work) for n in scales]
+    if "incremental" in only:
+        results["incremental"] = [bench_incremental(scales[0], work)]
+    for section, module in (("identity", "bench_identity"), ("sync", "bench_sync"), ("freshness", "bench_freshness")):
+        if section in only:
+            results[section] = optional_section(module, work=work)
+    RESULTS_JSON.write_text(json.dumps(results, indent=2, default=str))
+    RESULTS_MD.write_text(write_markdown(results))
+    print(RESULTS_MD.read_text())
+
+
+if __name__ == "__main__":
+    main()
