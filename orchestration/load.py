@@ -140,9 +140,13 @@ def load_files(warehouse: Warehouse, discovered: dict[str, list[Path]], replace:
     if warehouse.kind == "duckdb":
         reader.close()
         con = duckdb.connect(str(warehouse.duckdb_path))
+        current: list[Path] = []
         try:
+            # One transaction for the whole load: a file that fails half-way leaves nothing behind.
+            con.execute("begin transaction")
             con.execute(f"create schema if not exists {RAW_SCHEMA}")
             for name, (table, _, select_list, extras, files) in plans.items():
+                current = files
                 rel = _relation(con, files)
                 con.register("_lifeline_incoming", rel)
                 try:
@@ -152,23 +156,36 @@ def load_files(warehouse: Warehouse, discovered: dict[str, list[Path]], replace:
             for name, table in RAW_TABLES.items():
                 cols = ", ".join(f'"{c}" varchar' for c in table.columns)
                 con.execute(f"create table if not exists {RAW_SCHEMA}.{name} ({cols})")
+            con.execute("commit")
         except duckdb.Error as exc:
-            raise LoadError(f"loading into {warehouse.describe()} failed: {exc}") from exc
+            con.execute("rollback")
+            where = ", ".join(str(f) for f in current[:3])
+            raise LoadError(f"{where}: cannot be loaded, nothing was written: {exc}") from exc
         finally:
             con.close()
         return results
 
     engine = warehouse.engine()
+    raw = engine.raw_connection()
+    current = []
     try:
-        with engine.begin() as conn:
-            conn.execute(sa.text(f"create schema if not exists {RAW_SCHEMA}"))
+        cur = raw.cursor()
+        cur.execute(f"create schema if not exists {RAW_SCHEMA}")
         for name, (table, rel, select_list, extras, files) in plans.items():
-            results[name] = _load_postgres(engine, reader, rel, table, select_list, extras, files, replace)
-        with engine.begin() as conn:
-            for name, table in RAW_TABLES.items():
-                cols = ", ".join(f'"{c}" text' for c in table.columns)
-                conn.execute(sa.text(f"create table if not exists {RAW_SCHEMA}.{name} ({cols})"))
+            current = files
+            results[name] = _load_postgres(cur, reader, rel, table, select_list, extras, files, replace)
+        for name, table in RAW_TABLES.items():
+            cols = ", ".join(f'"{c}" text' for c in table.columns)
+            cur.execute(f"create table if not exists {RAW_SCHEMA}.{name} ({cols})")
+        raw.commit()
+    except (duckdb.Error, Exception) as exc:
+        raw.rollback()
+        if isinstance(exc, LoadError):
+            raise
+        where = ", ".join(str(f) for f in current[:3])
+        raise LoadError(f"{where}: cannot be loaded, nothing was written: {exc}") from exc
     finally:
+        raw.close()
         engine.dispose()
         reader.close()
     return results
@@ -196,24 +213,23 @@ def _load_duckdb(con, table: RawTable, select_list: str, extras: list[str], file
     return TableLoad(table.name, files, rows, extras)
 
 
-def _load_postgres(engine: sa.Engine, reader, rel, table: RawTable, select_list: str, extras: list[str],
+def _load_postgres(cur, reader, rel, table: RawTable, select_list: str, extras: list[str],
                    files: list[Path], replace: bool) -> TableLoad:
+    """Stream one table into PostgreSQL with COPY, inside the caller's transaction."""
     target = f"{RAW_SCHEMA}.{table.name}"
     columns = list(table.columns) + extras
-    raw = engine.raw_connection()
+    cur.execute("select column_name from information_schema.columns where table_schema = %s and table_name = %s",
+                (RAW_SCHEMA, table.name))
+    existing = [r[0] for r in cur.fetchall()]
+    if replace or not existing:
+        cur.execute(f"drop table if exists {target}")
+        cur.execute(f"create table {target} (" + ", ".join(f'"{c}" text' for c in columns) + ")")
+    else:
+        for col in extras:
+            if col not in existing:
+                cur.execute(f'alter table {target} add column "{col}" text')
+    reader.register("_lifeline_incoming", rel)
     try:
-        cur = raw.cursor()
-        cur.execute("select column_name from information_schema.columns where table_schema = %s and table_name = %s",
-                    (RAW_SCHEMA, table.name))
-        existing = [r[0] for r in cur.fetchall()]
-        if replace or not existing:
-            cur.execute(f"drop table if exists {target}")
-            cur.execute(f"create table {target} (" + ", ".join(f'"{c}" text' for c in columns) + ")")
-        else:
-            for col in extras:
-                if col not in existing:
-                    cur.execute(f'alter table {target} add column "{col}" text')
-        reader.register("_lifeline_incoming", rel)
         batches = reader.sql(f"select {select_list} from _lifeline_incoming").fetch_record_batch(100_000)
         collist = ", ".join(f'"{c}"' for c in columns)
         rows = 0
@@ -221,15 +237,11 @@ def _load_postgres(engine: sa.Engine, reader, rel, table: RawTable, select_list:
             buf = io.StringIO()
             writer = csv.writer(buf, lineterminator="\n")
             for record in zip(*(batch.column(i).to_pylist() for i in range(batch.num_columns))):
+                # PostgreSQL text cannot hold NUL: it is dropped (documented repair).
                 writer.writerow(["\\N" if v is None else v.replace("\x00", "") for v in record])
             buf.seek(0)
             cur.copy_expert(f"copy {target} ({collist}) from stdin with (format csv, null '\\N')", buf)
             rows += batch.num_rows
-        reader.unregister("_lifeline_incoming")
-        raw.commit()
-        return TableLoad(table.name, files, rows, extras)
-    except Exception:
-        raw.rollback()
-        raise
     finally:
-        raw.close()
+        reader.unregister("_lifeline_incoming")
+    return TableLoad(table.name, files, rows, extras)

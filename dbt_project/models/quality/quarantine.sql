@@ -16,6 +16,13 @@ messages as (
     select * from {{ ref('base_message_events') }}
 ),
 
+order_items as (
+    select
+        nullif(trim(cast(order_id as {{ dbt.type_string() }})), '') as order_id,
+        nullif(trim(cast(product_id as {{ dbt.type_string() }})), '') as product_id
+    from {{ source('raw', 'order_items') }}
+),
+
 problems as (
     select 'events' as source_table, coalesce(event_id, 'row:' || row_hash) as source_key, drop_reason as reason, 'dropped' as action
     from events where drop_reason is not null
@@ -46,6 +53,10 @@ problems as (
     union all
     select 'message_events', coalesce(message_id, 'row:unknown'), drop_reason, 'dropped'
     from messages where drop_reason is not null
+    union all
+    select 'order_items', coalesce(order_id, 'row:unknown'),
+           case when order_id is null then 'missing_order_id' else 'missing_product_id' end, 'dropped'
+    from order_items where order_id is null or product_id is null
 ),
 
 final as (

@@ -11,7 +11,7 @@ default_country as (
 
 typed as (
     select
-        nullif(trim(cast(source.event_id as {{ dbt.type_string() }})), '') as event_id,
+        {{ lifeline.clean_text('source.event_id') }} as event_id,
         lower(trim(cast(source.event_type as {{ dbt.type_string() }}))) as event_type,
         {{ lifeline.parse_timestamp('source.occurred_at') }} as occurred_at,
         {{ lifeline.clean_text('source.anonymous_id') }} as anonymous_id,

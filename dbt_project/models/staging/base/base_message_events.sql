@@ -9,7 +9,7 @@ default_country as (
 
 typed as (
     select
-        nullif(trim(cast(source.message_id as {{ dbt.type_string() }})), '') as message_id,
+        {{ lifeline.clean_text('source.message_id') }} as message_id,
         lower(trim(cast(source.channel as {{ dbt.type_string() }}))) as channel,
         lower(trim(cast(source.event as {{ dbt.type_string() }}))) as event,
         {{ lifeline.parse_timestamp('source.occurred_at') }} as occurred_at,

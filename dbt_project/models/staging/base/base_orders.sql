@@ -9,7 +9,7 @@ default_country as (
 
 typed as (
     select
-        nullif(trim(cast(source.order_id as {{ dbt.type_string() }})), '') as order_id,
+        {{ lifeline.clean_text('source.order_id') }} as order_id,
         {{ lifeline.parse_timestamp('source.ordered_at') }} as ordered_at,
         {{ lifeline.clean_text('source.customer_id') }} as customer_id,
         {{ lifeline.clean_text('source.email') }} as email_raw,
