@@ -1,5 +1,7 @@
 {#- Every usable identifier once, with when it was first and last seen, how many people-level ids
-    (emails, user_ids) it was seen with, and whether that is too many to trust it for stitching. -#}
+    (emails, user_ids) it was seen with, and whether that is too many to trust it for stitching.
+    identifier_key is a stable 60-bit integer from the md5 of type:value (macro stable_key), the
+    same on every run and warehouse, so the incremental graph state stays valid across runs. -#}
 {%- set limits = var('identity_link_limits') -%}
 with occurrences as (
     select * from {{ ref('int_identifier_occurrences') }}
@@ -38,7 +40,7 @@ limits as (
 
 final as (
     select
-        row_number() over (order by seen.identifier_type, seen.identifier_value) as identifier_key,
+        {{ lifeline.stable_key("seen.identifier_type || ':' || seen.identifier_value") }} as identifier_key,
         seen.identifier_type,
         seen.identifier_value,
         seen.first_seen_at,
