@@ -6,16 +6,16 @@
 - `landing_files` sensor: new files in the landing folder trigger a run of just the raw tables
   they belong to and everything downstream of them (a new abandoned cart reaches its audience
   within minutes, not at the next hourly batch).
-- freshness checks on the raw tables (lifeline.yml thresholds.raw_freshness_hours), and the
-  sensor that evaluates them.
+- freshness of the raw tables is a FreshnessPolicy on their assets (orchestration/raw_assets.py,
+  lifeline.yml thresholds.raw_freshness_hours).
 - `alert_on_failure`: a failed run (including a blocking ERROR check or a tripped sync safety
   limit, both of which fail their step) is sent to the configured alert channels.
 """
 from __future__ import annotations
 
 import hashlib
+import os
 import json
-from datetime import timedelta
 
 import dagster as dg
 
@@ -57,7 +57,7 @@ def landing_run_request(config: LifelineConfig, asset_graph) -> dg.RunRequest | 
     if not pending:
         return dg.SkipReason(f"no new files in {config.landing_dir}")
     files = sorted(str(f) for table_files in pending.values() for f in table_files)
-    fingerprint = hashlib.sha1(json.dumps([(f, __import__('os').stat(f).st_mtime_ns) for f in files]).encode()).hexdigest()
+    fingerprint = hashlib.sha1(json.dumps([(f, os.stat(f).st_mtime_ns) for f in files]).encode()).hexdigest()
     raw_keys = [dg.AssetKey(["raw", table]) for table in sorted(pending)]
     selection = dg.AssetSelection.assets(*raw_keys).downstream().resolve(asset_graph)
     return dg.RunRequest(
@@ -87,11 +87,4 @@ def build_sensors(config: LifelineConfig) -> list:
                          where=f"job {run.job_name}", run_url=f"{config.alerts.ui_base_url}/runs/{run.run_id}"),
                    config.alerts)
 
-    freshness = build_freshness_checks(config)
-    return [landing_files, alert_on_failure,
-            dg.build_sensor_for_freshness_checks(freshness_checks=freshness, name="raw_freshness")]
-
-
-def build_freshness_checks(config: LifelineConfig):
-    return dg.build_last_update_freshness_checks(
-        assets=RAW_KEYS, lower_bound_delta=timedelta(hours=config.thresholds.raw_freshness_hours))
+    return [landing_files, alert_on_failure]

@@ -1,7 +1,6 @@
 """The dbt project as Dagster assets (dagster-dbt): one DbtProject, @dbt_assets with a translator
 that groups models by their folder (staging, identity, profiles, lifecycle, audiences, analytics,
 quality) and names raw sources raw/<table>."""
-from __future__ import annotations
 
 import json
 from pathlib import Path
@@ -10,7 +9,7 @@ from typing import Any, Mapping
 import dagster as dg
 from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings, DbtCliResource, DbtProject, dbt_assets
 
-from orchestration.dbt_runner import dbt_project_dir, dbt_vars, run_dbt
+from orchestration.dbt_runner import dbt_executable, dbt_project_dir, dbt_vars, run_dbt
 from syncs.warehouse import Warehouse
 
 MODEL_GROUPS = ("staging", "identity", "profiles", "lifecycle", "audiences", "analytics", "quality")
@@ -54,10 +53,12 @@ def build_dbt_assets(warehouse: Warehouse) -> tuple[dg.AssetsDefinition, DbtCliR
     def lifeline_dbt(context: dg.AssetExecutionContext, dbt: DbtCliResource, config: BuildConfig):
         from orchestration.cli import parse_as_of
 
-        args = ["build", "--vars", json.dumps(dbt_vars(parse_as_of(config.as_of)))]
+        as_of = config.as_of or context.run.tags.get("lifeline/as_of")
+        args = ["build", "--vars", json.dumps(dbt_vars(parse_as_of(as_of)))]
         if config.full_refresh:
             args.append("--full-refresh")
         yield from dbt.cli(args, context=context).stream()
 
-    resource = DbtCliResource(project_dir=project, profiles_dir=str(dbt_project_dir()), target=warehouse.dbt_target)
+    resource = DbtCliResource(project_dir=project, profiles_dir=str(dbt_project_dir()), target=warehouse.dbt_target,
+                              dbt_executable=dbt_executable())
     return lifeline_dbt, resource, project

@@ -1,40 +1,12 @@
-"""Dagster definitions: `defs` (used by `lifeline ui` and `dagster dev -m orchestration.definitions`).
+"""Dagster definitions: `defs`, used by `lifeline ui` and `dagster dev -m orchestration.definitions`.
 
 raw tables -> dbt models (grouped by folder) -> prediction step -> one asset per sync in syncs.yml
 (the destination), with dbt tests and Great Expectations suites as asset checks, schedules, the
-landing-folder sensor, freshness checks and failure alerts (orchestration/automation.py).
+landing-folder sensor, freshness checks and failure alerts. The warehouse comes from the
+environment (contract §3), everything else from lifeline.yml (orchestration/config.py).
 """
-from __future__ import annotations
-
-import os
-
-import dagster as dg
-
-from orchestration.automation import build_freshness_checks, build_jobs, build_schedules, build_sensors
-from orchestration.config import LifelineConfig, load_config
-from orchestration.dbt_assets import build_dbt_assets
-from orchestration.dbt_runner import telemetry_off_env
-from orchestration.raw_assets import build_raw_assets
-from orchestration.sync_assets import build_prediction_asset, build_sync_assets, default_syncs_path
+from orchestration.assembly import build_defs
+from orchestration.config import load_config
 from syncs.warehouse import Warehouse
-
-
-def build_defs(warehouse: Warehouse, config: LifelineConfig) -> dg.Definitions:
-    # dbt runs as a subprocess of this code location and reads its connection from the environment.
-    os.environ.update(warehouse.dbt_env())
-    for key, value in telemetry_off_env().items():
-        os.environ.setdefault(key, value)
-    dbt_defs, dbt_resource, _project = build_dbt_assets(warehouse)
-    assets = [build_raw_assets(warehouse, config.landing_dir), dbt_defs, build_prediction_asset(warehouse),
-              *build_sync_assets(warehouse, default_syncs_path(), config)]
-    return dg.Definitions(
-        assets=assets,
-        asset_checks=[*build_freshness_checks(config)],
-        jobs=build_jobs(config),
-        schedules=build_schedules(config),
-        sensors=build_sensors(config),
-        resources={"dbt": dbt_resource},
-    )
-
 
 defs = build_defs(Warehouse.from_env(), load_config())

@@ -5,10 +5,9 @@ Materialising them loads files: the paths in the run config, or every file waiti
 folder (lifeline.yml landing_dir, laid out like `lifeline load` input). Loaded files move to
 landing/_loaded/ so nothing is loaded twice.
 """
-from __future__ import annotations
 
 import shutil
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import dagster as dg
@@ -52,9 +51,10 @@ def _by_table(paths: list[str]) -> dict[str, list[Path]]:
     return grouped
 
 
-def build_raw_assets(warehouse: Warehouse, landing: Path) -> dg.AssetsDefinition:
+def build_raw_assets(warehouse: Warehouse, landing: Path, freshness_hours: float = 26.0) -> dg.AssetsDefinition:
     landing = landing.resolve()
-    specs = [dg.AssetSpec(key=["raw", name], group_name="raw", kinds={"file"},
+    freshness = dg.FreshnessPolicy.time_window(fail_window=timedelta(hours=freshness_hours))
+    specs = [dg.AssetSpec(key=["raw", name], group_name="raw", kinds={"file"}, freshness_policy=freshness,
                           description=f"Raw contract table `raw.{name}` (contract §1), loaded from files.")
              for name in RAW_TABLES]
 

@@ -5,7 +5,6 @@ A sync asset fails (and so alerts, through the failure sensor) when the sync is 
 safety limit or fails; its metadata carries adds, updates, removes, rejections, retries and
 duration. Blocking ERROR checks on its upstream assets stop it before it runs.
 """
-from __future__ import annotations
 
 import os
 from datetime import datetime, timezone
@@ -34,6 +33,9 @@ def source_model(sync) -> str:
 
 
 def build_sync_assets(warehouse: Warehouse, path: Path, config: LifelineConfig) -> list[dg.AssetsDefinition]:
+    """One asset per sync; a project without a syncs.yml simply has no destinations yet."""
+    if not path.exists():
+        return []
     from syncs.config import load_syncs
 
     return [_sync_asset(warehouse, sync) for sync in load_syncs(path)]

@@ -99,8 +99,8 @@ class Warehouse:
         """Environment variables read by dbt_project/profiles.yml for this warehouse."""
         if self.kind == "duckdb":
             return {"LIFELINE_DUCKDB_PATH": str(self.duckdb_path), "LIFELINE_WAREHOUSE": "duckdb",
-                    "LIFELINE_DUCKDB_MEMORY_LIMIT": os.environ.get("LIFELINE_DUCKDB_MEMORY_LIMIT",
-                                                                   default_duckdb_memory_limit())}
+                    "LIFELINE_DUCKDB_MEMORY_LIMIT": os.environ.get("LIFELINE_DUCKDB_MEMORY_LIMIT")
+                    or default_duckdb_memory_limit()}
         env = {"LIFELINE_WAREHOUSE": "postgres"}
         if self.pg_dsn:
             url = sa.engine.make_url(self.sqlalchemy_url)
