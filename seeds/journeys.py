@@ -104,7 +104,7 @@ def build_sessions(rng: np.random.Generator, c: Cohort, order_person: np.ndarray
     idx = np.arange(n)
     identified = c.identified
     # ordinary browsing, before the person's scenario moment
-    nb = np.where(identified, 1 + rng.poisson(1.6, n), 1 + rng.poisson(1.3, n))
+    nb = np.where(identified, 1 + rng.poisson(1.2, n), 1 + rng.poisson(1.0, n))
     bp = np.repeat(idx, nb)
     hi = np.where(c.scenario == NONE, c.t_end, c.t_end - HOUR)
     bt = c.t0[bp] + (rng.random(len(bp)) * np.maximum(hi - c.t0, 0)[bp]).astype(np.int64)
@@ -171,7 +171,7 @@ def build_journeys(rng: np.random.Generator, c: Cohort, ids: Identifiers, catalo
     p = s.person
     member = c.kind[p] == MEMBER
 
-    n_pv = np.where(s.purpose == S_UNSUB, 1, 1 + rng.poisson(1.0, S))
+    n_pv = np.where(s.purpose == S_UNSUB, 1, 1 + rng.poisson(0.8, S))
     n_ident = ((s.is_id & member) | s.login_identify | (s.purpose == S_KIOSK)).astype(np.int64)
     email_sub = s.is_id & (c.email_state[p] != NEVER)
     sms_sub = s.is_id & (c.sms_state[p] != NEVER)

@@ -102,18 +102,18 @@ def build_message_events(rng: np.random.Generator, c: Cohort, ids: Identifiers, 
         rp = person[row_msg]
         key = (c.gid[person].astype(np.uint64) << np.uint64(8)) | np.uint64(channel << 6) | j.astype(np.uint64)
         message_ids = hex_ids("msg_", key | np.uint64(1 << 60), seed)
+        # the recipient as this platform stores it: one spelling per message
         if channel == EMAIL:
-            recipient = pick(ids.email_raw, rp * ids.EMAIL_VARIANTS
-                             + rng.choice(4, len(rp), p=(0.7, 0.1, 0.1, 0.1)))
+            recipient = pick(ids.email_raw, person * ids.EMAIL_VARIANTS + rng.choice(4, m, p=(0.7, 0.1, 0.1, 0.1)))
         else:
-            recipient = pc.if_else(pa.array(rng.random(len(rp)) < 0.7), ids.phone.take(pa.array(rp)),
-                                   ids.phone_raw.take(pa.array(rp * ids.PHONE_VARIANTS + rng.integers(0, 4, len(rp)))))
+            recipient = pc.if_else(pa.array(rng.random(m) < 0.7), ids.phone.take(pa.array(person)),
+                                   ids.phone_raw.take(pa.array(person * ids.PHONE_VARIANTS + rng.integers(0, 4, m))))
         tables.append(pa.table({
             "message_id": message_ids.take(pa.array(row_msg)),
             "channel": pick(("email", "sms"), np.full(len(rp), channel)),
             "event": pick(EVENTS, row_event),
             "occurred_at": iso_utc(row_t),
-            "recipient": recipient,
+            "recipient": recipient.take(pa.array(row_msg)),
             "campaign": pick(CAMPAIGNS, campaign[row_msg]),
             "external_id": pa.nulls(len(rp), pa.string()),
         }))

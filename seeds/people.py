@@ -201,7 +201,7 @@ def build_identifiers(c: Cohort, seed: int) -> Identifiers:
     local_first = pc.replace_substring(pc.utf8_lower(first), "'", "")
     local_last = pc.replace_substring(pc.utf8_lower(last), "'", "")
     email = join(local_first, ".", local_last, number, "@", domain)
-    fancy_domain = join(pc.utf8_capitalize(pc.utf8_slice_codeunits(domain, 0, 7)), pc.utf8_upper(
+    fancy_domain = join(pc.utf8_capitalize(pc.utf8_slice_codeunits(domain, 0, 7)), ".", pc.utf8_upper(
         pc.utf8_slice_codeunits(domain, 8, 11)))  # Example.COM
     email_raw = _interleave([
         email,
