@@ -71,6 +71,7 @@ DEFAULT_AS_OF = datetime(2026, 11, 1, tzinfo=timezone.utc)
 DEFAULT_CHUNK_PEOPLE = 50_000
 TABLES = tuple(RAW_TABLES)
 PART = "part-00000.parquet"
+WRITE_SLICE_ROWS = 250_000
 KIND_NAMES = ("visitor", "subscriber", "guest_buyer", "member")
 _NUMERIC = {"value": pa.float64(), "total": pa.float64(), "quantity": pa.int64(), "unit_price": pa.float64(),
             "price": pa.float64(), "replenishment_days": pa.int64()}
@@ -113,6 +114,17 @@ def _truth_rows(cohort, ids, journeys, customer_people: np.ndarray) -> pa.Table:
                                     pa.string()),
         "identifier_value": pa.concat_arrays([v.cast(pa.string()) for _, _, v in parts]),
     }, schema=TRUTH_SCHEMA)
+
+
+def _write(writer: pq.ParquetWriter, table: pa.Table, order: np.ndarray | None = None,
+           slice_rows: int = WRITE_SLICE_ROWS) -> None:
+    """Append a table (optionally reordered) in slices, so a reorder never copies the whole chunk at once."""
+    table = table.cast(writer.schema)
+    if order is None:
+        writer.write_table(table)
+        return
+    for lo in range(0, len(order), slice_rows):
+        writer.write_table(table.take(pa.array(order[lo:lo + slice_rows])))
 
 
 def _check_args(people: int, chunk_people: int) -> None:
@@ -160,13 +172,15 @@ def generate(out_dir: Path, people: int, seed: int = 42, as_of: datetime | None 
             messages = build_message_events(rng, cohort, ids, buyers, as_of_s, seed)
             events, times, event_faults = bad_rows.inject_event_faults(rng, journeys.events, journeys.event_time,
                                                                        chunk, seed)
-            events = events.take(pa.array(np.argsort(times, kind="stable")))
             customers, customer_faults = bad_rows.inject_customer_faults(rng, customers)
             faults["events"].update(event_faults)
             faults["customers"].update(customer_faults)
+            _write(writers["events"], events, np.argsort(times, kind="stable"))  # a time-ordered stream per chunk
+            for name, table in (("customers", customers), ("orders", journeys.orders),
+                                ("order_items", journeys.order_items), ("message_events", messages)):
+                _write(writers[name], table)
             for name, table in (("events", events), ("customers", customers), ("orders", journeys.orders),
                                 ("order_items", journeys.order_items), ("message_events", messages)):
-                writers[name].write_table(table.cast(table_schema(name)))
                 rows[name] += table.num_rows
             truth = _truth_rows(cohort, ids, journeys, customer_people)
             truth_writer.write_table(truth)

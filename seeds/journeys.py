@@ -163,28 +163,54 @@ def _expand(counts: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return session, np.arange(len(session)) - starts[session], starts
 
 
-def build_journeys(rng: np.random.Generator, c: Cohort, ids: Identifiers, catalog: Catalog, as_of: int,
-                   seed: int, kiosk_anonymous_id: str) -> Journeys:
-    order_person, order_t = order_times(rng, c, catalog)
-    s = build_sessions(rng, c, order_person, order_t, as_of)
+@dataclass
+class Funnel:
+    """What happens inside each session: event counts per type (session-major, funnel order), the
+    products viewed and carted, and the cart each session ends with."""
+
+    counts: np.ndarray  # (sessions, len(EVENT_TYPES))
+    email_sub: np.ndarray
+    pv_prod: np.ndarray  # flat, per product_view row
+    add_prod: np.ndarray  # flat, per add_to_cart row
+    add_qty: np.ndarray
+    add_session: np.ndarray
+    rm_row: np.ndarray  # index into add_* of each removed line
+    kept: np.ndarray  # add rows still in the cart at the end
+    cart_total: np.ndarray
+    cart_items: np.ndarray
+
+
+@dataclass
+class EventRows:
+    """One entry per event row, in (person, session, funnel) order."""
+
+    session: np.ndarray
+    type: np.ndarray
+    product: np.ndarray  # -1 for none
+    quantity: np.ndarray
+    time: np.ndarray
+    person: np.ndarray
+
+
+def _funnel(rng: np.random.Generator, c: Cohort, s: Sessions, catalog: Catalog) -> Funnel:
     S = len(s.person)
     p = s.person
     member = c.kind[p] == MEMBER
-
-    n_pv = np.where(s.purpose == S_UNSUB, 1, 1 + rng.poisson(0.8, S))
-    n_ident = ((s.is_id & member) | s.login_identify | (s.purpose == S_KIOSK)).astype(np.int64)
+    counts = np.zeros((S, len(EVENT_TYPES)), np.int64)
+    counts[:, PAGE_VIEW] = np.where(s.purpose == S_UNSUB, 1, 1 + rng.poisson(0.8, S))
+    counts[:, IDENTIFY] = (s.is_id & member) | s.login_identify | (s.purpose == S_KIOSK)
     email_sub = s.is_id & (c.email_state[p] != NEVER)
-    sms_sub = s.is_id & (c.sms_state[p] != NEVER)
-    n_sub = email_sub.astype(np.int64) + sms_sub
-    n_unsub = (s.purpose == S_UNSUB).astype(np.int64)
+    counts[:, SUBSCRIBE] = email_sub.astype(np.int64) + (s.is_id & (c.sms_state[p] != NEVER))
+    counts[:, UNSUBSCRIBE] = s.purpose == S_UNSUB
     n_add = np.where(s.depth >= 2, 1 + rng.binomial(2, 0.3, S), 0)
-    n_prod = np.where(s.depth >= 1, np.maximum(1 + rng.poisson(1.5, S), n_add), 0)
-    n_rm = ((n_add >= 2) & (rng.random(S) < 0.25)).astype(np.int64)
-    n_co = (s.depth >= 3).astype(np.int64)
-    n_oc = (s.depth == 4).astype(np.int64)
+    counts[:, ADD] = n_add
+    counts[:, PRODUCT_VIEW] = np.where(s.depth >= 1, np.maximum(1 + rng.poisson(1.2, S), n_add), 0)
+    counts[:, REMOVE] = (n_add >= 2) & (rng.random(S) < 0.25)
+    counts[:, CHECKOUT] = s.depth >= 3
+    counts[:, ORDER] = s.depth == 4
 
     # products viewed: mostly from the person's favourite categories; replenishers re-buy their product
-    pv_s, pv_j, pv_start = _expand(n_prod)
+    pv_s, pv_j, pv_start = _expand(counts[:, PRODUCT_VIEW])
     cat = np.where(rng.random(len(pv_s)) < 0.7, c.fav[p[pv_s], rng.integers(0, 2, len(pv_s))],
                    rng.integers(0, len(CATEGORIES), len(pv_s)))
     pv_prod = catalog.category_start[cat] + (rng.random(len(pv_s)) * catalog.category_size[cat]).astype(np.int64)
@@ -193,143 +219,169 @@ def build_journeys(rng: np.random.Generator, c: Cohort, ids: Identifiers, catalo
     add_s, add_j, add_start = _expand(n_add)
     add_prod = pv_prod[pv_start[add_s] + add_j]
     add_qty = rng.choice([1, 2, 3], len(add_s), p=[0.8, 0.15, 0.05])
-    rm_s, _, _ = _expand(n_rm)
-    rm_row = add_start[rm_s] + n_add[rm_s] - 1
-    kept = add_j < (n_add - n_rm)[add_s]
+    rm_s, _, _ = _expand(counts[:, REMOVE])
+    kept = add_j < (n_add - counts[:, REMOVE])[add_s]
     line_total = catalog.price[add_prod] * add_qty
-    cart_total = np.round(np.bincount(add_s[kept], weights=line_total[kept], minlength=S), 2)
-    cart_items = np.bincount(add_s[kept], minlength=S)
+    return Funnel(counts=counts, email_sub=email_sub, pv_prod=pv_prod, add_prod=add_prod, add_qty=add_qty,
+                  add_session=add_s, rm_row=add_start[rm_s] + n_add[rm_s] - 1, kept=kept,
+                  cart_total=np.round(np.bincount(add_s[kept], weights=line_total[kept], minlength=S), 2),
+                  cart_items=np.bincount(add_s[kept], minlength=S))
 
-    blocks = [(PAGE_VIEW, n_pv), (IDENTIFY, n_ident), (SUBSCRIBE, n_sub), (UNSUBSCRIBE, n_unsub),
-              (PRODUCT_VIEW, n_prod), (ADD, n_add), (REMOVE, n_rm), (CHECKOUT, n_co), (ORDER, n_oc)]
-    sess, typ, j, prod, qty = [], [], [], [], []
-    for code, counts in blocks:
-        bs, bj, _ = _expand(counts)
-        sess.append(bs)
-        j.append(bj)
-        typ.append(np.full(len(bs), code))
+
+def _event_rows(rng: np.random.Generator, s: Sessions, f: Funnel) -> EventRows:
+    """Scatter each event type's rows straight to their place (session, then funnel order): no sort."""
+    per_session = f.counts.sum(axis=1)  # every session has at least one page view
+    R = int(per_session.sum())
+    row_start = np.cumsum(per_session) - per_session
+    type_offset = np.cumsum(f.counts, axis=1) - f.counts
+    session = np.repeat(np.arange(len(per_session), dtype=np.int32), per_session)
+    typ = np.empty(R, np.int8)
+    product = np.full(R, -1, np.int16)
+    quantity = np.zeros(R, np.int8)
+    for code in range(len(EVENT_TYPES)):
+        bs, bj, _ = _expand(f.counts[:, code])
+        dest = row_start[bs] + type_offset[bs, code] + bj
+        typ[dest] = code
         if code == PRODUCT_VIEW:
-            prod.append(pv_prod)
-            qty.append(np.zeros(len(bs), np.int64))
+            product[dest] = f.pv_prod
         elif code == ADD:
-            prod.append(add_prod)
-            qty.append(add_qty)
+            product[dest], quantity[dest] = f.add_prod, f.add_qty
         elif code == REMOVE:
-            prod.append(add_prod[rm_row])
-            qty.append(add_qty[rm_row])
-        else:
-            prod.append(np.full(len(bs), -1))
-            qty.append(np.zeros(len(bs), np.int64))
-    sess, typ, j, prod, qty = (np.concatenate(x) for x in (sess, typ, j, prod, qty))
-    order = np.lexsort((j, typ, sess))
-    sess, typ, j, prod, qty = sess[order], typ[order], j[order], prod[order], qty[order]
-    R = len(sess)
-
-    rows_per_session = np.bincount(sess, minlength=S)  # every session has at least one page view
-    row_start = np.cumsum(rows_per_session) - rows_per_session
+            product[dest], quantity[dest] = f.add_prod[f.rm_row], f.add_qty[f.rm_row]
     gaps = rng.integers(3, 120, R)
     gaps[row_start] = 0
     csum = np.cumsum(gaps)
-    t = s.t[sess] + csum - csum[row_start[sess]]
-    ep = p[sess]  # person of each row
-    person_first_row = np.concatenate([[0], np.flatnonzero(ep[1:] != ep[:-1]) + 1])
-    rank = np.arange(R) - np.repeat(person_first_row, np.diff(np.append(person_first_row, R)))
+    time = s.t[session] + csum - csum[row_start[session]]
+    return EventRows(session=session, type=typ, product=product, quantity=quantity, time=time,
+                     person=s.person[session])
+
+
+def _events_table(rng: np.random.Generator, c: Cohort, ids: Identifiers, catalog: Catalog, s: Sessions, f: Funnel,
+                  r: EventRows, seed: int, kiosk_anonymous_id: str) -> tuple[pa.Table, dict[str, np.ndarray]]:
+    R = len(r.type)
+    sess, typ, ep = r.session, r.type, r.person
+    first_row = np.concatenate([[0], np.flatnonzero(ep[1:] != ep[:-1]) + 1])
+    rank = np.arange(R) - np.repeat(first_row, np.diff(np.append(first_row, R)))
     if R and rank.max() >= 1 << 16:
         raise ValueError("a person has more than 65,536 events; lower the session counts")
 
-    # identifiers per row
+    # who is on each row
     e_member = c.kind[ep] == MEMBER
     is_identify = typ == IDENTIFY
-    sub_email = (typ == SUBSCRIBE) & (j == 0) & email_sub[sess]
+    session_index = np.arange(R) - np.repeat(np.cumsum(f.counts.sum(axis=1)) - f.counts.sum(axis=1),
+                                             f.counts.sum(axis=1))
+    subscribe_j = session_index - f.counts[sess, :SUBSCRIBE].sum(axis=1)
+    sub_email = (typ == SUBSCRIBE) & (subscribe_j == 0) & f.email_sub[sess]
     sub_sms = (typ == SUBSCRIBE) & ~sub_email
     has_user = s.logged_in[sess] | (is_identify & e_member & (s.purpose[sess] != S_KIOSK))
     login_row = is_identify & s.login_identify[sess]
     has_email = ((is_identify & ~(login_row & e_member & (rng.random(R) < 0.5))) | sub_email
                  | (typ == UNSUBSCRIBE) | (typ == ORDER))
-    phone_ok = c.has_phone[ep]
-    has_phone = phone_ok & (sub_sms | (is_identify & s.is_id[sess] & (rng.random(R) < 0.6))
-                            | ((typ == ORDER) & (rng.random(R) < 0.3)))
+    has_phone = c.has_phone[ep] & (sub_sms | (is_identify & s.is_id[sess] & (rng.random(R) < 0.6))
+                                   | ((typ == ORDER) & (rng.random(R) < 0.3)))
     cookie = s.cookie[sess]
     anon_index = np.where(cookie == KIOSK_COOKIE, len(ids.cookies), ep * 4 + np.maximum(cookie, 0))
     cookies = pa.concat_arrays([ids.cookies, pa.array([kiosk_anonymous_id])])
-    email_variant = rng.choice(len(EMAIL_VARIANT_SHARES), R, p=EMAIL_VARIANT_SHARES)
-    phone_variant = rng.integers(0, ids.PHONE_VARIANTS, R)
 
+    # properties: one dictionary of every text, one index per row
     id_method = np.select([s.purpose[sess] == S_KIOSK, login_row & e_member, login_row,
                            s.purpose[sess] == S_ORDER], [ID_KIOSK, ID_LOGIN, ID_EMAIL_LINK, ID_CHECKOUT], ID_SIGNUP)
     sub_prop = np.where(sub_email, 0, 2) + (s.purpose[sess] == S_ORDER)
-    country = c.country[ep]
-    properties = [
-        (typ == PAGE_VIEW, pick(PAGE_PROPERTIES, rng.integers(0, len(PAGE_PROPERTIES), R))),
-        (typ == IDENTIFY, pick(IDENTIFY_PROPERTIES, id_method)),
-        (typ == SUBSCRIBE, pick(SUBSCRIBE_PROPERTIES, sub_prop)),
-        (typ == UNSUBSCRIBE, pick(UNSUBSCRIBE_PROPERTIES, np.zeros(R, np.int64))),
-        (typ == PRODUCT_VIEW, catalog.view_properties.take(pa.array(np.maximum(prod, 0)))),
-        ((typ == ADD) | (typ == REMOVE), pick(QUANTITY_PROPERTIES, np.maximum(qty - 1, 0))),
-        (typ == CHECKOUT, pick(ITEMS_PROPERTIES, np.minimum(cart_items[sess], 9))),
-        (typ == ORDER, pick(ORDER_PROPERTIES, country * 10 + np.minimum(cart_items[sess], 9))),
-    ]
-    prop_index = np.select([m for m, _ in properties], np.arange(len(properties)), 0)
-    stacked = pa.concat_arrays([a for _, a in properties])
-    props = stacked.take(pa.array(prop_index * R + np.arange(R)))
-
+    items = np.minimum(f.cart_items[sess], 9)
+    dictionary = [PAGE_PROPERTIES, IDENTIFY_PROPERTIES, SUBSCRIBE_PROPERTIES, UNSUBSCRIBE_PROPERTIES,
+                  QUANTITY_PROPERTIES, ITEMS_PROPERTIES, ORDER_PROPERTIES]
+    base = np.cumsum([0] + [len(d) for d in dictionary])
+    prod = r.product.astype(np.int64)
+    prop_index = np.select(
+        [typ == PAGE_VIEW, typ == IDENTIFY, typ == SUBSCRIBE, typ == UNSUBSCRIBE, (typ == ADD) | (typ == REMOVE),
+         typ == CHECKOUT, typ == ORDER],
+        [base[0] + rng.integers(0, len(PAGE_PROPERTIES), R), base[1] + id_method, base[2] + sub_prop, base[3],
+         base[4] + np.maximum(r.quantity - 1, 0), base[5] + items, base[6] + c.country[ep] * 10 + items],
+        base[-1] + np.maximum(prod, 0))  # product_view: the product's own properties
+    all_properties = pa.concat_arrays([pa.array([x for d in dictionary for x in d], pa.string()),
+                                       catalog.view_properties])
+    price = catalog.price[np.maximum(prod, 0)]
     value = np.select([typ == PRODUCT_VIEW, (typ == ADD) | (typ == REMOVE), (typ == CHECKOUT) | (typ == ORDER)],
-                      [catalog.price[np.maximum(prod, 0)], catalog.price[np.maximum(prod, 0)] * qty, cart_total[sess]],
-                      np.nan)
-    cart_session = s.depth >= 2
-    order_session = s.depth == 4
-    has_cart = cart_session[sess] & (typ >= ADD)
+                      [price, price * r.quantity, f.cart_total[sess]], np.nan)
+    has_cart = (s.depth[sess] >= 2) & (typ >= ADD)
+    is_order = typ == ORDER
+    skey = s.key[sess]
     events = pa.table({
         "event_id": hex_ids("evt_", (c.gid[ep].astype(np.uint64) << np.uint64(16)) | rank.astype(np.uint64), seed),
         "event_type": pick(EVENT_TYPES, typ),
-        "occurred_at": iso_utc(t),
+        "occurred_at": iso_utc(r.time),
         "anonymous_id": cookies.take(pa.array(anon_index)),
         "user_id": pick(ids.user_id, ep, has_user),
-        "email": pick(ids.email_raw, ep * ids.EMAIL_VARIANTS + email_variant, has_email),
-        "phone": pick(ids.phone_raw, ep * ids.PHONE_VARIANTS + phone_variant, has_phone),
-        "session_id": hex_ids("ses_", s.key[sess] | np.uint64(1 << 57), seed),
+        "email": pick(ids.email_raw, ep * ids.EMAIL_VARIANTS + rng.choice(
+            len(EMAIL_VARIANT_SHARES), R, p=EMAIL_VARIANT_SHARES), has_email),
+        "phone": pick(ids.phone_raw, ep * ids.PHONE_VARIANTS + rng.integers(0, ids.PHONE_VARIANTS, R), has_phone),
+        "session_id": hex_ids("ses_", skey | np.uint64(1 << 57), seed),
         "product_id": pick(catalog.product_ids, np.maximum(prod, 0), prod >= 0),
-        "cart_id": hex_ids("cart_", s.key[sess] | np.uint64(1 << 58), seed, valid=has_cart),
-        "order_id": hex_ids("ord_", s.key[sess] | np.uint64(1 << 59), seed, valid=typ == ORDER),
+        "cart_id": _sparse_ids("cart_", skey | np.uint64(1 << 58), has_cart, seed),
+        "order_id": _sparse_ids("ord_", skey | np.uint64(1 << 59), is_order, seed),
         "value": nullable_float(np.round(value, 2), ~np.isnan(value)),
-        "properties": props,
+        "properties": all_properties.take(pa.array(prop_index)),
     })
+    n = len(c)
+    emitted = {"email": np.bincount(ep[has_email], minlength=n) > 0,
+               "user_id": np.bincount(ep[has_user], minlength=n) > 0,
+               "phone": np.bincount(ep[has_phone], minlength=n) > 0}
+    return events, emitted
 
-    # orders and their items
-    os_ = np.flatnonzero(order_session)
-    op = p[os_]
-    status = rng.choice(len(ORDER_STATUS), len(os_), p=ORDER_STATUS_SHARES)
-    status = np.where(np.isin(c.scenario[op], (REPLENISH, LAPSED)), 0, status)
-    o_phone = c.has_phone[op] & (rng.random(len(os_)) < 0.4)
-    o_anon = rng.random(len(os_)) < 0.95
-    o_cookie = s.cookie[os_]
+
+def _sparse_ids(prefix: str, keys: np.ndarray, valid: np.ndarray, seed: int) -> pa.Array:
+    """hex ids only where valid (null elsewhere), without building text for the null rows."""
+    where = np.flatnonzero(valid)
+    index = np.zeros(len(keys), np.int64)
+    index[where] = np.arange(len(where))
+    return hex_ids(prefix, keys[where], seed).take(pa.array(index, mask=~valid))
+
+
+def _orders_tables(rng: np.random.Generator, c: Cohort, ids: Identifiers, catalog: Catalog, s: Sessions, f: Funnel,
+                   r: EventRows, seed: int) -> tuple[pa.Table, pa.Table, dict[str, np.ndarray]]:
+    os_ = np.flatnonzero(s.depth == 4)
+    op = s.person[os_]
+    m = len(os_)
+    status = rng.choice(len(ORDER_STATUS), m, p=ORDER_STATUS_SHARES)
+    status = np.where(np.isin(c.scenario[op], (REPLENISH, LAPSED)), 0, status)  # their last orders must count
+    o_phone = c.has_phone[op] & (rng.random(m) < 0.4)
+    o_anon = rng.random(m) < 0.95
     order_ids = hex_ids("ord_", s.key[os_] | np.uint64(1 << 59), seed)
     orders = pa.table({
         "order_id": order_ids,
-        "ordered_at": iso_utc(t[typ == ORDER]),
+        "ordered_at": iso_utc(r.time[r.type == ORDER]),
         "customer_id": pick(ids.user_id, op, s.logged_in[os_]),
-        "email": pick(ids.email_raw, op * ids.EMAIL_VARIANTS + rng.choice(4, len(os_), p=EMAIL_VARIANT_SHARES)),
-        "phone": pick(ids.phone_raw, op * ids.PHONE_VARIANTS + rng.integers(0, 4, len(os_)), o_phone),
-        "anonymous_id": pick(ids.cookies, op * 4 + np.maximum(o_cookie, 0), o_anon),
+        "email": pick(ids.email_raw, op * ids.EMAIL_VARIANTS + rng.choice(4, m, p=EMAIL_VARIANT_SHARES)),
+        "phone": pick(ids.phone_raw, op * ids.PHONE_VARIANTS + rng.integers(0, 4, m), o_phone),
+        "anonymous_id": pick(ids.cookies, op * 4 + np.maximum(s.cookie[os_], 0), o_anon),
         "status": pick(ORDER_STATUS, status),
-        "total": pa.array(cart_total[os_], pa.float64()),
+        "total": pa.array(f.cart_total[os_], pa.float64()),
         "currency": pick([x[2] for x in COUNTRIES], c.country[op]),
     })
-    position = np.full(S, -1)
-    position[os_] = np.arange(len(os_))
-    item_rows = np.flatnonzero(kept & order_session[add_s])
+    position = np.full(len(s.person), -1)
+    position[os_] = np.arange(m)
+    item_rows = np.flatnonzero(f.kept & (s.depth[f.add_session] == 4))
     order_items = pa.table({
-        "order_id": order_ids.take(pa.array(position[add_s[item_rows]])),
-        "product_id": pick(catalog.product_ids, add_prod[item_rows]),
-        "quantity": pa.array(add_qty[item_rows], pa.int64()),
-        "unit_price": pa.array(catalog.price[add_prod[item_rows]], pa.float64()),
+        "order_id": order_ids.take(pa.array(position[f.add_session[item_rows]])),
+        "product_id": pick(catalog.product_ids, f.add_prod[item_rows]),
+        "quantity": pa.array(f.add_qty[item_rows], pa.int64()),
+        "unit_price": pa.array(catalog.price[f.add_prod[item_rows]], pa.float64()),
     })
-
     n = len(c)
-    emitted = {
-        "email": np.bincount(np.concatenate([ep[has_email], op]), minlength=n) > 0,
-        "user_id": np.bincount(np.concatenate([ep[has_user], op[s.logged_in[os_]]]), minlength=n) > 0,
-        "phone": np.bincount(np.concatenate([ep[has_phone], op[o_phone]]), minlength=n) > 0,
-    }
-    return Journeys(events=events, orders=orders, order_items=order_items, event_person=ep, event_time=t,
-                    event_cookie=cookie, emitted=emitted)
+    emitted = {"email": np.bincount(op, minlength=n) > 0,
+               "user_id": np.bincount(op[s.logged_in[os_]], minlength=n) > 0,
+               "phone": np.bincount(op[o_phone], minlength=n) > 0}
+    return orders, order_items, emitted
+
+
+def build_journeys(rng: np.random.Generator, c: Cohort, ids: Identifiers, catalog: Catalog, as_of: int,
+                   seed: int, kiosk_anonymous_id: str) -> Journeys:
+    order_person, order_t = order_times(rng, c, catalog)
+    s = build_sessions(rng, c, order_person, order_t, as_of)
+    f = _funnel(rng, c, s, catalog)
+    r = _event_rows(rng, s, f)
+    events, from_events = _events_table(rng, c, ids, catalog, s, f, r, seed, kiosk_anonymous_id)
+    orders, order_items, from_orders = _orders_tables(rng, c, ids, catalog, s, f, r, seed)
+    emitted = {k: from_events[k] | from_orders[k] for k in from_events}
+    return Journeys(events=events, orders=orders, order_items=order_items, event_person=r.person,
+                    event_time=r.time, event_cookie=s.cookie[r.session], emitted=emitted)
