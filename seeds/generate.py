@@ -94,8 +94,9 @@ def _utc(as_of: datetime | None) -> datetime:
     return as_of.replace(tzinfo=timezone.utc) if as_of.tzinfo is None else as_of.astimezone(timezone.utc)
 
 
-def _truth_rows(cohort, ids, journeys, customer_people: np.ndarray) -> pa.Table:
-    """Identifiers of each person that appear on at least one usable row (events, orders, customers)."""
+def _truth_rows(cohort, ids, journeys, customer_people: np.ndarray) -> tuple[pa.Table, int]:
+    """Identifiers of each person that appear on at least one usable row (events, orders, customers),
+    and how many people are visitors with more than one cookie (no data links those cookies)."""
     n = len(cohort)
     member = np.zeros(n, bool)
     member[customer_people] = True
@@ -108,12 +109,13 @@ def _truth_rows(cohort, ids, journeys, customer_people: np.ndarray) -> pa.Table:
                                ("phone", ids.phone, member & cohort.has_phone)):
         who = np.flatnonzero(emitted[kind] | extra)
         parts.append((who, kind, array.take(pa.array(who))))
+    unlinkable = int(np.count_nonzero((np.bincount(people, minlength=n) > 1) & ~cohort.identified))
     return pa.table({
         "person_id": pa.array(np.concatenate([cohort.gid[p] for p, _, _ in parts]), pa.int64()),
         "identifier_type": pa.array(np.concatenate([np.full(len(p), k, dtype=object) for p, k, _ in parts]),
                                     pa.string()),
         "identifier_value": pa.concat_arrays([v.cast(pa.string()) for _, _, v in parts]),
-    }, schema=TRUTH_SCHEMA)
+    }, schema=TRUTH_SCHEMA), unlinkable
 
 
 def _write(writer: pq.ParquetWriter, table: pa.Table, order: np.ndarray | None = None,
@@ -159,7 +161,7 @@ def generate(out_dir: Path, people: int, seed: int = 42, as_of: datetime | None 
     try:
         writers["products"].write_table(catalog.table.cast(table_schema("products")))
         rows["products"] = catalog.table.num_rows
-        truth_rows = 0
+        truth_rows = unlinkable = 0
         for chunk, lo in enumerate(range(0, people, chunk_people)):
             rng = np.random.default_rng([seed, chunk])
             gid = np.arange(lo, min(lo + chunk_people, people), dtype=np.int64)
@@ -182,7 +184,8 @@ def generate(out_dir: Path, people: int, seed: int = 42, as_of: datetime | None 
             for name, table in (("events", events), ("customers", customers), ("orders", journeys.orders),
                                 ("order_items", journeys.order_items), ("message_events", messages)):
                 rows[name] += table.num_rows
-            truth = _truth_rows(cohort, ids, journeys, customer_people)
+            truth, chunk_unlinkable = _truth_rows(cohort, ids, journeys, customer_people)
+            unlinkable += chunk_unlinkable
             truth_writer.write_table(truth)
             truth_rows += truth.num_rows
             kinds.update({KIND_NAMES[k]: int(v) for k, v in zip(*np.unique(cohort.kind, return_counts=True))})
@@ -201,6 +204,8 @@ def generate(out_dir: Path, people: int, seed: int = 42, as_of: datetime | None 
         "history_days": 730,
         "row_counts": row_counts,
         "truth_identities": truth_rows,
+        "unlinkable_visitors": {"people": unlinkable, "why": "visitors who never identify on two devices: "
+                                "their cookies share no identifier, so no stitching can join them"},
         "people_by_kind": {k: kinds.get(k, 0) for k in KIND_NAMES},
         "kind_shares": dict(zip(KIND_NAMES, KIND_SHARES)),
         "scenarios": {k: scenarios.get(k, 0) for k in SCENARIO_NAMES if k != "none"},

@@ -220,13 +220,13 @@ def build_identifiers(c: Cohort, seed: int) -> Identifiers:
     nanp = [join("+1", area, "555", line), join("+1 (", area, ") 555-", line), join(area, ".555.", line),
             join(area, "555", line), join("1-", area, "-555-", line)]
     uk = [join("+4477", gb), join("+44 77", s(gb, 0, 2), " ", s(gb, 2, 8)), join("+44-77", s(gb, 0, 2), "-", s(gb, 2, 8)),
-          join("0044 77", s(gb, 0, 2), " ", s(gb, 2, 8)), join("+44 (0)77", s(gb, 0, 2), " ", s(gb, 2, 8)),
+          join("0044 77", s(gb, 0, 2), " ", s(gb, 2, 8)), join("+44 77", gb),
           join("077", s(gb, 0, 2), " ", s(gb, 2, 8))]
     aus = [join("+614", au), join("+61 4", s(au, 0, 2), " ", s(au, 2, 5), " ", s(au, 5, 8)), join("+614", au),
            join("0061 4", s(au, 0, 2), " ", s(au, 2, 5), " ", s(au, 5, 8)), join("+61-4", s(au, 0, 2), "-", s(au, 2, 8)),
            join("04", s(au, 0, 2), " ", s(au, 2, 5), " ", s(au, 5, 8))]
     ger = [join("+49151", de), join("+49 151 ", de), join("+49-151-", de), join("0049 151 ", de),
-           join("+49 (0)151 ", de), join("0151 ", de)]
+           join("+49 151", de), join("0151 ", de)]
     # canonical, then 4 international variants, then the national form
     table = {US: nanp + [join("(", area, ") 555-", line)], CA: nanp + [join(area, "-555-", line)],
              GB: uk, AU: aus, DE: ger}

@@ -16,6 +16,7 @@ from click.testing import CliRunner
 
 from orchestration.contract import RAW_TABLES
 from seeds import bad_rows
+from seeds.catalog import COUNTRIES
 from seeds.generate import DEFAULT_AS_OF, PART, generate, main
 
 PEOPLE = 1500
@@ -194,6 +195,49 @@ def test_every_truth_identifier_appears_on_a_usable_row(con) -> None:
                     "(select identifier_value from truth)") == 1
 
 
+def e164(raw: str, calling_code: str) -> str | None:
+    """The contract's phone rule (shared/contract.md §2), written out independently of the generator."""
+    digits = re.sub(r"\D", "", raw)
+    if raw.strip().startswith("+"):
+        candidate = "+" + digits
+    elif digits.startswith("00"):
+        candidate = "+" + digits[2:]
+    elif calling_code == "1" and len(digits) == 11 and digits.startswith("1"):
+        candidate = "+" + digits
+    elif calling_code != "1" and digits.startswith("0"):
+        candidate = "+" + calling_code + digits[1:]
+    else:
+        candidate = "+" + calling_code + digits
+    ok = re.fullmatch(r"\+[1-9]\d{7,14}", candidate) and set(digits) != {"0"}
+    return candidate if ok else None
+
+
+def test_every_raw_identifier_normalises_to_its_truth_value(con) -> None:
+    truth = {(k, v): p for p, k, v in con.execute("select person_id, identifier_type, identifier_value from truth"
+                                                  ).fetchall()}
+    bad_phones = set(bad_rows.JUNK_PHONES + bad_rows.SHORT_PHONES)
+    rows = con.execute("""select email, phone, 'US' from events where nullif(trim(event_id), '') is not null
+                          union all select email, phone, 'US' from orders
+                          union all select email, phone, country from customers""").fetchall()
+    codes = {code: cc for code, _, _, cc, _ in COUNTRIES} | {name: cc for code, _, _, cc, name in COUNTRIES}
+    bad_emails = set(bad_rows.JUNK_EMAILS + bad_rows.JUNK_LITERALS + bad_rows.MALFORMED_EMAILS)
+    phones = emails = 0
+    for email, phone, country in rows:
+        if email is not None and email.strip().lower() not in bad_emails:
+            assert ("email", email.strip().lower()) in truth, email
+            emails += 1
+        if phone is not None and phone not in bad_phones:
+            assert ("phone", e164(phone, codes[country])) in truth, (phone, country)
+            phones += 1
+    assert emails > 1000 and phones > 300
+
+
+def test_unlinkable_visitors_are_counted_in_the_manifest(con, manifest) -> None:
+    visitors = one(con, """select count(*) from (select person_id from truth group by 1
+                           having bool_and(identifier_type = 'anonymous_id') and count(*) > 1)""")
+    assert visitors == manifest["unlinkable_visitors"]["people"] > 0
+
+
 def test_people_have_several_cookies_and_some_never_identify(con) -> None:
     per_person = dict(con.execute("""select n, count(*) from (select person_id, count(*) n from truth
                                      where identifier_type = 'anonymous_id' group by 1) group by 1""").fetchall())
@@ -296,6 +340,12 @@ def test_there_are_lapsed_buyers(con) -> None:
         select count(*) from (select person_id, max(ts) last_order from person_orders where status = 'completed'
                               group by 1)
         where last_order between {AS_OF} - interval 365 day and {AS_OF} - interval 180 day""") >= 10
+
+
+def test_some_subscribers_never_engage_and_reach_the_sunset_threshold(con) -> None:
+    assert one(con, """select count(*) from (select lower(trim(recipient)) r from message_events where channel = 'email'
+                       group by 1 having count(*) filter (event = 'sent') >= 4
+                       and count(*) filter (event in ('opened', 'clicked')) = 0)""") >= 10
 
 
 # --- scale, arguments, CLI ---------------------------------------------------------------------
