@@ -12,7 +12,8 @@ PRODUCT_COUNT = 200
 
 # (category, replenishment_days or None, price range, relative share of the catalogue, nouns)
 CATEGORIES: tuple[tuple[str, int | None, tuple[float, float], float, tuple[str, ...]], ...] = (
-    ("coffee", 30, (9.0, 24.0), 1.2, ("Espresso Beans", "House Blend", "Decaf Roast", "Cold Brew Pack", "Single Origin")),
+    ("coffee", 30, (9.0, 24.0), 1.2,
+     ("Espresso Beans", "House Blend", "Decaf Roast", "Cold Brew Pack", "Single Origin")),
     ("tea", 40, (6.0, 18.0), 0.8, ("Green Tea", "Earl Grey", "Chai Blend", "Herbal Infusion", "Matcha")),
     ("shampoo", 45, (7.0, 22.0), 0.9, ("Shampoo", "Conditioner", "Scalp Wash", "Hair Mask")),
     ("vitamins", 60, (10.0, 35.0), 0.9, ("Multivitamin", "Vitamin D3", "Omega-3", "Magnesium", "Probiotic")),

@@ -24,7 +24,7 @@ The journeys (see seeds.people, seeds.journeys, seeds.messages for the detail):
   signup/subscribe session (identify or subscribe event with email and/or user_id and the cookie)
   or at their first checkout (order_completed event and order with anonymous_id + email); each
   later cookie starts with an identify (login, or email-link click for guests).
-- About 20 events per person: sessions of page views, product views (mostly favourite
+- About 20-23 events per person: sessions of page views, product views (mostly favourite
   categories), add/remove to cart (cart_id), checkout_started, order_completed; 35% of buyers
   re-buy a consumable (coffee 30 days, tea 40, shampoo 45, vitamins 60, pet food 30) every cycle.
 - Consent: subscribe events at identification (channel email or sms); unsubscribes by a
@@ -48,6 +48,7 @@ import json
 import shutil
 import time
 from collections import Counter
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -58,18 +59,20 @@ import pyarrow.parquet as pq
 
 from orchestration.contract import RAW_TABLES
 from seeds import bad_rows
-from seeds.catalog import build_catalog
+from seeds.catalog import Catalog, build_catalog
 from seeds.customers import build_customers
-from seeds.journeys import build_journeys
+from seeds.journeys import Journeys, build_journeys
 from seeds.messages import build_message_events
 from seeds.people import (
-    KIND_SHARES, MAX_PEOPLE, MEMBER, SCENARIO_NAMES, build_cohort, build_identifiers, kiosk_shopper_count,
+    HISTORY_DAYS, KIND_SHARES, MAX_PEOPLE, SCENARIO_NAMES, Cohort, Identifiers, build_cohort, build_identifiers,
+    kiosk_shopper_count,
 )
 from seeds.textcols import uuid_like
 
 DEFAULT_AS_OF = datetime(2026, 11, 1, tzinfo=timezone.utc)
 DEFAULT_CHUNK_PEOPLE = 50_000
 TABLES = tuple(RAW_TABLES)
+AS_OF_FORMATS = ("%Y-%m-%dT%H:%M:%SZ", "%Y-%m-%dT%H:%M:%S%z", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d")
 PART = "part-00000.parquet"
 WRITE_SLICE_ROWS = 250_000
 KIND_NAMES = ("visitor", "subscriber", "guest_buyer", "member")
@@ -94,7 +97,8 @@ def _utc(as_of: datetime | None) -> datetime:
     return as_of.replace(tzinfo=timezone.utc) if as_of.tzinfo is None else as_of.astimezone(timezone.utc)
 
 
-def _truth_rows(cohort, ids, journeys, customer_people: np.ndarray) -> tuple[pa.Table, int]:
+def _truth_rows(cohort: Cohort, ids: Identifiers, journeys: Journeys,
+                customer_people: np.ndarray) -> tuple[pa.Table, int]:
     """Identifiers of each person that appear on at least one usable row (events, orders, customers),
     and how many people are visitors with more than one cookie (no data links those cookies)."""
     n = len(cohort)
@@ -138,13 +142,94 @@ def _check_args(people: int, chunk_people: int) -> None:
                          f"{DEFAULT_CHUNK_PEOPLE:,}")
 
 
+@dataclass
+class Chunk:
+    """Everything generated for one chunk of people, ready to append."""
+
+    tables: dict[str, pa.Table]
+    event_order: np.ndarray  # events are written in time order within the chunk
+    truth: pa.Table
+    faults: dict[str, dict[str, int]]
+    unlinkable: int
+    kinds: np.ndarray
+    scenarios: np.ndarray
+
+
+def build_chunk(index: int, gid: np.ndarray, people: int, seed: int, as_of: int, catalog: Catalog,
+                kiosk_id: str) -> Chunk:
+    """One chunk of people from its own random stream: seed and chunk index fix every row."""
+    rng = np.random.default_rng([seed, index])
+    cohort = build_cohort(rng, gid, people, as_of, catalog)
+    ids = build_identifiers(cohort, seed)
+    journeys = build_journeys(rng, cohort, ids, catalog, as_of, seed, kiosk_id)
+    customers, customer_people = build_customers(rng, cohort, ids)
+    messages = build_message_events(rng, cohort, ids, journeys.buyers, as_of, seed)
+    events, times, event_faults = bad_rows.inject_event_faults(rng, journeys.events, journeys.event_time, index,
+                                                               seed)
+    customers, customer_faults = bad_rows.inject_customer_faults(rng, customers)
+    truth, unlinkable = _truth_rows(cohort, ids, journeys, customer_people)
+    return Chunk(tables={"events": events, "customers": customers, "orders": journeys.orders,
+                         "order_items": journeys.order_items, "message_events": messages},
+                 event_order=np.argsort(times, kind="stable"), truth=truth,
+                 faults={"events": event_faults, "customers": customer_faults}, unlinkable=unlinkable,
+                 kinds=cohort.kind, scenarios=cohort.scenario)
+
+
+@dataclass
+class Tally:
+    """Counts across chunks, for the manifest."""
+
+    rows: Counter = field(default_factory=Counter)
+    faults: dict[str, Counter] = field(default_factory=lambda: {"events": Counter(), "customers": Counter()})
+    kinds: Counter = field(default_factory=Counter)
+    scenarios: Counter = field(default_factory=Counter)
+    truth_rows: int = 0
+    unlinkable: int = 0
+
+    def add(self, chunk: Chunk) -> None:
+        for name, table in chunk.tables.items():
+            self.rows[name] += table.num_rows
+        for table, counts in chunk.faults.items():
+            self.faults[table].update(counts)
+        for counter, codes, names in ((self.kinds, chunk.kinds, KIND_NAMES),
+                                      (self.scenarios, chunk.scenarios, SCENARIO_NAMES)):
+            values, counts = np.unique(codes, return_counts=True)
+            counter.update({names[v]: int(c) for v, c in zip(values, counts)})
+        self.truth_rows += chunk.truth.num_rows
+        self.unlinkable += chunk.unlinkable
+
+
+def _manifest(tally: Tally, seed: int, people: int, as_of: datetime, chunk_people: int, kiosk_id: str) -> dict:
+    return {
+        "generator": "seeds.generate",
+        "seed": seed,
+        "people": people,
+        "as_of": as_of.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "chunk_people": chunk_people,
+        "history_days": HISTORY_DAYS,
+        "row_counts": {t: int(tally.rows[t]) for t in TABLES},
+        "truth_identities": tally.truth_rows,
+        "unlinkable_visitors": {"people": tally.unlinkable, "why": "visitors who never identify on two devices: "
+                                "their cookies share no identifier, so no stitching can join them"},
+        "people_by_kind": {k: tally.kinds.get(k, 0) for k in KIND_NAMES},
+        "kind_shares": dict(zip(KIND_NAMES, KIND_SHARES)),
+        "scenarios": {k: tally.scenarios.get(k, 0) for k in SCENARIO_NAMES if k != "none"},
+        "kiosk": {"anonymous_ids": [kiosk_id], "shoppers": kiosk_shopper_count(people)},
+        "junk_values": {"email": list(bad_rows.JUNK_EMAILS), "phone": list(bad_rows.JUNK_PHONES),
+                        "literal": list(bad_rows.JUNK_LITERALS)},
+        "malformed_values": {"email": list(bad_rows.MALFORMED_EMAILS), "phone": list(bad_rows.SHORT_PHONES),
+                             "occurred_at": list(bad_rows.BAD_TIMESTAMPS)},
+        "bad_rows": {table: {k: int(v) for k, v in sorted(c.items())} for table, c in tally.faults.items()},
+        "bad_row_rates": {"events": bad_rows.EVENT_RATES, "customers": bad_rows.CUSTOMER_RATES},
+    }
+
+
 def generate(out_dir: Path, people: int, seed: int = 42, as_of: datetime | None = None,
              chunk_people: int = DEFAULT_CHUNK_PEOPLE) -> dict:
     """Write the demo tables and ground truth under out_dir (replacing earlier output); return a summary."""
     _check_args(people, chunk_people)
     started = time.monotonic()
     as_of_dt = _utc(as_of)
-    as_of_s = int(as_of_dt.timestamp())
     out = Path(out_dir)
     for sub in TABLES + ("_truth",):
         shutil.rmtree(out / sub, ignore_errors=True)
@@ -152,74 +237,28 @@ def generate(out_dir: Path, people: int, seed: int = 42, as_of: datetime | None 
 
     catalog = build_catalog(seed)
     kiosk_id = kiosk_anonymous_id(seed)
-    rows: Counter[str] = Counter()
-    faults: dict[str, Counter[str]] = {"events": Counter(), "customers": Counter()}
-    kinds: Counter[str] = Counter()
-    scenarios: Counter[str] = Counter()
+    tally = Tally()
     writers = {t: pq.ParquetWriter(out / t / PART, table_schema(t)) for t in TABLES}
     truth_writer = pq.ParquetWriter(out / "_truth" / "identities.parquet", TRUTH_SCHEMA)
     try:
-        writers["products"].write_table(catalog.table.cast(table_schema("products")))
-        rows["products"] = catalog.table.num_rows
-        truth_rows = unlinkable = 0
-        for chunk, lo in enumerate(range(0, people, chunk_people)):
-            rng = np.random.default_rng([seed, chunk])
+        _write(writers["products"], catalog.table)
+        tally.rows["products"] = catalog.table.num_rows
+        for index, lo in enumerate(range(0, people, chunk_people)):
             gid = np.arange(lo, min(lo + chunk_people, people), dtype=np.int64)
-            cohort = build_cohort(rng, gid, people, as_of_s, catalog)
-            ids = build_identifiers(cohort, seed)
-            journeys = build_journeys(rng, cohort, ids, catalog, as_of_s, seed, kiosk_id)
-            customers, customer_people = build_customers(rng, cohort, ids)
-            buyers = np.bincount(journeys.event_person[journeys.events["event_type"].to_numpy(
-                zero_copy_only=False) == "order_completed"], minlength=len(cohort)) > 0
-            messages = build_message_events(rng, cohort, ids, buyers, as_of_s, seed)
-            events, times, event_faults = bad_rows.inject_event_faults(rng, journeys.events, journeys.event_time,
-                                                                       chunk, seed)
-            customers, customer_faults = bad_rows.inject_customer_faults(rng, customers)
-            faults["events"].update(event_faults)
-            faults["customers"].update(customer_faults)
-            _write(writers["events"], events, np.argsort(times, kind="stable"))  # a time-ordered stream per chunk
-            for name, table in (("customers", customers), ("orders", journeys.orders),
-                                ("order_items", journeys.order_items), ("message_events", messages)):
-                _write(writers[name], table)
-            for name, table in (("events", events), ("customers", customers), ("orders", journeys.orders),
-                                ("order_items", journeys.order_items), ("message_events", messages)):
-                rows[name] += table.num_rows
-            truth, chunk_unlinkable = _truth_rows(cohort, ids, journeys, customer_people)
-            unlinkable += chunk_unlinkable
-            truth_writer.write_table(truth)
-            truth_rows += truth.num_rows
-            kinds.update({KIND_NAMES[k]: int(v) for k, v in zip(*np.unique(cohort.kind, return_counts=True))})
-            scenarios.update({SCENARIO_NAMES[k]: int(v) for k, v in zip(*np.unique(cohort.scenario, return_counts=True))})
+            chunk = build_chunk(index, gid, people, seed, int(as_of_dt.timestamp()), catalog, kiosk_id)
+            for name, table in chunk.tables.items():
+                _write(writers[name], table, chunk.event_order if name == "events" else None)
+            truth_writer.write_table(chunk.truth)
+            tally.add(chunk)
+            del chunk
     finally:
         for writer in list(writers.values()) + [truth_writer]:
             writer.close()
 
-    row_counts = {t: int(rows[t]) for t in TABLES}
-    manifest = {
-        "generator": "seeds.generate",
-        "seed": seed,
-        "people": people,
-        "as_of": as_of_dt.strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "chunk_people": chunk_people,
-        "history_days": 730,
-        "row_counts": row_counts,
-        "truth_identities": truth_rows,
-        "unlinkable_visitors": {"people": unlinkable, "why": "visitors who never identify on two devices: "
-                                "their cookies share no identifier, so no stitching can join them"},
-        "people_by_kind": {k: kinds.get(k, 0) for k in KIND_NAMES},
-        "kind_shares": dict(zip(KIND_NAMES, KIND_SHARES)),
-        "scenarios": {k: scenarios.get(k, 0) for k in SCENARIO_NAMES if k != "none"},
-        "kiosk": {"anonymous_ids": [kiosk_id], "shoppers": kiosk_shopper_count(people)},
-        "junk_values": {"email": list(bad_rows.JUNK_EMAILS), "phone": list(bad_rows.JUNK_PHONES),
-                        "literal": list(bad_rows.JUNK_LITERALS)},
-        "malformed_values": {"email": list(bad_rows.MALFORMED_EMAILS), "phone": list(bad_rows.SHORT_PHONES),
-                             "occurred_at": list(bad_rows.BAD_TIMESTAMPS)},
-        "bad_rows": {table: {k: int(v) for k, v in sorted(c.items())} for table, c in faults.items()},
-        "bad_row_rates": {"events": bad_rows.EVENT_RATES, "customers": bad_rows.CUSTOMER_RATES},
-    }
+    manifest = _manifest(tally, seed, people, as_of_dt, chunk_people, kiosk_id)
     (out / "_truth" / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
-    return {"out_dir": str(out), "people": people, "seed": seed, "as_of": manifest["as_of"], "rows": row_counts,
-            "kiosk_anonymous_id": kiosk_id, "truth_identities": truth_rows,
+    return {"out_dir": str(out), "people": people, "seed": seed, "as_of": manifest["as_of"],
+            "rows": manifest["row_counts"], "kiosk_anonymous_id": kiosk_id, "truth_identities": tally.truth_rows,
             "seconds": round(time.monotonic() - started, 2)}
 
 
@@ -228,7 +267,7 @@ def generate(out_dir: Path, people: int, seed: int = 42, as_of: datetime | None 
 @click.option("--seed", type=int, default=42, show_default=True, help="Random seed: same seed, same data.")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), required=True,
               help="Folder to write <table>/part-00000.parquet and _truth/ into (replaced if present).")
-@click.option("--as-of", "as_of", type=click.DateTime(["%Y-%m-%dT%H:%M:%SZ", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d"]),
+@click.option("--as-of", "as_of", type=click.DateTime(AS_OF_FORMATS),
               default=None, help="The moment the data leads up to, UTC [default: 2026-11-01T00:00:00Z].")
 @click.option("--chunk-people", type=click.IntRange(1), default=DEFAULT_CHUNK_PEOPLE, show_default=True,
               help="People per chunk: bounds memory; part of what makes output reproducible.")

@@ -68,6 +68,7 @@ class Journeys:
     event_time: np.ndarray
     event_cookie: np.ndarray
     emitted: dict[str, np.ndarray]  # per person: an identifier type appears on a usable row
+    buyers: np.ndarray  # per person: placed at least one order
 
 
 def order_times(rng: np.random.Generator, c: Cohort, catalog: Catalog) -> tuple[np.ndarray, np.ndarray]:
@@ -384,4 +385,5 @@ def build_journeys(rng: np.random.Generator, c: Cohort, ids: Identifiers, catalo
     orders, order_items, from_orders = _orders_tables(rng, c, ids, catalog, s, f, r, seed)
     emitted = {k: from_events[k] | from_orders[k] for k in from_events}
     return Journeys(events=events, orders=orders, order_items=order_items, event_person=r.person,
-                    event_time=r.time, event_cookie=s.cookie[r.session], emitted=emitted)
+                    event_time=r.time, event_cookie=s.cookie[r.session], emitted=emitted,
+                    buyers=np.bincount(s.person[s.depth == 4], minlength=len(c)) > 0)

@@ -8,7 +8,7 @@ AU `+61 4xx xxx xxx`, DE `+49 151 xxxxxxxx`; user ids `cus_<8 digits>`; cookies 
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
@@ -70,9 +70,6 @@ class Cohort:
     @property
     def identified(self) -> np.ndarray:
         return self.kind != VISITOR
-
-    def take(self, idx: np.ndarray) -> "Cohort":
-        return Cohort(**{f.name: getattr(self, f.name)[idx] for f in fields(self)})
 
 
 def kiosk_shopper_count(people: int) -> int:
@@ -219,11 +216,13 @@ def build_identifiers(c: Cohort, seed: int) -> Identifiers:
     s = pc.utf8_slice_codeunits
     nanp = [join("+1", area, "555", line), join("+1 (", area, ") 555-", line), join(area, ".555.", line),
             join(area, "555", line), join("1-", area, "-555-", line)]
-    uk = [join("+4477", gb), join("+44 77", s(gb, 0, 2), " ", s(gb, 2, 8)), join("+44-77", s(gb, 0, 2), "-", s(gb, 2, 8)),
-          join("0044 77", s(gb, 0, 2), " ", s(gb, 2, 8)), join("+44 77", gb),
+    uk = [join("+4477", gb), join("+44 77", s(gb, 0, 2), " ", s(gb, 2, 8)),
+          join("+44-77", s(gb, 0, 2), "-", s(gb, 2, 8)), join("0044 77", s(gb, 0, 2), " ", s(gb, 2, 8)),
+          join("+44 77", gb),
           join("077", s(gb, 0, 2), " ", s(gb, 2, 8))]
-    aus = [join("+614", au), join("+61 4", s(au, 0, 2), " ", s(au, 2, 5), " ", s(au, 5, 8)), join("+614", au),
-           join("0061 4", s(au, 0, 2), " ", s(au, 2, 5), " ", s(au, 5, 8)), join("+61-4", s(au, 0, 2), "-", s(au, 2, 8)),
+    aus = [join("+614", au), join("+61 4", s(au, 0, 2), " ", s(au, 2, 5), " ", s(au, 5, 8)),
+           join("+61 4", s(au, 0, 2), s(au, 2, 8)), join("0061 4", s(au, 0, 2), " ", s(au, 2, 5), " ", s(au, 5, 8)),
+           join("+61-4", s(au, 0, 2), "-", s(au, 2, 8)),
            join("04", s(au, 0, 2), " ", s(au, 2, 5), " ", s(au, 5, 8))]
     ger = [join("+49151", de), join("+49 151 ", de), join("+49-151-", de), join("0049 151 ", de),
            join("+49 151", de), join("0151 ", de)]

@@ -87,12 +87,14 @@ def hex_ids(prefix: str, keys: np.ndarray, salt: int, valid: np.ndarray | None =
 
 def uuid_like(keys: np.ndarray, salt: int) -> pa.StringArray:
     """8-4-4-4-12 hex text; the first 16 digits are a bijective mix of the key, so unique keys give unique ids."""
+    if not len(keys):
+        return pa.array([], pa.string())
     a = mix64(keys, salt)
     b = mix64(keys, salt ^ 0x5DEECE66D)
-    m16, m32 = np.uint64(0xFFFF), np.uint64(0xFFFFFFFF)
-    return fixed_width([(a >> np.uint64(32), 8, 16), b"-", (a >> np.uint64(16) & m16, 4, 16), b"-",
-                        (a & m16, 4, 16), b"-", (b >> np.uint64(48), 4, 16), b"-", (b & np.uint64(0xFFFFFFFFFFFF), 12, 16)],
-                       len(keys)) if len(keys) else pa.array([], pa.string())
+    m16 = np.uint64(0xFFFF)
+    return fixed_width([(a >> np.uint64(32), 8, 16), b"-", ((a >> np.uint64(16)) & m16, 4, 16), b"-",
+                        (a & m16, 4, 16), b"-", (b >> np.uint64(48), 4, 16), b"-",
+                        (b & np.uint64(0xFFFFFFFFFFFF), 12, 16)], len(keys))
 
 
 def digits(values: np.ndarray, width: int) -> pa.StringArray:
