@@ -23,6 +23,12 @@ acted_since as (
         on events.profile_id = last_view.profile_id
         and events.occurred_at >= last_view.viewed_at
         and events.event_type in ('add_to_cart', 'checkout_started', 'order_completed')
+    union
+    select distinct last_view.profile_id
+    from last_view
+    join {{ ref('int_profile_orders') }} as orders
+        on orders.profile_id = last_view.profile_id
+        and orders.ordered_at >= last_view.viewed_at
 ),
 
 recently_messaged as (

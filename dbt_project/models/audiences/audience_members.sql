@@ -1,17 +1,19 @@
 {#- The audiences as they are synced: one row per (audience, channel, profile_id).
-    Rules, in order: a profile needs consent and the contact field for the channel; sunset
-    members get no other email audience; among the audiences a person qualifies for, the one with
-    the highest priority (audience_settings) wins per channel; a deterministic holdout of
-    var holdout_percent per audience (by a hash of profile_id and audience) is marked is_holdout
-    and never synced, so lift can be measured. step counts earlier sends of this audience to the
-    person in the last 30 days; a discount is offered only from step 3, after softer steps. -#}
+    Rules, in order:
+      1. consent: a profile needs consent and the contact field for the channel;
+      2. sunset members get no other email audience;
+      3. priority: among the audiences a person qualifies for, the one with the highest priority
+         (audience_settings, 1 = highest) wins per channel (one message per channel per run/day);
+      4. frequency caps: a person who was already sent var frequency_caps[channel].max_messages
+         messages on that channel (any campaign) in the last frequency_caps[channel].days days is
+         left out for that channel;
+      5. holdout: a deterministic var holdout_percent per audience (a hash of profile_id and
+         audience, identical on every warehouse and run) is marked is_holdout and never synced.
+    step, angle, format and offer come from int_audience_steps (behaviour over clocks); the
+    product shown is the trigger's own, else the person's last viewed or carted product. -#}
+{%- set caps = var('frequency_caps') %}
 with candidates as (
-    select * from {{ ref('aud_welcome') }}
-    union all select * from {{ ref('aud_browse_abandonment') }}
-    union all select * from {{ ref('aud_cart_abandonment') }}
-    union all select * from {{ ref('aud_post_purchase_replenishment') }}
-    union all select * from {{ ref('aud_win_back') }}
-    union all select * from {{ ref('aud_sunset') }}
+    select * from {{ ref('int_audience_steps') }}
 ),
 
 settings as (
@@ -51,23 +53,47 @@ prioritised as (
     where priority_rank = 1
 ),
 
-earlier_sends as (
-    select profile_id, campaign as audience, channel, count(*) as sends
+recent_sends as (
+    select profile_id, channel, count(distinct message_id) as sends
     from {{ ref('int_profile_message_events') }}
     where event = 'sent'
-      and occurred_at > {{ lifeline.add_days(-30, lifeline.as_of()) }}
-    group by profile_id, campaign, channel
+      and (
+        {%- for channel, cap in caps.items() %}
+        {% if not loop.first %}or {% endif %}(channel = '{{ channel }}' and occurred_at > {{ lifeline.add_days(-(cap['days'] | int), lifeline.as_of()) }})
+        {%- endfor %}
+      )
+    group by profile_id, channel
+),
+
+uncapped as (
+    select prioritised.*
+    from prioritised
+    left join recent_sends
+        on recent_sends.profile_id = prioritised.profile_id and recent_sends.channel = prioritised.channel
+    where recent_sends.sends is null
+       or recent_sends.sends < case prioritised.channel
+           {%- for channel, cap in caps.items() %}
+           when '{{ channel }}' then {{ cap['max_messages'] | int }}
+           {%- endfor %}
+           else recent_sends.sends + 1 end
+),
+
+last_product as (
+    select * from {{ ref('int_profile_last_product') }}
 ),
 
 enriched as (
     select
-        prioritised.audience,
-        prioritised.profile_id,
-        prioritised.channel,
-        prioritised.entered_at,
-        prioritised.priority,
-        prioritised.angle,
-        coalesce(earlier_sends.sends, 0) + 1 as step,
+        uncapped.audience,
+        uncapped.profile_id,
+        uncapped.channel,
+        uncapped.entered_at,
+        uncapped.priority,
+        uncapped.step,
+        uncapped.angle,
+        uncapped.message_format,
+        uncapped.offer_percent,
+        uncapped.last_response,
         profiles.email,
         profiles.phone,
         profiles.first_name,
@@ -78,14 +104,12 @@ enriched as (
         products.name as product_name,
         products.url as product_url,
         products.image_url as product_image_url,
-        {{ lifeline.hash_bucket("prioritised.profile_id || ':' || prioritised.audience", 100) }} < {{ var('holdout_percent') }} as is_holdout
-    from prioritised
-    join profiles on profiles.profile_id = prioritised.profile_id
-    left join earlier_sends
-        on earlier_sends.profile_id = prioritised.profile_id
-        and earlier_sends.audience = prioritised.audience
-        and earlier_sends.channel = prioritised.channel
-    left join {{ ref('stg_products') }} as products on products.product_id = prioritised.product_id
+        {{ lifeline.hash_bucket("uncapped.profile_id || ':' || uncapped.audience", 100) }} < {{ var('holdout_percent') }} as is_holdout
+    from uncapped
+    join profiles on profiles.profile_id = uncapped.profile_id
+    left join last_product on last_product.profile_id = uncapped.profile_id
+    left join {{ ref('stg_products') }} as products
+        on products.product_id = coalesce(uncapped.product_id, last_product.product_id)
 ),
 
 final as (
@@ -102,7 +126,10 @@ final as (
             "'stage'", "lifecycle_stage",
             "'step'", "step",
             "'angle'", "angle",
-            "'offer'", "case when step >= 3 then 'discount_10' else 'none' end",
+            "'format'", "message_format",
+            "'offer'", "case when offer_percent > 0 then 'discount_' || cast(cast(offer_percent as integer) as " ~ dbt.type_string() ~ ") else 'none' end",
+            "'offer_percent'", "offer_percent",
+            "'last_response'", "last_response",
             "'best_send_hour'", "best_send_hour",
             "'product_id'", "product_id",
             "'product_name'", "product_name",
@@ -112,6 +139,9 @@ final as (
         first_name,
         last_name,
         step,
+        angle,
+        message_format,
+        offer_percent,
         priority
     from enriched
 )

@@ -5,7 +5,13 @@
       - each completed order: new_customer (first), reactivated (the gap since the previous order
         was longer than lapsed_days), else repeat_customer;
       - at_risk_days / lapsed_days / churned_days after an order with no order since: at_risk,
-        lapsed, churned (only once that moment has passed by as_of).
+        lapsed, churned (only once that moment has passed by as_of); a buyer is at_risk from the
+        moment at_risk_days have fully passed (an order exactly at_risk_days before as_of is at_risk);
+      - predicted (var at_risk_p_alive_below, null = off): a buyer whose BG/NBD probability of
+        being alive (source predictions.profile_predictions) is below the threshold is at_risk from
+        as_of, even before at_risk_days have passed. p_alive is a statement about now, so the
+        interval starts at as_of; predictions made for a later as_of are ignored (no leakage when
+        replaying history).
     When several changes share a timestamp the later stage in the list above wins.
     valid_to is the next interval's valid_from, null while current. -#}
 with first_seen as (
@@ -81,12 +87,36 @@ decay_points as (
            or {{ lifeline.add_days('decay_thresholds.after_days', 'purchases.ordered_at') }} < purchases.next_ordered_at)
 ),
 
+{%- set p_alive_below = var('at_risk_p_alive_below', none) %}
+{%- set p_alive_rule = p_alive_below is not none and p_alive_below | string | trim not in ('', 'null', 'None') %}
+{%- if p_alive_rule %}
+predicted_points as (
+    select
+        purchases.profile_id,
+        {{ lifeline.as_of() }} as changed_at,
+        'at_risk' as stage,
+        4 as stage_rank
+    from purchases
+    join {{ source('predictions', 'profile_predictions') }} as predictions
+        on predictions.profile_id = purchases.profile_id
+    where purchases.next_ordered_at is null
+      and purchases.ordered_at < {{ lifeline.as_of() }}
+      and {{ lifeline.add_days(var('at_risk_days'), 'purchases.ordered_at') }} > {{ lifeline.as_of() }}
+      and predictions.p_alive < {{ p_alive_below | float }}
+      and (predictions.as_of is null or predictions.as_of <= {{ lifeline.as_of() }})
+),
+{%- endif %}
+
 points as (
     select * from arrival_points
     union all
     select * from order_points
     union all
     select * from decay_points
+{%- if p_alive_rule %}
+    union all
+    select * from predicted_points
+{%- endif %}
 ),
 
 one_per_moment as (
