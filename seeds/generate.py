@@ -15,7 +15,13 @@ the clock: as_of defaults to 2026-11-01T00:00:00Z and all activity lies in the 7
 
 Scale: people are generated in chunks (default 50,000) with vectorised numpy/Arrow code and
 appended to one Parquet file per table as row groups, so memory depends on the chunk size, not on
---people (1,000 to 5,000,000; identifiers stay unique up to 7,000,000 people).
+--people (1,000 to 5,000,000; identifiers stay unique up to 7,000,000 people). Measured on 2 cores
+(benchmarks/bench_generator.py): 100,000 people 9 s / 0.9 GB peak RSS; 1,000,000 people (22.6M
+events) 50 s / 0.94 GB; --chunk-people 20000 brings 1,000,000 people to 0.53 GB in 63 s.
+
+Ground truth covers every identifier seen on a usable row. Visitors who never identify but use
+two devices have two cookies that nothing in the data links; the manifest counts them
+(`unlinkable_visitors`) so identity scores can allow for them.
 
 The journeys (see seeds.people, seeds.journeys, seeds.messages for the detail):
 - People: 22% visitors who never identify (1-2 cookies), 18% newsletter subscribers, 15% guest
@@ -40,7 +46,12 @@ The journeys (see seeds.people, seeds.journeys, seeds.messages for the detail):
   at least 6) each identify with their own email. It is never in the ground truth.
 - Identifier formats vary: `  Jane.Doe1@Example.COM `, `+1 (415) 555-0123`, `415.555.0123`,
   `4155550123`, `+44 7700 900123`, and `07700 900123` in GB customer rows.
-- Bad rows at documented rates: see seeds.bad_rows.
+- Bad rows (seeds.bad_rows has the detail), per generated event row: exact duplicate 0.2%, same
+  event_id with a different payload 0.05%, missing event_id 0.05%, unparseable occurred_at 0.05%
+  (`not-a-date`, `2026-02-30T10:00:00Z`, ...), malformed email 0.03% (`john@`, `not-an-email`),
+  placeholder email 0.02% (`test@test.com`), phone `0000000000` 0.02%, too-short phone 0.02%,
+  `null`/`undefined` typed into user_id or email 0.1%; per customer row: phone `0000000000` 1%,
+  too-short phone 0.5%. At least one of each kind per chunk; exact counts in the manifest.
 """
 from __future__ import annotations
 
