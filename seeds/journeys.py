@@ -152,6 +152,8 @@ def build_sessions(rng: np.random.Generator, c: Cohort, order_person: np.ndarray
     starts = np.concatenate([[0], np.flatnonzero(person[1:] != person[:-1]) + 1])
     counts = np.diff(np.append(starts, len(person)))
     rank = np.arange(len(person)) - np.repeat(starts, counts)
+    if len(rank) and rank.max() >= 1 << 10:
+        raise ValueError("a person has more than 1,024 sessions; session ids would collide")
     key = (c.gid[person].astype(np.uint64) << np.uint64(10)) | rank.astype(np.uint64)
     return Sessions(person=person, t=t, purpose=purpose, depth=depth, cookie=cookie, logged_in=logged_in,
                     is_id=is_id, login_identify=login, key=key)
@@ -269,10 +271,9 @@ def _events_table(rng: np.random.Generator, c: Cohort, ids: Identifiers, catalog
     # who is on each row
     e_member = c.kind[ep] == MEMBER
     is_identify = typ == IDENTIFY
-    session_index = np.arange(R) - np.repeat(np.cumsum(f.counts.sum(axis=1)) - f.counts.sum(axis=1),
-                                             f.counts.sum(axis=1))
-    subscribe_j = session_index - f.counts[sess, :SUBSCRIBE].sum(axis=1)
-    sub_email = (typ == SUBSCRIBE) & (subscribe_j == 0) & f.email_sub[sess]
+    # a session's subscribe rows: the email one (when there is one) comes first
+    first_subscribe = np.concatenate([[True], (sess[1:] != sess[:-1]) | (typ[:-1] != SUBSCRIBE)])
+    sub_email = (typ == SUBSCRIBE) & first_subscribe & f.email_sub[sess]
     sub_sms = (typ == SUBSCRIBE) & ~sub_email
     has_user = s.logged_in[sess] | (is_identify & e_member & (s.purpose[sess] != S_KIOSK))
     login_row = is_identify & s.login_identify[sess]
