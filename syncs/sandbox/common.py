@@ -1,0 +1,96 @@
+"""What every platform module shares: the per-app context, ids, clocks and identifier checks."""
+from __future__ import annotations
+
+import base64
+import json
+import re
+import secrets
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+from starlette.requests import Request
+
+from syncs.sandbox.limits import RateLimiter
+from syncs.sandbox.store import Store
+
+PLATFORMS = ("klaviyo", "mailchimp", "braze", "twilio", "meta", "google", "tiktok", "webhook")
+
+EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+E164_RE = re.compile(r"^\+[1-9]\d{6,14}$")
+SHA256_HEX_RE = re.compile(r"^[0-9a-f]{64}$")
+CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+
+
+@dataclass
+class Context:
+    """Everything a platform module needs; one per app (no module-level state)."""
+    store: Store
+    token: str
+    limiter: RateLimiter
+    klaviyo_job_delay_s: float = 0.0
+    klaviyo_lists_per_day: int = 150
+    mailchimp_concurrency: int = 10
+    webhook_tolerance_s: int = 300
+    options: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def rate_limits(self) -> bool:
+        return self.limiter.enabled
+
+
+def now_iso() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def ulid() -> str:
+    """A 26-character Crockford base32 id (time-ordered prefix), like Klaviyo profile ids."""
+    ms = int(datetime.now(timezone.utc).timestamp() * 1000)
+    value = (ms << 80) | int.from_bytes(secrets.token_bytes(10), "big")
+    return "".join(CROCKFORD[(value >> (5 * i)) & 31] for i in reversed(range(26)))
+
+
+def short_id(n: int = 6) -> str:
+    alphabet = "abcdefghijkmnopqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789"
+    return "".join(secrets.choice(alphabet) for _ in range(n))
+
+
+def valid_email(value: Any) -> bool:
+    return isinstance(value, str) and bool(EMAIL_RE.match(value.strip()))
+
+
+def valid_e164(value: Any) -> bool:
+    return isinstance(value, str) and bool(E164_RE.match(value))
+
+
+def dumps(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"))
+
+
+def encode_cursor(value: str) -> str:
+    return base64.urlsafe_b64encode(value.encode()).decode().rstrip("=")
+
+
+def decode_cursor(value: str) -> str:
+    try:
+        return base64.urlsafe_b64decode(value + "=" * (-len(value) % 4)).decode()
+    except (ValueError, UnicodeDecodeError):
+        raise ValueError(f"invalid cursor {value!r}") from None
+
+
+async def read_body(request: Request, max_bytes: int) -> bytes | None:
+    """The request body, or None when it is larger than `max_bytes` (stops reading early)."""
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > max_bytes:
+        return None
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > max_bytes:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def chunked(items: list, size: int = 900) -> list[list]:
+    return [items[i:i + size] for i in range(0, len(items), size)]

@@ -1,0 +1,69 @@
+"""The sandbox's own endpoints under `/_sandbox` (no auth: the server only listens on loopback)."""
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from types import ModuleType
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Mount, Route
+
+from syncs.sandbox.common import Context
+from syncs.sandbox.faults import FaultState, validate_faults
+
+
+def routes(ctx: Context, faults: FaultState, platforms: dict[str, ModuleType],
+           extra: list[Route] | None = None) -> Mount:
+    async def health(request: Request) -> JSONResponse:
+        return JSONResponse({"status": "ok", "platforms": sorted(platforms), "rate_limits": ctx.rate_limits})
+
+    async def summary(request: Request) -> JSONResponse:
+        with ctx.store.tx() as db:
+            return JSONResponse({name: module.summary(db) for name, module in platforms.items()})
+
+    async def reset(request: Request) -> JSONResponse:
+        ctx.store.reset()
+        return JSONResponse({"reset": True})
+
+    async def get_faults(request: Request) -> JSONResponse:
+        return JSONResponse({k: v.model_dump() for k, v in faults.specs.items()})
+
+    async def set_faults(request: Request) -> JSONResponse:
+        try:
+            body = json.loads(await request.body() or b"{}")
+            if not isinstance(body, dict):
+                raise ValueError("the body must be a JSON object {platform: {error_rate: ..., ...}}")
+            seed = body.pop("fault_seed", None)
+            specs = validate_faults(body)
+        except ValueError as exc:
+            return JSONResponse({"error": str(exc)}, status_code=400)
+        if seed is not None:
+            faults.seed = int(seed)
+        faults.set(specs)
+        return await get_faults(request)
+
+    async def set_limits(request: Request) -> JSONResponse:
+        body = json.loads(await request.body() or b"{}")
+        if "enabled" in body:
+            ctx.limiter.enabled = bool(body["enabled"])
+        for name, pairs in (body.get("overrides") or {}).items():
+            if name not in ctx.limiter.classes:
+                return JSONResponse({"error": f"unknown rate-limit class {name!r}",
+                                     "known": sorted(ctx.limiter.classes)}, status_code=400)
+            from syncs.sandbox.limits import windows
+            ctx.limiter.override(name, windows(*[tuple(p) for p in pairs]))
+        return JSONResponse({"enabled": ctx.limiter.enabled})
+
+    table: list[Route] = [
+        Route("/health", health, methods=["GET"]),
+        Route("/summary", summary, methods=["GET"]),
+        Route("/reset", reset, methods=["POST"]),
+        Route("/faults", get_faults, methods=["GET"]),
+        Route("/faults", set_faults, methods=["POST"]),
+        Route("/limits", set_limits, methods=["POST"]),
+    ]
+    return Mount("/_sandbox", routes=table + (extra or []))
+
+
+Canned = dict[str, Callable]

@@ -1,0 +1,732 @@
+"""Klaviyo stand-in under `/klaviyo` (for https://a.klaviyo.com), revision-2026 JSON:API.
+
+Auth `Authorization: Klaviyo-API-Key <token>` (or `Bearer <token>`) plus a required `revision`
+header. Limits, bodies and errors follow destinations.md §1 / klaviyo/openapi stable.json:
+bulk import <= 10,000 profiles, 5 MB, 100 KB per profile (a larger profile becomes an
+import-error); list membership <= 1,000 ids; subscribe <= 1,000; unsubscribe <= 100; 150 list
+creations per day. Rate limits are fixed burst (1 s) / steady (60 s) windows per endpoint class,
+with `RateLimit-Limit/Remaining/Reset` on non-429 answers and only `Retry-After` on a 429.
+Bulk-import jobs apply their rows at once; their status reads `queued` until
+`klaviyo_job_delay_s` has passed, then `complete`.
+"""
+from __future__ import annotations
+
+import json
+import re
+import time
+from collections.abc import Awaitable, Callable
+from datetime import datetime, timedelta, timezone
+from typing import Any
+from urllib.parse import urlencode
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Mount, Route
+
+from syncs.sandbox.common import (Context, chunked, decode_cursor, dumps, encode_cursor, now_iso, short_id,
+                                  ulid, valid_e164, valid_email)
+
+MEDIA = "application/vnd.api+json"
+MAX_BULK_PROFILES = 10_000
+MAX_BULK_BYTES = 5 * 1024 * 1024
+MAX_PROFILE_BYTES = 100 * 1024
+MAX_LIST_RELATIONSHIPS = 1_000
+MAX_SUBSCRIBE = 1_000
+MAX_UNSUBSCRIBE = 100
+MAX_BODY = 10 * 1024 * 1024
+IDENTIFIERS = ("email", "phone_number", "external_id")
+Handler = Callable[[Request, Context], Awaitable[Response]]
+
+
+class KlaviyoError(Exception):
+    def __init__(self, status: int, code: str, title: str, detail: str, pointer: str | None = None,
+                 parameter: str | None = None):
+        super().__init__(detail)
+        self.status, self.code, self.title, self.detail = status, code, title, detail
+        self.pointer, self.parameter = pointer, parameter
+
+    def response(self) -> JSONResponse:
+        return error_response(self.status, self.code, self.title, self.detail, self.pointer, self.parameter)
+
+
+def error_object(status: int, code: str, title: str, detail: str, pointer: str | None = None,
+                 parameter: str | None = None) -> dict:
+    source: dict[str, str] = {}
+    if pointer:
+        source["pointer"] = pointer
+    if parameter:
+        source["parameter"] = parameter
+    return {"id": ulid().lower(), "status": status, "code": code, "title": title, "detail": detail, "source": source}
+
+
+def error_response(status: int, code: str, title: str, detail: str, pointer: str | None = None,
+                   parameter: str | None = None, headers: dict | None = None) -> JSONResponse:
+    return JSONResponse({"errors": [error_object(status, code, title, detail, pointer, parameter)]},
+                        status_code=status, media_type=MEDIA, headers=headers)
+
+
+def throttled_response(retry_after: int = 1) -> JSONResponse:
+    return error_response(429, "throttled", "Request was throttled.",
+                          f"Request was throttled. Expected available in {retry_after} second.",
+                          headers={"Retry-After": str(retry_after)})
+
+
+def server_error_response() -> JSONResponse:
+    return error_response(503, "service_unavailable", "Service unavailable.",
+                          "Injected fault: the service is temporarily unavailable; retry with backoff.")
+
+
+def invalid(detail: str, pointer: str | None = None, parameter: str | None = None) -> KlaviyoError:
+    return KlaviyoError(400, "invalid", "Invalid input.", detail, pointer, parameter)
+
+
+def not_found(detail: str) -> KlaviyoError:
+    return KlaviyoError(404, "not_found", "Not found.", detail)
+
+
+# ---------------------------------------------------------------- request plumbing
+
+def endpoint(limit_class: str, handler: Handler, ctx: Context) -> Callable[[Request], Awaitable[Response]]:
+    """Auth + revision + rate limit around a handler; adds RateLimit-* headers to non-429 answers."""
+
+    async def wrapped(request: Request) -> Response:
+        auth = request.headers.get("authorization", "")
+        scheme, _, key = auth.partition(" ")
+        if not auth:
+            return error_response(401, "not_authenticated", "Authentication credentials were not provided.",
+                                  "Missing `Authorization: Klaviyo-API-Key <private key>` header.")
+        if scheme not in ("Klaviyo-API-Key", "Bearer") or key.strip() != ctx.token:
+            return error_response(401, "authentication_failed", "Incorrect authentication credentials.",
+                                  "Incorrect authentication credentials.")
+        if not re.fullmatch(r"\d{4}-\d{2}-\d{2}(\.[a-z0-9]+)?", request.headers.get("revision", "")):
+            return error_response(400, "invalid", "Invalid input.",
+                                  "The `revision` header is required (YYYY-MM-DD, e.g. 2026-07-15).",
+                                  parameter="revision")
+        verdict = ctx.limiter.check(f"klaviyo:{limit_class}")
+        if not verdict.allowed:
+            return throttled_response(verdict.reset_s)
+        try:
+            response = await handler(request, ctx)
+        except KlaviyoError as exc:
+            response = exc.response()
+        response.headers["RateLimit-Limit"] = str(verdict.limit)
+        response.headers["RateLimit-Remaining"] = str(verdict.remaining)
+        response.headers["RateLimit-Reset"] = str(verdict.reset_s)
+        return response
+
+    return wrapped
+
+
+async def json_body(request: Request, max_bytes: int = MAX_BODY) -> dict:
+    from syncs.sandbox.common import read_body
+    raw = await read_body(request, max_bytes)
+    if raw is None:
+        raise KlaviyoError(413, "request_too_large", "Request entity too large.",
+                           f"The request body exceeds the {max_bytes // (1024 * 1024)} MB limit; send smaller batches.")
+    try:
+        body = json.loads(raw)
+    except ValueError:
+        raise invalid("The request body is not valid JSON.", pointer="/data") from None
+    if not isinstance(body, dict) or not isinstance(body.get("data"), (dict, list)):
+        raise invalid("The request body must be a JSON:API document with a `data` member.", pointer="/data")
+    return body
+
+
+def jsonapi(data: Any, status: int = 200, links: dict | None = None) -> JSONResponse:
+    doc: dict[str, Any] = {"data": data}
+    if links is not None:
+        doc["links"] = links
+    return JSONResponse(doc, status_code=status, media_type=MEDIA)
+
+
+def api_url(request: Request, path: str) -> str:
+    return f"{str(request.base_url).rstrip('/')}/klaviyo/api/{path.lstrip('/')}"
+
+
+def page_params(request: Request, default: int, maximum: int) -> tuple[int, str | None]:
+    raw = request.query_params.get("page[size]", str(default))
+    if not raw.isdigit() or not 1 <= int(raw) <= maximum:
+        raise invalid(f"page[size] must be an integer between 1 and {maximum}.", parameter="page[size]")
+    cursor = request.query_params.get("page[cursor]")
+    try:
+        return int(raw), decode_cursor(cursor) if cursor else None
+    except ValueError as exc:
+        raise invalid(str(exc), parameter="page[cursor]") from None
+
+
+def next_link(request: Request, last_key: str | None) -> str | None:
+    if last_key is None:
+        return None
+    params = dict(request.query_params)
+    params["page[cursor]"] = encode_cursor(last_key)
+    query = urlencode(params)
+    return f"{str(request.url).split('?', 1)[0]}?{query}"
+
+
+# ---------------------------------------------------------------- profiles
+
+def profile_resource(request: Request, row: tuple) -> dict:
+    pid, attributes, email_consent, sms_consent, created, updated = row
+    attrs = json.loads(attributes)
+    attrs.update(created=created, updated=updated)
+    attrs["subscriptions"] = {"email": {"marketing": {"consent": email_consent or "NEVER_SUBSCRIBED"}},
+                              "sms": {"marketing": {"consent": sms_consent or "NEVER_SUBSCRIBED"}}}
+    return {"type": "profile", "id": pid, "attributes": attrs, "links": {"self": api_url(request, f"profiles/{pid}/")}}
+
+
+PROFILE_COLS = "id, attributes, email_consent, sms_consent, created, updated"
+
+
+def match_key(field: str, value: Any) -> str | None:
+    if value is None or value == "":
+        return None
+    text = str(value).strip()
+    return text.lower() if field == "email" else text
+
+
+def validate_profile(attrs: Any, pointer: str) -> tuple[str, str, str] | None:
+    """None when the profile is acceptable, else (code, detail, pointer) of the first problem."""
+    if not isinstance(attrs, dict):
+        return ("invalid", "Each profile needs an `attributes` object.", pointer)
+    if not any(attrs.get(k) not in (None, "") for k in IDENTIFIERS):
+        return ("invalid", "A profile needs at least one of email, phone_number or external_id.", pointer)
+    if attrs.get("email") not in (None, "") and not valid_email(attrs["email"]):
+        return ("invalid", f"Invalid email address.", f"{pointer}/email")
+    if attrs.get("phone_number") not in (None, "") and not valid_e164(attrs["phone_number"]):
+        return ("invalid", "Invalid phone number format (Example of a valid format: +12345678901)",
+                f"{pointer}/phone_number")
+    return None
+
+
+class ProfileIndex:
+    """Resolves a batch of profiles to ids in a few IN queries, and writes them back in one go."""
+
+    def __init__(self, db, wanted: list[dict]):
+        self.db = db
+        self.by: dict[str, dict[str, str]] = {k: {} for k in IDENTIFIERS}
+        self.rows: dict[str, dict] = {}
+        for field in IDENTIFIERS:
+            keys = list({k for a in wanted if (k := match_key(field, a.get(field)))})
+            for part in chunked(keys):
+                marks = ",".join("?" * len(part))
+                for pid, email, phone, ext, attributes, ec, sc, created in db.execute(
+                        f"select id, email, phone_number, external_id, attributes, email_consent, sms_consent, "
+                        f"created from kl_profiles where {field} in ({marks})", part):
+                    self._remember(pid, {"email": email, "phone_number": phone, "external_id": ext},
+                                   json.loads(attributes), ec, sc, created, dirty=False)
+
+    def _remember(self, pid, keys, attributes, ec, sc, created, dirty) -> None:
+        self.rows[pid] = {"attributes": attributes, "email_consent": ec, "sms_consent": sc,
+                          "created": created, "dirty": dirty}
+        for field, key in keys.items():
+            if key:
+                self.by[field][key] = pid
+
+    def resolve(self, attrs: dict) -> tuple[str | None, str | None]:
+        """(profile id or None, conflict detail or None)."""
+        found = {self.by[f].get(k) for f in IDENTIFIERS if (k := match_key(f, attrs.get(f)))} - {None}
+        if attrs.get("id"):
+            found = {attrs["id"]} if attrs["id"] in self.rows or self._load(attrs["id"]) else found
+        if len(found) > 1:
+            return None, "The identifiers of this profile belong to different existing profiles."
+        return (found.pop() if found else None), None
+
+    def _load(self, pid: str) -> bool:
+        row = self.db.execute("select email, phone_number, external_id, attributes, email_consent, sms_consent, "
+                              "created from kl_profiles where id = ?", (pid,)).fetchone()
+        if row:
+            self._remember(pid, dict(zip(IDENTIFIERS, row[:3])), json.loads(row[3]), row[4], row[5], row[6], False)
+        return bool(row)
+
+    def upsert(self, attrs: dict, now: str) -> tuple[str, bool]:
+        """Merge `attrs` into the matched profile (null clears, omitted keeps); returns (id, created)."""
+        pid, _ = self.resolve(attrs)
+        created = pid is None
+        if created:
+            pid = ulid()
+            self._remember(pid, {}, {}, None, None, now, True)
+        row = self.rows[pid]
+        merged = dict(row["attributes"])
+        for key, value in attrs.items():
+            if key in ("id", "subscriptions", "created", "updated"):
+                continue
+            if key == "properties" and isinstance(value, dict):
+                props = dict(merged.get("properties") or {})
+                props.update(value)
+                merged["properties"] = {k: v for k, v in props.items() if v is not None}
+            elif value is None:
+                merged.pop(key, None)
+            else:
+                merged[key] = value
+        row["attributes"], row["dirty"] = merged, True
+        for field in IDENTIFIERS:
+            if (k := match_key(field, merged.get(field))):
+                self.by[field][k] = pid
+        return pid, created
+
+    def set_consent(self, pid: str, channel: str, consent: str) -> None:
+        self.rows[pid][f"{channel}_consent"] = consent
+        self.rows[pid]["dirty"] = True
+
+    def flush(self, now: str) -> None:
+        out = []
+        for pid, row in self.rows.items():
+            if row["dirty"]:
+                a = row["attributes"]
+                out.append((pid, match_key("email", a.get("email")), match_key("phone_number", a.get("phone_number")),
+                            match_key("external_id", a.get("external_id")), dumps(a), row["email_consent"],
+                            row["sms_consent"], row["created"], now))
+        self.db.executemany("insert or replace into kl_profiles (id, email, phone_number, external_id, attributes, "
+                            "email_consent, sms_consent, created, updated) values (?,?,?,?,?,?,?,?,?)", out)
+
+
+def profile_entries(body: dict, maximum: int, what: str) -> list:
+    attributes = body["data"].get("attributes") if isinstance(body["data"], dict) else None
+    entries = (((attributes or {}).get("profiles") or {}).get("data"))
+    if not isinstance(entries, list) or not entries:
+        raise invalid("`data.attributes.profiles.data` must be a non-empty array of profiles.",
+                      pointer="/data/attributes/profiles/data")
+    if len(entries) > maximum:
+        raise invalid(f"{what} accepts at most {maximum:,} profiles per request; got {len(entries):,}. "
+                      f"Split the batch.", pointer="/data/attributes/profiles/data")
+    return entries
+
+
+def require_list(db, list_id: str) -> tuple:
+    row = db.execute("select id, name, created, updated, opt_in_process from kl_lists where id = ?",
+                     (list_id,)).fetchone()
+    if row is None:
+        raise not_found(f"A list with id {list_id} does not exist.")
+    return row
+
+
+def list_ids_of(body: dict, key: str = "lists") -> list[str]:
+    rel = ((body["data"].get("relationships") or {}).get(key) or {}).get("data") or []
+    rel = [rel] if isinstance(rel, dict) else rel
+    return [r["id"] for r in rel if isinstance(r, dict) and r.get("id")]
+
+
+# ---------------------------------------------------------------- lists
+
+def list_resource(request: Request, row: tuple) -> dict:
+    lid, name, created, updated, opt_in = row
+    return {"type": "list", "id": lid,
+            "attributes": {"name": name, "created": created, "updated": updated, "opt_in_process": opt_in},
+            "relationships": {"profiles": {"links": {"related": api_url(request, f"lists/{lid}/profiles/")}}},
+            "links": {"self": api_url(request, f"lists/{lid}/")}}
+
+
+FILTER_RE = re.compile(r'^equals\((\w+),\s*"((?:[^"\\]|\\.)*)"\)$')
+
+
+def parse_filter(request: Request, allowed: tuple[str, ...]) -> tuple[str, str] | None:
+    raw = request.query_params.get("filter")
+    if not raw:
+        return None
+    m = FILTER_RE.match(raw.strip())
+    if not m or m.group(1) not in allowed:
+        raise invalid(f"Unsupported filter {raw!r}; supported: equals(<field>,\"value\") on "
+                      f"{', '.join(allowed)}.", parameter="filter")
+    return m.group(1), m.group(2)
+
+
+async def get_lists(request: Request, ctx: Context) -> Response:
+    size, after = page_params(request, 10, 10)
+    flt = parse_filter(request, ("name", "id"))
+    sql, args = "select id, name, created, updated, opt_in_process from kl_lists where id > ?", [after or ""]
+    if flt:
+        sql += f" and {flt[0]} = ?"
+        args.append(flt[1])
+    with ctx.store.tx() as db:
+        rows = db.execute(sql + " order by id limit ?", [*args, size + 1]).fetchall()
+    more = len(rows) > size
+    rows = rows[:size]
+    return jsonapi([list_resource(request, r) for r in rows],
+                   links={"self": str(request.url), "next": next_link(request, rows[-1][0] if more else None),
+                          "prev": None})
+
+
+async def create_list(request: Request, ctx: Context) -> Response:
+    body = await json_body(request)
+    name = (body["data"].get("attributes") or {}).get("name") if isinstance(body["data"], dict) else None
+    if not isinstance(name, str) or not name.strip():
+        raise invalid("A list needs a non-empty `name`.", pointer="/data/attributes/name")
+    now = now_iso()
+    with ctx.store.tx() as db:
+        today = now[:10]
+        made = db.execute("select n from daily_counters where name = 'klaviyo:lists' and day = ?",
+                          (today,)).fetchone()
+        if ctx.rate_limits and made and made[0] >= ctx.klaviyo_lists_per_day:
+            raise KlaviyoError(429, "throttled", "Request was throttled.",
+                               f"The daily limit of {ctx.klaviyo_lists_per_day} list creations was reached; "
+                               f"reuse existing lists (GET /api/lists?filter=equals(name,\"...\")).")
+        db.execute("insert into daily_counters (name, day, n) values ('klaviyo:lists', ?, 1) "
+                   "on conflict (name, day) do update set n = n + 1", (today,))
+        lid = short_id()
+        db.execute("insert into kl_lists (id, name, created, updated) values (?,?,?,?)", (lid, name, now, now))
+        row = require_list(db, lid)
+    return jsonapi(list_resource(request, row), status=201)
+
+
+async def get_list(request: Request, ctx: Context) -> Response:
+    with ctx.store.tx() as db:
+        row = require_list(db, request.path_params["list_id"])
+    return jsonapi(list_resource(request, row))
+
+
+async def list_profiles(request: Request, ctx: Context) -> Response:
+    size, after = page_params(request, 20, 100)
+    lid = request.path_params["list_id"]
+    with ctx.store.tx() as db:
+        require_list(db, lid)
+        rows = db.execute(f"select {', '.join('p.' + c.strip() for c in PROFILE_COLS.split(','))} "
+                          "from kl_list_members m join kl_profiles p on p.id = m.profile_id "
+                          "where m.list_id = ? and m.profile_id > ? order by m.profile_id limit ?",
+                          (lid, after or "", size + 1)).fetchall()
+    more = len(rows) > size
+    rows = rows[:size]
+    return jsonapi([profile_resource(request, r) for r in rows],
+                   links={"self": str(request.url), "next": next_link(request, rows[-1][0] if more else None),
+                          "prev": None})
+
+
+async def list_relationships(request: Request, ctx: Context) -> Response:
+    body = await json_body(request)
+    data = body["data"] if isinstance(body["data"], list) else [body["data"]]
+    if len(data) > MAX_LIST_RELATIONSHIPS:
+        raise invalid(f"At most {MAX_LIST_RELATIONSHIPS:,} profiles per request; got {len(data):,}.", pointer="/data")
+    ids = []
+    for i, item in enumerate(data):
+        if not isinstance(item, dict) or item.get("type") != "profile" or not item.get("id"):
+            raise invalid("Each item must be {\"type\": \"profile\", \"id\": ...}.", pointer=f"/data/{i}")
+        ids.append(item["id"])
+    lid = request.path_params["list_id"]
+    now = now_iso()
+    with ctx.store.tx() as db:
+        require_list(db, lid)
+        known = set()
+        for part in chunked(list(set(ids))):
+            known |= {r[0] for r in db.execute(
+                f"select id from kl_profiles where id in ({','.join('?' * len(part))})", part)}
+        missing = [i for i in ids if i not in known]
+        if missing:
+            raise invalid(f"{len(missing)} profile id(s) do not exist, e.g. {missing[0]}; nothing was changed.",
+                          pointer="/data")
+        if request.method == "POST":
+            db.executemany("insert or ignore into kl_list_members (list_id, profile_id, added) values (?,?,?)",
+                           [(lid, pid, now) for pid in ids])
+        else:
+            db.executemany("delete from kl_list_members where list_id = ? and profile_id = ?",
+                           [(lid, pid) for pid in ids])
+    return Response(status_code=204)
+
+
+# ---------------------------------------------------------------- bulk import jobs
+
+def job_resource(request: Request, ctx: Context, jid: str, body: dict, created_ts: float) -> dict:
+    attrs = dict(body["attributes"])
+    done = time.time() >= created_ts + ctx.klaviyo_job_delay_s
+    if not done:
+        attrs.update(status="queued", completed_count=0, failed_count=0, started_at=None, completed_at=None)
+    base = f"profile-bulk-import-jobs/{jid}"
+    return {"type": "profile-bulk-import-job", "id": jid, "attributes": attrs,
+            "relationships": {
+                "lists": {"data": [{"type": "list", "id": lid} for lid in body["lists"]],
+                          "links": {"self": api_url(request, f"{base}/relationships/lists/"),
+                                    "related": api_url(request, f"{base}/lists/")}},
+                "profiles": {"links": {"self": api_url(request, f"{base}/relationships/profiles/"),
+                                       "related": api_url(request, f"{base}/profiles/")}},
+                "import-errors": {"links": {"related": api_url(request, f"{base}/import-errors/")}}},
+            "links": {"self": api_url(request, f"{base}/")}}
+
+
+async def create_bulk_import(request: Request, ctx: Context) -> Response:
+    body = await json_body(request, MAX_BULK_BYTES)
+    entries = profile_entries(body, MAX_BULK_PROFILES, "A bulk import job")
+    lists = list_ids_of(body)
+    now = now_iso()
+    jid = ulid()
+    errors: list[dict] = []
+    accepted: list[tuple[int, dict]] = []
+    for i, entry in enumerate(entries):
+        pointer = f"/data/attributes/profiles/data/{i}/attributes"
+        attrs = entry.get("attributes") if isinstance(entry, dict) else None
+        problem = validate_profile(attrs, pointer)
+        if problem is None and len(dumps(entry)) > MAX_PROFILE_BYTES:
+            problem = ("invalid", "The profile exceeds the 100 KB per-profile limit.", pointer)
+        if problem:
+            errors.append({"type": "import-error", "id": ulid(), "attributes": {
+                "code": problem[0], "title": "Invalid input.", "detail": problem[1],
+                "source": {"pointer": problem[2]}, "original_payload": attrs if isinstance(attrs, dict) else entry}})
+        else:
+            accepted.append((i, attrs))
+    with ctx.store.tx() as db:
+        for lid in lists:
+            require_list(db, lid)
+        index = ProfileIndex(db, [a for _, a in accepted])
+        imported: list[str] = []
+        for i, attrs in accepted:
+            _, conflict = index.resolve(attrs)
+            if conflict:
+                errors.append({"type": "import-error", "id": ulid(), "attributes": {
+                    "code": "duplicate_profile", "title": "Conflicting identifiers.", "detail": conflict,
+                    "source": {"pointer": f"/data/attributes/profiles/data/{i}/attributes"},
+                    "original_payload": attrs}})
+                continue
+            imported.append(index.upsert(attrs, now)[0])
+        index.flush(now)
+        for lid in lists:
+            db.executemany("insert or ignore into kl_list_members (list_id, profile_id, added) values (?,?,?)",
+                           [(lid, pid, now) for pid in imported])
+        expires = (datetime.now(timezone.utc) + timedelta(days=7)).isoformat(timespec="seconds").replace("+00:00", "Z")
+        job = {"lists": lists, "attributes": {
+            "status": "complete", "total_count": len(entries), "completed_count": len(imported),
+            "failed_count": len(entries) - len(imported), "created_at": now, "started_at": now,
+            "completed_at": now, "expires_at": expires}}
+        created_ts = time.time()
+        db.execute("insert into kl_jobs (id, kind, body, created_ts) values (?,?,?,?)",
+                   (jid, "profile-bulk-import-job", dumps(job), created_ts))
+        db.executemany("insert into kl_job_profiles (job_id, seq, profile_id) values (?,?,?)",
+                       [(jid, n, pid) for n, pid in enumerate(imported)])
+        db.executemany("insert into kl_import_errors (job_id, seq, body) values (?,?,?)",
+                       [(jid, n, dumps(e)) for n, e in enumerate(errors)])
+    return jsonapi(job_resource(request, ctx, jid, job, created_ts), status=202)
+
+
+def load_job(db, jid: str) -> tuple[dict, float]:
+    row = db.execute("select body, created_ts from kl_jobs where id = ? and kind = 'profile-bulk-import-job'",
+                     (jid,)).fetchone()
+    if row is None:
+        raise not_found(f"A profile bulk import job with id {jid} does not exist.")
+    return json.loads(row[0]), row[1]
+
+
+async def get_bulk_import(request: Request, ctx: Context) -> Response:
+    jid = request.path_params["job_id"]
+    with ctx.store.tx() as db:
+        job, created_ts = load_job(db, jid)
+    return jsonapi(job_resource(request, ctx, jid, job, created_ts))
+
+
+async def job_import_errors(request: Request, ctx: Context) -> Response:
+    size, after = page_params(request, 100, 100)
+    jid = request.path_params["job_id"]
+    start = int(after) if after and after.isdigit() else -1
+    with ctx.store.tx() as db:
+        load_job(db, jid)
+        rows = db.execute("select seq, body from kl_import_errors where job_id = ? and seq > ? order by seq limit ?",
+                          (jid, start, size + 1)).fetchall()
+    more = len(rows) > size
+    rows = rows[:size]
+    return jsonapi([json.loads(b) for _, b in rows],
+                   links={"self": str(request.url), "next": next_link(request, str(rows[-1][0]) if more else None),
+                          "prev": None})
+
+
+async def job_profiles(request: Request, ctx: Context) -> Response:
+    size, after = page_params(request, 20, 100)
+    jid = request.path_params["job_id"]
+    start = int(after) if after and after.isdigit() else -1
+    full = not request.url.path.rstrip("/").endswith("relationships/profiles")
+    with ctx.store.tx() as db:
+        load_job(db, jid)
+        rows = db.execute(f"select j.seq, {', '.join('p.' + c.strip() for c in PROFILE_COLS.split(','))} "
+                          "from kl_job_profiles j join kl_profiles p on p.id = j.profile_id "
+                          "where j.job_id = ? and j.seq > ? order by j.seq limit ?",
+                          (jid, start, size + 1)).fetchall()
+    more = len(rows) > size
+    rows = rows[:size]
+    data = [profile_resource(request, r[1:]) if full else {"type": "profile", "id": r[1]} for r in rows]
+    return jsonapi(data, links={"self": str(request.url),
+                                "next": next_link(request, str(rows[-1][0]) if more else None), "prev": None})
+
+
+# ---------------------------------------------------------------- single profiles
+
+async def profile_import(request: Request, ctx: Context) -> Response:
+    body = await json_body(request, MAX_PROFILE_BYTES)
+    attrs = dict(body["data"].get("attributes") or {}) if isinstance(body["data"], dict) else None
+    if isinstance(body["data"], dict) and body["data"].get("id"):
+        attrs = {**(attrs or {}), "id": body["data"]["id"]}
+    problem = validate_profile(attrs, "/data/attributes")
+    if problem and not (attrs or {}).get("id"):
+        raise invalid(problem[1], pointer=problem[2])
+    now = now_iso()
+    with ctx.store.tx() as db:
+        index = ProfileIndex(db, [attrs])
+        _, conflict = index.resolve(attrs)
+        if conflict:
+            raise KlaviyoError(409, "duplicate_profile", "Conflict.", conflict, pointer="/data/attributes")
+        pid, created = index.upsert(attrs, now)
+        index.flush(now)
+        row = db.execute(f"select {PROFILE_COLS} from kl_profiles where id = ?", (pid,)).fetchone()
+    return jsonapi(profile_resource(request, row), status=201 if created else 200)
+
+
+async def get_profiles(request: Request, ctx: Context) -> Response:
+    size, after = page_params(request, 20, 100)
+    flt = parse_filter(request, ("email", "phone_number", "external_id", "id"))
+    sql, args = f"select {PROFILE_COLS} from kl_profiles where id > ?", [after or ""]
+    if flt:
+        sql += f" and {flt[0]} = ?"
+        args.append(match_key(flt[0], flt[1]))
+    with ctx.store.tx() as db:
+        rows = db.execute(sql + " order by id limit ?", [*args, size + 1]).fetchall()
+    more = len(rows) > size
+    rows = rows[:size]
+    return jsonapi([profile_resource(request, r) for r in rows],
+                   links={"self": str(request.url), "next": next_link(request, rows[-1][0] if more else None),
+                          "prev": None})
+
+
+async def get_profile(request: Request, ctx: Context) -> Response:
+    with ctx.store.tx() as db:
+        row = db.execute(f"select {PROFILE_COLS} from kl_profiles where id = ?",
+                         (request.path_params["profile_id"],)).fetchone()
+    if row is None:
+        raise not_found(f"A profile with id {request.path_params['profile_id']} does not exist.")
+    return jsonapi(profile_resource(request, row))
+
+
+# ---------------------------------------------------------------- subscriptions and deletion
+
+CONSENT_VALUES = {"SUBSCRIBED", "UNSUBSCRIBED"}
+
+
+def consents_of(attrs: dict, default: str) -> dict[str, str]:
+    subs = attrs.get("subscriptions") or {}
+    out = {}
+    for channel in ("email", "sms"):
+        consent = ((subs.get(channel) or {}).get("marketing") or {}).get("consent")
+        if consent is not None:
+            out[channel] = consent
+    if not out:
+        out = {c: default for c, f in (("email", "email"), ("sms", "phone_number")) if attrs.get(f)}
+    return out
+
+
+async def subscribe(request: Request, ctx: Context) -> Response:
+    body = await json_body(request)
+    entries = profile_entries(body, MAX_SUBSCRIBE, "A subscription job")
+    attributes = body["data"].get("attributes") or {}
+    if attributes.get("historical_import"):
+        for i, e in enumerate(entries):
+            consented = ((e.get("attributes") or {}).get("subscriptions") or {})
+            stamps = [((consented.get(c) or {}).get("marketing") or {}).get("consented_at") for c in ("email", "sms")]
+            stamps = [s for s in stamps if s]
+            if not stamps or any(s > now_iso() for s in stamps):
+                raise invalid("With historical_import, consented_at is required and must be in the past.",
+                              pointer=f"/data/attributes/profiles/data/{i}/attributes/subscriptions")
+    wanted = []
+    for i, e in enumerate(entries):
+        attrs = e.get("attributes") if isinstance(e, dict) else None
+        problem = validate_profile(attrs, f"/data/attributes/profiles/data/{i}/attributes")
+        if problem:
+            raise invalid(problem[1], pointer=problem[2])
+        for channel, consent in consents_of(attrs, "SUBSCRIBED").items():
+            if consent != "SUBSCRIBED":
+                raise invalid("Subscribe jobs take consent SUBSCRIBED.", pointer=f"/data/attributes/profiles/"
+                              f"data/{i}/attributes/subscriptions/{channel}/marketing/consent")
+        wanted.append(attrs)
+    lists = list_ids_of(body, "list")
+    now = now_iso()
+    with ctx.store.tx() as db:
+        for lid in lists:
+            require_list(db, lid)
+        index = ProfileIndex(db, wanted)
+        pids = []
+        for attrs in wanted:
+            pid, _ = index.upsert({k: attrs[k] for k in ("email", "phone_number") if attrs.get(k)}, now)
+            for channel in consents_of(attrs, "SUBSCRIBED"):
+                index.set_consent(pid, channel, "SUBSCRIBED")
+            pids.append(pid)
+        index.flush(now)
+        for lid in lists:
+            db.executemany("insert or ignore into kl_list_members (list_id, profile_id, added) values (?,?,?)",
+                           [(lid, pid, now) for pid in pids])
+    return Response(status_code=202)
+
+
+async def unsubscribe(request: Request, ctx: Context) -> Response:
+    """The documented trap: a profile not in the named list is unsubscribed globally."""
+    body = await json_body(request)
+    entries = profile_entries(body, MAX_UNSUBSCRIBE, "An unsubscribe job")
+    lists = list_ids_of(body, "list")
+    wanted = []
+    for i, e in enumerate(entries):
+        attrs = e.get("attributes") if isinstance(e, dict) else None
+        problem = validate_profile(attrs, f"/data/attributes/profiles/data/{i}/attributes")
+        if problem:
+            raise invalid(problem[1], pointer=problem[2])
+        wanted.append(attrs)
+    now = now_iso()
+    with ctx.store.tx() as db:
+        for lid in lists:
+            require_list(db, lid)
+        index = ProfileIndex(db, wanted)
+        for attrs in wanted:
+            pid, _ = index.resolve(attrs)
+            if pid is None:
+                continue
+            in_list = [lid for lid in lists if db.execute(
+                "select 1 from kl_list_members where list_id = ? and profile_id = ?", (lid, pid)).fetchone()]
+            if in_list:
+                db.executemany("delete from kl_list_members where list_id = ? and profile_id = ?",
+                               [(lid, pid) for lid in in_list])
+            else:
+                for channel in consents_of(attrs, "UNSUBSCRIBED"):
+                    index.set_consent(pid, channel, "UNSUBSCRIBED")
+        index.flush(now)
+    return Response(status_code=202)
+
+
+async def privacy_delete(request: Request, ctx: Context) -> Response:
+    body = await json_body(request)
+    profile = (((body["data"].get("attributes") or {}).get("profile") or {}).get("data") or {}) \
+        if isinstance(body["data"], dict) else {}
+    attrs = dict(profile.get("attributes") or {})
+    if profile.get("id"):
+        attrs["id"] = profile["id"]
+    if not any(attrs.get(k) for k in (*IDENTIFIERS, "id")):
+        raise invalid("Name the profile by id, email, phone_number or external_id.",
+                      pointer="/data/attributes/profile/data")
+    with ctx.store.tx() as db:
+        index = ProfileIndex(db, [attrs])
+        pid, _ = index.resolve(attrs)
+        if pid:
+            for table, col in (("kl_list_members", "profile_id"), ("kl_profiles", "id")):
+                db.execute(f"delete from {table} where {col} = ?", (pid,))  # noqa: S608 - fixed names
+    return Response(status_code=202)
+
+
+def routes(ctx: Context) -> Mount:
+    def r(path: str, handler: Handler, cls: str, methods: list[str]) -> Route:
+        return Route(path, endpoint(cls, handler, ctx), methods=methods)
+
+    table = [
+        ("/lists", get_lists, "L", ["GET"]), ("/lists", create_list, "M", ["POST"]),
+        ("/lists/{list_id}", get_list, "L", ["GET"]),
+        ("/lists/{list_id}/profiles", list_profiles, "L", ["GET"]),
+        ("/lists/{list_id}/relationships/profiles", list_relationships, "M", ["POST", "DELETE"]),
+        ("/profile-bulk-import-jobs", create_bulk_import, "M", ["POST"]),
+        ("/profile-bulk-import-jobs/{job_id}", get_bulk_import, "M", ["GET"]),
+        ("/profile-bulk-import-jobs/{job_id}/import-errors", job_import_errors, "M", ["GET"]),
+        ("/profile-bulk-import-jobs/{job_id}/profiles", job_profiles, "M", ["GET"]),
+        ("/profile-bulk-import-jobs/{job_id}/relationships/profiles", job_profiles, "M", ["GET"]),
+        ("/profile-import", profile_import, "L", ["POST"]),
+        ("/profiles", get_profiles, "XL", ["GET"]),
+        ("/profiles/{profile_id}", get_profile, "XL", ["GET"]),
+        ("/profile-subscription-bulk-create-jobs", subscribe, "L", ["POST"]),
+        ("/profile-subscription-bulk-delete-jobs", unsubscribe, "L", ["POST"]),
+        ("/data-privacy-deletion-jobs", privacy_delete, "S", ["POST"]),
+    ]
+    api = [r(p, h, c, m) for p, h, c, m in table] + [r(p + "/", h, c, m) for p, h, c, m in table]
+    return Mount("/klaviyo", routes=[Mount("/api", routes=api)])
+
+
+def summary(db) -> dict:
+    lists = {name: n for name, n in db.execute(
+        "select l.name, count(m.profile_id) from kl_lists l left join kl_list_members m on m.list_id = l.id "
+        "group by l.id, l.name order by l.name")}
+    profiles = db.execute("select count(*) from kl_profiles").fetchone()[0]
+    return {"profiles": profiles, "lists": lists}

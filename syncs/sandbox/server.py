@@ -1,0 +1,133 @@
+"""Sandbox destinations: local stand-ins for Klaviyo, Mailchimp, Braze, Twilio, Meta, Google, TikTok
+and signed webhooks. (Full documentation: see DOC below; filled in as platforms land.)"""
+from __future__ import annotations
+
+import ipaddress
+import os
+import socket
+import threading
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import uvicorn
+from starlette.applications import Starlette
+
+from syncs.sandbox import control, klaviyo
+from syncs.sandbox.common import Context
+from syncs.sandbox.faults import FaultMiddleware, FaultSpec, FaultState, parse_faults, validate_faults
+from syncs.sandbox.limits import default_limiter
+from syncs.sandbox.store import Store
+
+DEFAULT_TOKEN = "sandbox-token"
+
+
+def platform_modules() -> dict[str, ModuleType]:
+    return {"klaviyo": klaviyo}
+
+
+def create_app(state_dir: Path, token: str = DEFAULT_TOKEN, rate_limits: bool = True,
+               faults: dict | None = None, *, reset: bool = False, fault_seed: int = 0,
+               limit_overrides: dict[str, Any] | None = None, klaviyo_job_delay_s: float = 0.0,
+               klaviyo_lists_per_day: int = 150, mailchimp_concurrency: int = 10,
+               webhook_tolerance_s: int = 300) -> Starlette:
+    """The ASGI app. `faults` maps platform -> {error_rate, latency_ms, drop_rate, burst_429};
+    `limit_overrides` maps a rate-limit class (e.g. 'klaviyo:M') -> [(limit, seconds), ...]."""
+    store = Store(Path(state_dir), reset=reset)
+    ctx = Context(store=store, token=token, limiter=default_limiter(rate_limits, limit_overrides),
+                  klaviyo_job_delay_s=klaviyo_job_delay_s, klaviyo_lists_per_day=klaviyo_lists_per_day,
+                  mailchimp_concurrency=mailchimp_concurrency, webhook_tolerance_s=webhook_tolerance_s)
+    fault_state = FaultState(validate_faults(faults or {}), seed=fault_seed)
+    modules = platform_modules()
+    extra = [route for m in modules.values() for route in getattr(m, "control_routes", lambda c: [])(ctx)]
+    app = Starlette(routes=[control.routes(ctx, fault_state, modules, extra)]
+                    + [m.routes(ctx) for m in modules.values()],
+                    lifespan=_closing(store))
+    canned = {name: {"throttled": m.throttled_response, "server_error": m.server_error_response}
+              for name, m in modules.items()}
+    app.add_middleware(FaultMiddleware, faults=fault_state, canned=canned,
+                       concurrency={"mailchimp": mailchimp_concurrency}, concurrency_on=lambda: ctx.rate_limits)
+    app.state.ctx = ctx
+    app.state.faults = fault_state
+    return app
+
+
+def _closing(store: Store):
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        yield
+        store.close()
+    return lifespan
+
+
+def ensure_loopback(host: str) -> None:
+    """Refuse anything but a loopback address: the sandbox accepts a well-known token."""
+    try:
+        addresses = {info[4][0] for info in socket.getaddrinfo(host, None)}
+    except socket.gaierror:
+        raise ValueError(f"cannot resolve host {host!r}; the sandbox serves on loopback only "
+                         f"(use 127.0.0.1)") from None
+    if not addresses or not all(ipaddress.ip_address(a.split("%")[0]).is_loopback for a in addresses):
+        raise ValueError(f"refusing to serve the sandbox on {host!r}: it accepts a well-known token, so it "
+                         f"listens on loopback only (use 127.0.0.1 or localhost)")
+
+
+def faults_from_env(env: dict[str, str] | None = None) -> dict[str, FaultSpec]:
+    text = (env if env is not None else os.environ).get("LIFELINE_SANDBOX_FAULTS", "")
+    return parse_faults(text) if text.strip() else {}
+
+
+def serve(host: str = "127.0.0.1", port: int = 8787, state_dir: Path = Path(".lifeline/sandbox"),
+          reset: bool = False, rate_limits: bool = True, faults: dict | None = None, **options: Any) -> None:
+    """Serve on loopback until interrupted. Token from LIFELINE_SANDBOX_TOKEN, faults from
+    LIFELINE_SANDBOX_FAULTS unless `faults` is given."""
+    ensure_loopback(host)
+    token = os.environ.get("LIFELINE_SANDBOX_TOKEN", DEFAULT_TOKEN)
+    app = create_app(Path(state_dir), token=token, rate_limits=rate_limits,
+                     faults=faults if faults is not None else faults_from_env(), reset=reset, **options)
+    uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
+
+
+class SandboxThread:
+    """The sandbox served from a background thread (tests, `lifeline demo`); a context manager."""
+
+    def __init__(self, state_dir: Path, port: int = 0, host: str = "127.0.0.1", **opts: Any):
+        ensure_loopback(host)
+        self.app = create_app(Path(state_dir), **opts)
+        self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._sock.bind((host, port))
+        self.port = self._sock.getsockname()[1]
+        self.base_url = f"http://{host}:{self.port}"
+        config = uvicorn.Config(self.app, log_level="warning", access_log=False, lifespan="on")
+        self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [self._sock]},
+                                        name="lifeline-sandbox", daemon=True)
+
+    def start(self) -> "SandboxThread":
+        self._thread.start()
+        deadline = time.monotonic() + 10
+        while not self._server.started:
+            if not self._thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError("the sandbox server did not start; see the log above")
+            time.sleep(0.01)
+        return self
+
+    def stop(self) -> None:
+        self._server.should_exit = True
+        self._thread.join(timeout=10)
+        self._sock.close()
+
+    def __enter__(self) -> "SandboxThread":
+        return self if self._thread.is_alive() else self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def run_in_thread(state_dir: Path, port: int = 0, **opts: Any) -> SandboxThread:
+    """Start the sandbox in a background thread; returns it started (use `.base_url`, `.stop()`)."""
+    return SandboxThread(Path(state_dir), port=port, **opts).start()

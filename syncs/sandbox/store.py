@@ -1,0 +1,88 @@
+"""The sandbox's memory: one SQLite file (WAL) under the state dir, shared by every platform.
+
+Platform modules own their rows; this module only opens the database, creates the tables and
+hands out one transaction per request (`with store.tx() as db:`), serialised by a lock so the
+single connection can be used from the server's event loop and from background threads.
+"""
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+SCHEMA = """
+create table if not exists kl_profiles (
+    id text primary key, email text, phone_number text, external_id text,
+    attributes text not null, email_consent text, sms_consent text,
+    created text not null, updated text not null);
+create index if not exists kl_profiles_email on kl_profiles(email);
+create index if not exists kl_profiles_phone on kl_profiles(phone_number);
+create index if not exists kl_profiles_ext on kl_profiles(external_id);
+create table if not exists kl_lists (id text primary key, name text not null, created text not null,
+    updated text not null, opt_in_process text not null default 'single_opt_in');
+create table if not exists kl_list_members (list_id text not null, profile_id text not null,
+    added text not null, primary key (list_id, profile_id)) without rowid;
+create index if not exists kl_list_members_profile on kl_list_members(profile_id);
+create table if not exists kl_jobs (id text primary key, kind text not null, body text not null,
+    created_ts real not null);
+create table if not exists kl_job_profiles (job_id text not null, seq integer not null, profile_id text not null,
+    primary key (job_id, seq)) without rowid;
+create table if not exists kl_import_errors (job_id text not null, seq integer not null, body text not null,
+    primary key (job_id, seq)) without rowid;
+create table if not exists daily_counters (name text not null, day text not null, n integer not null,
+    primary key (name, day)) without rowid;
+create table if not exists members (platform text not null, audience text not null, member_key text not null,
+    data text not null, updated text not null, primary key (platform, audience, member_key)) without rowid;
+create table if not exists audiences (platform text not null, id text not null, data text not null,
+    primary key (platform, id)) without rowid;
+create table if not exists tw_messages (sid text primary key, account_sid text not null, recipient text not null,
+    data text not null, created text not null);
+create table if not exists tw_optouts (phone text primary key, added text not null);
+create table if not exists webhook_deliveries (id integer primary key autoincrement, name text not null,
+    body text not null, received text not null);
+create table if not exists message_events (message_id text not null, channel text not null, event text not null,
+    occurred_at text not null, recipient text, campaign text, external_id text,
+    primary key (message_id, event)) without rowid;
+"""
+
+TABLES = ("kl_profiles", "kl_lists", "kl_list_members", "kl_jobs", "kl_job_profiles", "kl_import_errors",
+          "daily_counters", "members", "audiences", "tw_messages", "tw_optouts", "webhook_deliveries",
+          "message_events")
+
+
+class Store:
+    """One SQLite database at `<state_dir>/sandbox.sqlite3`; `reset=True` empties it."""
+
+    def __init__(self, state_dir: Path, reset: bool = False):
+        state_dir.mkdir(parents=True, exist_ok=True)
+        self.path = state_dir / "sandbox.sqlite3"
+        self._lock = threading.RLock()
+        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        self._db.execute("pragma journal_mode=wal")
+        self._db.execute("pragma synchronous=normal")
+        self._db.executescript(SCHEMA)
+        if reset:
+            self.reset()
+
+    @contextmanager
+    def tx(self) -> Iterator[sqlite3.Connection]:
+        """One transaction: committed when the block ends, rolled back if it raises."""
+        with self._lock:
+            self._db.execute("begin immediate")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("rollback")
+                raise
+            self._db.execute("commit")
+
+    def reset(self) -> None:
+        with self.tx() as db:
+            for table in TABLES:
+                db.execute(f"delete from {table}")  # noqa: S608 - fixed table names
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
