@@ -12,7 +12,7 @@ from pathlib import Path
 AS_OF = datetime(2026, 6, 1)
 EARLY_AS_OF = AS_OF - timedelta(days=100)
 LIFT_ENTERED = AS_OF - timedelta(days=30)
-LIFT_SNAPSHOT = AS_OF - timedelta(days=29)
+LIFT_SNAPSHOT = AS_OF - timedelta(days=30)  # the run that saw them, as they entered
 MINUTE = timedelta(minutes=1)
 DAY = timedelta(days=1)
 HOUR = timedelta(hours=1)
@@ -195,6 +195,9 @@ def lift_scenario(s: Scenario) -> None:
     s.order("li_h0", LIFT_ENTERED + 2 * DAY)
     s.order("li_h1", LIFT_ENTERED + 2 * DAY)
     s.order("li_h2", LIFT_ENTERED - DAY)
+    # Entered 60 days before the first run that saw them; converts 1 day after that run.
+    s.person("li_x0")
+    s.order("li_x0", LIFT_SNAPSHOT + DAY)
 
 
 def write_scenario(folder: Path) -> Path:

@@ -3,7 +3,7 @@ BG/NBD predictions and a past audience snapshot for lift (used by tests/lifecycl
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import sqlalchemy as sa
 
@@ -79,8 +79,12 @@ def write_predictions(warehouse: Warehouse, ids: dict[str, str]) -> None:
 
 
 def write_lift_history(warehouse: Warehouse, ids: dict[str, str]) -> None:
-    """A past snapshot of a 'test_lift' audience: li_m* synced members, li_h* held out."""
+    """A past snapshot of a 'test_lift' audience (li_m* synced members, li_h* held out) and of a
+    'test_exposure' audience (li_x0, who entered 60 days before that run)."""
     rows = [{"as_of": LIFT_SNAPSHOT, "p": ids[f"li_{kind}{k}"], "e": LIFT_ENTERED, "h": kind == "h"}
             for kind in ("m", "h") for k in range(10)]
+    rows = [{**row, "aud": "test_lift"} for row in rows]
+    rows.append({"as_of": LIFT_SNAPSHOT, "p": ids["li_x0"], "e": LIFT_ENTERED - timedelta(days=60), "h": False,
+                 "aud": "test_exposure"})
     execute(warehouse, ["insert into analytics.audience_membership_history (as_of, audience, channel, profile_id, "
-                        "entered_at, is_holdout) values (:as_of, 'test_lift', 'email', :p, :e, :h)"] * len(rows), rows)
+                        "entered_at, is_holdout) values (:as_of, :aud, 'email', :p, :e, :h)"] * len(rows), rows)

@@ -73,6 +73,14 @@ def test_lift_against_holdout_with_confidence_interval(duck_scenario):
     assert (low, high) == pytest.approx((0.4 - 1.96 * se, 0.4 + 1.96 * se))
 
 
+def test_conversion_window_starts_when_the_audience_first_saw_the_person(duck_scenario):
+    # li_x0 entered 60 days before the run that put them in the audience and ordered a day after
+    # that run: a conversion, although more than conversion_window_days after entered_at.
+    rows = duck_scenario.rows("select members, member_conversions, holdout, lift from analytics.audience_lift "
+                              "where audience = 'test_exposure'")
+    assert rows == [(1, 1, 0, None)]
+
+
 @pytest.mark.postgres
 def test_measurement_marts_identical_on_postgres(duck_scenario, pg_scenario):
     for sql in ("select from_stage, to_stage, transitions, conversion_rate from analytics.stage_transitions order by 1, 2",

@@ -1,10 +1,18 @@
 {#- Per audience and channel, the conversion of members against the holdout. Each episode is a
-    distinct (audience, channel, profile_id, entered_at) in audience_membership_history; it converts
-    when the person placed a completed order after entered_at and within var
-    conversion_window_days (orders up to var as_of). lift = member rate - holdout rate with a
-    normal-approximation 95% confidence interval for a difference of two proportions. -#}
+    distinct (audience, channel, profile_id, entered_at) in audience_membership_history. Its
+    exposure starts at the later of entered_at and the first run (as_of) that put the person in the
+    audience (no message can go out before the audience is computed, so a window that closed before
+    then measures nothing); it converts when the person placed a completed order after that and
+    within var conversion_window_days (orders up to var as_of). lift = member rate - holdout rate
+    with a normal-approximation 95% confidence interval for a difference of two proportions. -#}
 with episodes as (
-    select audience, channel, profile_id, entered_at, max(case when is_holdout then 1 else 0 end) as is_holdout
+    select
+        audience,
+        channel,
+        profile_id,
+        entered_at,
+        case when min(as_of) > entered_at then min(as_of) else entered_at end as exposed_at,
+        max(case when is_holdout then 1 else 0 end) as is_holdout
     from {{ ref('audience_membership_history') }}
     where as_of <= {{ lifeline.as_of() }}
     group by audience, channel, profile_id, entered_at
@@ -16,8 +24,8 @@ converted as (
     join {{ ref('int_profile_orders') }} as orders
         on orders.profile_id = episodes.profile_id
         and orders.is_purchase
-        and orders.ordered_at > episodes.entered_at
-        and orders.ordered_at <= {{ lifeline.add_days(var('conversion_window_days'), 'episodes.entered_at') }}
+        and orders.ordered_at > episodes.exposed_at
+        and orders.ordered_at <= {{ lifeline.add_days(var('conversion_window_days'), 'episodes.exposed_at') }}
 ),
 
 counts as (
