@@ -2,15 +2,16 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from types import ModuleType
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Mount, Route
 
+from syncs.sandbox import members
 from syncs.sandbox.common import Context
 from syncs.sandbox.faults import FaultState, validate_faults
+from syncs.sandbox.limits import windows
 
 
 def routes(ctx: Context, faults: FaultState, platforms: dict[str, ModuleType],
@@ -51,11 +52,25 @@ def routes(ctx: Context, faults: FaultState, platforms: dict[str, ModuleType],
             if name not in ctx.limiter.classes:
                 return JSONResponse({"error": f"unknown rate-limit class {name!r}",
                                      "known": sorted(ctx.limiter.classes)}, status_code=400)
-            from syncs.sandbox.limits import windows
             ctx.limiter.override(name, windows(*[tuple(p) for p in pairs]))
         return JSONResponse({"enabled": ctx.limiter.enabled})
 
+    async def audiences(request: Request) -> JSONResponse:
+        platform = request.path_params["platform"]
+        if platform not in ("meta", "google", "tiktok", "mailchimp", "braze"):
+            return JSONResponse({"error": f"no audiences for {platform!r}; use meta, google, tiktok, mailchimp "
+                                          f"or braze"}, status_code=404)
+        limit = int(request.query_params.get("limit", "100"))
+        with ctx.store.tx() as db:
+            info = members.audiences(db, platform)
+            counts = members.counts(db, platform)
+            out = {a: {**info.get(a, {}), "count": counts.get(a, 0),
+                       "members": [k for k, _ in members.page(db, platform, a, 0, limit)]}
+                   for a in sorted(set(info) | set(counts))}
+        return JSONResponse({"audiences": out})
+
     table: list[Route] = [
+        Route("/{platform}/audiences", audiences, methods=["GET"]),
         Route("/health", health, methods=["GET"]),
         Route("/summary", summary, methods=["GET"]),
         Route("/reset", reset, methods=["POST"]),
@@ -65,5 +80,3 @@ def routes(ctx: Context, faults: FaultState, platforms: dict[str, ModuleType],
     ]
     return Mount("/_sandbox", routes=table + (extra or []))
 
-
-Canned = dict[str, Callable]

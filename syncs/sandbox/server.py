@@ -16,7 +16,7 @@ from typing import Any
 import uvicorn
 from starlette.applications import Starlette
 
-from syncs.sandbox import control, klaviyo
+from syncs.sandbox import braze, control, engagement, google, klaviyo, mailchimp, meta, tiktok, twilio, webhook
 from syncs.sandbox.common import Context
 from syncs.sandbox.faults import FaultMiddleware, FaultSpec, FaultState, parse_faults, validate_faults
 from syncs.sandbox.limits import default_limiter
@@ -26,23 +26,26 @@ DEFAULT_TOKEN = "sandbox-token"
 
 
 def platform_modules() -> dict[str, ModuleType]:
-    return {"klaviyo": klaviyo}
+    return {"klaviyo": klaviyo, "mailchimp": mailchimp, "braze": braze, "twilio": twilio, "meta": meta,
+            "google": google, "tiktok": tiktok, "webhook": webhook}
 
 
 def create_app(state_dir: Path, token: str = DEFAULT_TOKEN, rate_limits: bool = True,
                faults: dict | None = None, *, reset: bool = False, fault_seed: int = 0,
                limit_overrides: dict[str, Any] | None = None, klaviyo_job_delay_s: float = 0.0,
                klaviyo_lists_per_day: int = 150, mailchimp_concurrency: int = 10,
-               webhook_tolerance_s: int = 300) -> Starlette:
+               webhook_tolerance_s: int = 300, tiktok_min_audience: int = 1000) -> Starlette:
     """The ASGI app. `faults` maps platform -> {error_rate, latency_ms, drop_rate, burst_429};
     `limit_overrides` maps a rate-limit class (e.g. 'klaviyo:M') -> [(limit, seconds), ...]."""
     store = Store(Path(state_dir), reset=reset)
     ctx = Context(store=store, token=token, limiter=default_limiter(rate_limits, limit_overrides),
                   klaviyo_job_delay_s=klaviyo_job_delay_s, klaviyo_lists_per_day=klaviyo_lists_per_day,
-                  mailchimp_concurrency=mailchimp_concurrency, webhook_tolerance_s=webhook_tolerance_s)
+                  mailchimp_concurrency=mailchimp_concurrency, webhook_tolerance_s=webhook_tolerance_s,
+                  options={"tiktok_min_audience": tiktok_min_audience})
     fault_state = FaultState(validate_faults(faults or {}), seed=fault_seed)
     modules = platform_modules()
-    extra = [route for m in modules.values() for route in getattr(m, "control_routes", lambda c: [])(ctx)]
+    extra = [route for m in (*modules.values(), engagement)
+             for route in getattr(m, "control_routes", lambda c: [])(ctx)]
     app = Starlette(routes=[control.routes(ctx, fault_state, modules, extra)]
                     + [m.routes(ctx) for m in modules.values()],
                     lifespan=_closing(store))
