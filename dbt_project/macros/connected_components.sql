@@ -17,8 +17,8 @@
       Labels are composed from the per-round pointer tables at the end: each node's label is
       the smallest key of its component.
 
-    Bounded: more than max_iterations rounds (or pointer jumps within one round) raises an error
-    that names the var to raise. Logs rounds, seconds, component count and the largest component.
+    Bounded: more than max_iterations contraction rounds raises an error that names the var to
+    raise (pointer jumping within a round is bounded by 64 halvings). Logs rounds, seconds, component count and the largest component.
 
     edges_sql: a query returning integer columns (src, dst); self-loops and duplicates are fine.
     Returns the name of a temporary table (node, label) valid for the rest of the model's session.
@@ -42,9 +42,10 @@
       {%- set ptr = prefix ~ '_p' ~ i -%}
       {#- 1. hook: the smallest neighbour is always an "a" of an edge (a, node) since a < b. -#}
       {%- do run_query('create temporary table ' ~ ptr ~ ' as select b as node, min(a) as parent from ' ~ cur ~ ' group by b') -%}
-      {#- 2. jump until every pointer targets a root (a node without a pointer). -#}
+      {#- 2. jump until every pointer targets a root (a node without a pointer). Each jump halves
+             the depth of the pointer forest, so 63 jumps cover any 64-bit key space. -#}
       {%- set jump = namespace(pending=1, n=0) -%}
-      {%- for j in range(max_iterations) if jump.pending > 0 -%}
+      {%- for j in range(64) if jump.pending > 0 -%}
         {%- set pending = run_query('select count(*) from ' ~ ptr ~ ' p join ' ~ ptr ~ ' q on q.node = p.parent') -%}
         {%- set jump.pending = pending.columns[0].values()[0] | int -%}
         {%- if jump.pending > 0 -%}
@@ -57,7 +58,7 @@
         {%- endif -%}
       {%- endfor -%}
       {%- if jump.pending > 0 -%}
-        {{ exceptions.raise_compiler_error("Identity graph: pointer jumping did not finish within " ~ max_iterations ~ " steps in round " ~ i ~ ". Raise the dbt var identity_max_iterations.") }}
+        {{ exceptions.raise_compiler_error("Identity graph: pointer jumping did not finish within 64 steps in round " ~ i ~ ", which cannot happen on a forest: the edge query must return integer (src, dst) keys.") }}
       {%- endif -%}
       {%- set state.jumps = state.jumps + jump.n -%}
       {#- 3. contract: edges between roots only; edges inside a tree disappear. -#}

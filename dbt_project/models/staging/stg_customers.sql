@@ -6,6 +6,7 @@ final as (
     select
         customer_id,
         email,
+        {{ lifeline.canonical_gmail('email') }} as email_canonical,
         phone,
         first_name,
         last_name,

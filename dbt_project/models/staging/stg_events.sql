@@ -10,6 +10,7 @@ final as (
         anonymous_id,
         user_id,
         email,
+        {{ lifeline.canonical_gmail('email') }} as email_canonical,
         phone,
         session_id,
         product_id,

@@ -8,6 +8,7 @@ final as (
         ordered_at,
         customer_id,
         email,
+        {{ lifeline.canonical_gmail('email') }} as email_canonical,
         phone,
         anonymous_id,
         status,

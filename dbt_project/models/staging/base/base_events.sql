@@ -9,6 +9,15 @@ default_country as (
     where country_code = '{{ var("default_country") }}'
 ),
 
+{#- Phones are read with the country of the customer the row belongs to, where known. -#}
+customer_calling_codes as (
+    select customers.customer_id, calling_codes.calling_code
+    from {{ ref('base_customers') }} as customers
+    join {{ ref('country_calling_codes') }} as calling_codes
+        on calling_codes.country_code = customers.country_code
+    where customers.drop_reason is null and customers.customer_id is not null
+),
+
 typed as (
     select
         {{ lifeline.clean_text('source.event_id') }} as event_id,
@@ -24,7 +33,7 @@ typed as (
         nullif(trim(cast(source.order_id as {{ dbt.type_string() }})), '') as order_id,
         {{ lifeline.parse_number('source.value') }} as value,
         cast(source.properties as {{ dbt.type_string() }}) as properties,
-        default_country.calling_code as default_calling_code,
+        coalesce(customer_calling_codes.calling_code, default_country.calling_code) as default_calling_code,
         md5(
             coalesce(cast(source.event_id as {{ dbt.type_string() }}), '') || '|'
             || coalesce(cast(source.event_type as {{ dbt.type_string() }}), '') || '|'
@@ -38,6 +47,8 @@ typed as (
         ) as row_hash
     from source
     cross join default_country
+    left join customer_calling_codes
+        on customer_calling_codes.customer_id = {{ lifeline.clean_text('source.user_id') }}
 ),
 
 normalised as (

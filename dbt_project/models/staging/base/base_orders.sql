@@ -7,6 +7,15 @@ default_country as (
     where country_code = '{{ var("default_country") }}'
 ),
 
+{#- Phones are read with the country of the customer the row belongs to, where known. -#}
+customer_calling_codes as (
+    select customers.customer_id, calling_codes.calling_code
+    from {{ ref('base_customers') }} as customers
+    join {{ ref('country_calling_codes') }} as calling_codes
+        on calling_codes.country_code = customers.country_code
+    where customers.drop_reason is null and customers.customer_id is not null
+),
+
 typed as (
     select
         {{ lifeline.clean_text('source.order_id') }} as order_id,
@@ -18,9 +27,11 @@ typed as (
         coalesce(lower(nullif(trim(cast(source.status as {{ dbt.type_string() }})), '')), 'completed') as status,
         {{ lifeline.parse_number('source.total') }} as total,
         upper(nullif(trim(cast(source.currency as {{ dbt.type_string() }})), '')) as currency,
-        default_country.calling_code as default_calling_code
+        coalesce(customer_calling_codes.calling_code, default_country.calling_code) as default_calling_code
     from source
     cross join default_country
+    left join customer_calling_codes
+        on customer_calling_codes.customer_id = {{ lifeline.clean_text('source.customer_id') }}
 ),
 
 normalised as (
