@@ -66,8 +66,10 @@ async def upload(request: Request, ctx: Context) -> Response:
     if hashlib.md5(content).hexdigest() != str(form.get("file_signature", "")).lower():  # noqa: S324 - TikTok's check
         return envelope(40001, "file_signature does not match the MD5 of the file.")
     lines = [ln.strip().lower() for ln in content.decode("utf-8", "replace").splitlines() if ln.strip()]
-    if lines and not looks_hashed(lines[0], calculate_type):
-        lines = lines[1:]  # a header line
+    if lines and re.fullmatch(r"[a-z_, ]+", lines[0]) and not looks_hashed(lines[0], calculate_type):
+        lines = lines[1:]  # a header line such as "email_sha256"
+    if not lines:
+        return envelope(40001, "The file holds no identifiers.")
     if any(not looks_hashed(v, calculate_type) for v in lines):
         return envelope(40062, "PII data is not hashed: every line must be a hashed identifier of calculate_type.")
     file_path = f"tiktok-sandbox/{uuid.uuid4().hex}.{upload_file.filename.rsplit('.', 1)[-1]}"
