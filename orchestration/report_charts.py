@@ -115,6 +115,8 @@ def cohort_heatmap(chart_id: str, rows: Sequence[tuple], max_months: int = 24, m
     if not cells:
         return _empty(chart_id, label, "No completed orders yet.")
     cohorts = sorted({c for c, _ in cells})[-max_cohorts:]
+    # Month 0 is 100% by definition: colour the later months on their own scale.
+    scale = max((rate for (_, m), (_, rate) in cells.items() if m > 0), default=1.0) or 1.0
     months = max(m for _, m in cells) + 1
     cell_w, cell_h, left, top = max(18, min(40, 560 // months)), 20, 120, 24
     parts = [f'<text x="{left}" y="14" fill="#444">months since first order →</text>']
@@ -130,9 +132,9 @@ def cohort_heatmap(chart_id: str, rows: Sequence[tuple], max_months: int = 24, m
                 continue
             rate = cells[(cohort, m)][1]
             parts.append(f'<rect class="cell" x="{left + m * cell_w}" y="{y}" width="{cell_w - 1}" height="{cell_h - 1}" '
-                         f'fill="{_blue(rate)}"><title>{cohort} month {m}: {100 * rate:.1f}%</title></rect>')
+                         f'fill="{_blue(min(1.0, rate / scale))}"><title>{cohort} month {m}: {100 * rate:.1f}%</title></rect>')
             if cell_w >= 30:
-                colour = "#fff" if rate > 0.5 else "#222"
+                colour = "#fff" if min(1.0, rate / scale) > 0.5 else "#222"
                 parts.append(f'<text x="{left + m * cell_w + cell_w / 2:.1f}" y="{y + 14}" text-anchor="middle" '
                              f'font-size="9" fill="{colour}">{100 * rate:.0f}</text>')
     return _svg(chart_id, left + months * cell_w + 20, top + len(cohorts) * cell_h + 24, "".join(parts), label)
