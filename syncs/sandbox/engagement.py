@@ -38,7 +38,7 @@ def email_rows(db, seed: int, open_rate: float, click_rate: float, at: str) -> l
     for list_name, email, ext, pid in db.execute(
             "select l.name, p.email, p.external_id, p.id from kl_list_members m join kl_lists l on l.id = m.list_id "
             "join kl_profiles p on p.id = m.profile_id where p.email is not null order by l.name, p.id"):
-        message_id = "kl-" + hashlib.sha256(f"{list_name}|{pid}".encode()).hexdigest()[:24]
+        message_id = "kl-" + hashlib.sha256(f"{list_name}|{ext or email}".encode()).hexdigest()[:24]
         base = (message_id, "email")
         rows += [(*base, "sent", at, email, list_name, ext), (*base, "delivered", shifted(at, 1), email, list_name, ext)]
         if draw(seed, "open", message_id) < open_rate:
@@ -50,13 +50,13 @@ def email_rows(db, seed: int, open_rate: float, click_rate: float, at: str) -> l
 
 def sms_rows(db, seed: int, click_rate: float, at: str) -> list[tuple]:
     rows = []
-    for sid, recipient, data in db.execute("select sid, recipient, data from tw_messages order by sid"):
+    for sid, recipient, data in db.execute("select sid, recipient, data from tw_messages order by created, sid"):
         labels = json.loads(data).get("_labels", {})
         base = (sid, "sms")
         campaign, ext = labels.get("campaign"), labels.get("external_id")
         rows += [(*base, "sent", at, recipient, campaign, ext), (*base, "delivered", shifted(at, 1), recipient,
                                                                   campaign, ext)]
-        if draw(seed, "click", sid) < click_rate:
+        if draw(seed, "click", recipient, campaign or "", ext or "") < click_rate:
             rows.append((*base, "clicked", shifted(at, 10), recipient, campaign, ext))
     return rows
 

@@ -30,6 +30,19 @@ def platform_modules() -> dict[str, ModuleType]:
             "google": google, "tiktok": tiktok, "webhook": webhook}
 
 
+class SandboxApp(Starlette):
+    """Starlette with the fault layer outermost, so it sees the server's own `send` (to drop a
+    connection it must reach uvicorn's transport, which Starlette's middleware stack would hide)."""
+
+    fault_layer: FaultMiddleware | None = None
+
+    async def route(self, scope: dict, receive: Any, send: Any) -> None:
+        await super().__call__(scope, receive, send)
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        await (self.fault_layer or self.route)(scope, receive, send)
+
+
 def create_app(state_dir: Path, token: str = DEFAULT_TOKEN, rate_limits: bool = True,
                faults: dict | None = None, *, reset: bool = False, fault_seed: int = 0,
                limit_overrides: dict[str, Any] | None = None, klaviyo_job_delay_s: float = 0.0,
@@ -46,13 +59,14 @@ def create_app(state_dir: Path, token: str = DEFAULT_TOKEN, rate_limits: bool = 
     modules = platform_modules()
     extra = [route for m in (*modules.values(), engagement)
              for route in getattr(m, "control_routes", lambda c: [])(ctx)]
-    app = Starlette(routes=[control.routes(ctx, fault_state, modules, extra)]
+    app = SandboxApp(routes=[control.routes(ctx, fault_state, modules, extra)]
                     + [m.routes(ctx) for m in modules.values()],
                     lifespan=_closing(store))
     canned = {name: {"throttled": m.throttled_response, "server_error": m.server_error_response}
               for name, m in modules.items()}
-    app.add_middleware(FaultMiddleware, faults=fault_state, canned=canned,
-                       concurrency={"mailchimp": mailchimp_concurrency}, concurrency_on=lambda: ctx.rate_limits)
+    app.fault_layer = FaultMiddleware(app.route, faults=fault_state, canned=canned,
+                                      concurrency={"mailchimp": mailchimp_concurrency},
+                                      concurrency_on=lambda: ctx.rate_limits)
     app.state.ctx = ctx
     app.state.faults = fault_state
     return app
