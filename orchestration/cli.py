@@ -169,6 +169,19 @@ def ui(port: int) -> None:
 
 
 @main.command()
+@click.option("--out", "out_path", type=click.Path(path_type=Path), default=None,
+              help="Where to write the HTML file (default: .lifeline/report.html).")
+def report(out_path: Path | None) -> None:
+    """Write a self-contained HTML report (stage funnel, transitions, cohorts, audiences, holdout lift)."""
+    from orchestration.report import write_report
+
+    target = out_path or lifeline_home() / "report.html"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    written = write_report(_warehouse(), target)
+    click.echo(f"report written to {written} (open it in a browser; it works offline)")
+
+
+@main.command()
 @click.option("--people", default=DEMO_PEOPLE, show_default=True, type=click.IntRange(1_000, 5_000_000))
 @click.option("--seed", default=DEMO_SEED, show_default=True, type=int)
 @click.option("--port", default=8787, show_default=True, type=int, help="Sandbox port (a free one if taken).")

@@ -11,7 +11,7 @@ from click.testing import CliRunner
 from orchestration.cli import main
 
 MINI = Path(__file__).resolve().parents[1] / "fixtures" / "mini"
-COMMANDS = ["demo", "load", "build", "sync", "sandbox", "ui"]
+COMMANDS = ["demo", "load", "build", "sync", "sandbox", "ui", "report"]
 
 
 @pytest.mark.parametrize("command", COMMANDS)
