@@ -1,0 +1,163 @@
+"""Identity stitching in the warehouse vs scipy.sparse.csgraph.connected_components.
+
+    python benchmarks/bench_identity.py --people 1000000,5000000 [--work DIR]
+    run(work=Path(...), scales=(1_000_000,)) -> dict          # used by benchmarks/run.py
+
+For each scale: generate people with seeds.generate, load into a fresh DuckDB file, build the
+identity models with dbt (`+int_identity_components`, full refresh), and read the stitching's own
+log line (rounds, pointer jumps, seconds of the connected-components macro, components). Then, in
+a separate process so its peak memory is its own, read the same edges (int_identity_edges) from
+the same file and run scipy's connected_components on them (reading included in its seconds).
+Peak memory: dbt's from wait4 (orchestration.dbt_runner), scipy's from its own VmHWM. Checks
+that both find the same number of components, and reports the ratio of the warehouse's
+graph seconds to scipy's. Writes benchmarks/results_identity.json and results_identity.md.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import shutil
+import subprocess
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Sequence
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+RESULTS_JSON = ROOT / "benchmarks" / "results_identity.json"
+RESULTS_MD = ROOT / "benchmarks" / "results_identity.md"
+AS_OF = datetime(2026, 11, 1)
+GRAPH_LINE = re.compile(r"identity graph: (\d+) rounds, (\d+) pointer jumps, ([\d.]+) s, (\d+) linked identifiers "
+                        r"in (\d+) components, largest (\d+)")
+
+
+def scipy_components(duckdb_path: Path) -> dict:
+    """Runs in its own process: read the edges, label them, report seconds and components."""
+    import duckdb
+    import numpy as np
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    started = time.perf_counter()
+    con = duckdb.connect(str(duckdb_path), read_only=True)
+    edges = con.execute("select src, dst from intermediate.int_identity_edges").fetchnumpy()
+    con.close()
+    read_s = time.perf_counter() - started
+    nodes, index = np.unique(np.concatenate([edges["src"], edges["dst"]]), return_inverse=True)
+    half = len(edges["src"])
+    graph = coo_matrix((np.ones(half, dtype=np.int8), (index[:half], index[half:])), shape=(len(nodes), len(nodes)))
+    count, _labels = connected_components(graph, directed=False)
+    seconds = time.perf_counter() - started
+    # VmHWM is this process's own peak RSS (ru_maxrss would include the parent's at fork time).
+    hwm_kb = next(int(line.split()[1]) for line in Path("/proc/self/status").read_text().splitlines()
+                  if line.startswith("VmHWM:"))
+    return {"seconds": round(seconds, 3), "read_s": round(read_s, 3), "edges": int(half), "nodes": int(len(nodes)),
+            "components": int(count), "peak_rss_mb": round(hwm_kb / 1024, 1)}
+
+
+def _scipy_in_child(duckdb_path: Path) -> dict:
+    """scipy in a child process, so its seconds and peak memory are its own."""
+    done = subprocess.run([sys.executable, __file__, "--scipy-worker", str(duckdb_path)], capture_output=True,
+                          text=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"scipy worker failed (exit {done.returncode}):\n{done.stderr[-2000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def bench_scale(people: int, work: Path) -> dict:
+    from orchestration.dbt_runner import run_dbt
+    from orchestration.load import load
+    from syncs.warehouse import Warehouse
+
+    data = work / f"identity_{people}"
+    db = work / f"identity_{people}.duckdb"
+    started = time.perf_counter()
+    if not (data / "_truth" / "manifest.json").exists():
+        # In a child process: the generator's memory must not inflate the peak RSS of later children.
+        subprocess.run([sys.executable, "-m", "seeds.generate", "--people", str(people), "--seed", "42",
+                        "--out", str(data), "--as-of", AS_OF.strftime("%Y-%m-%dT%H:%M:%S")],
+                       cwd=ROOT, check=True, capture_output=True)
+    generate_s = time.perf_counter() - started
+    db.unlink(missing_ok=True)
+    warehouse = Warehouse(kind="duckdb", duckdb_path=db)
+    started = time.perf_counter()
+    load(warehouse, data, replace=True)
+    load_s = time.perf_counter() - started
+    run_dbt(warehouse, "seed", as_of=AS_OF)
+    result = run_dbt(warehouse, "run", ["--select", "+int_identity_components", "--full-refresh"], as_of=AS_OF)
+    found = GRAPH_LINE.search(result.output)
+    if not found:
+        raise RuntimeError("dbt ran but printed no 'identity graph:' line; is int_identity_components selected?")
+    graph = {"rounds": int(found[1]), "pointer_jumps": int(found[2]), "seconds": float(found[3]),
+             "linked_identifiers": int(found[4]), "components": int(found[5]), "largest": int(found[6])}
+    scipy = _scipy_in_child(db)
+    if scipy["components"] != graph["components"] or scipy["nodes"] != graph["linked_identifiers"]:
+        raise RuntimeError(f"warehouse and scipy disagree: {graph} vs {scipy}")
+    return {
+        "people": people,
+        "generate_s": round(generate_s, 1),
+        "load_s": round(load_s, 1),
+        "dbt_identity_run_s": round(result.seconds, 1),
+        "dbt_peak_rss_mb": round(getattr(result, "peak_rss_mb", 0.0), 1),
+        "warehouse_graph": graph,
+        "scipy": scipy,
+        "ratio_graph_vs_scipy": round(graph["seconds"] / scipy["seconds"], 2),
+    }
+
+
+def markdown(results: dict) -> str:
+    lines = ["# Identity stitching benchmark (DuckDB vs scipy)", "",
+             f"Machine: {results['machine']['cpus']} cores, {results['machine']['platform']}; run {results['machine']['when']}.",
+             "Warehouse graph s = the connected-components macro inside dbt (temp tables, SQL rounds); scipy s = "
+             "reading the same edges from the same DuckDB file + scipy.sparse.csgraph.connected_components, in its "
+             "own process. dbt run s = the whole identity build (staging, edges, components) from raw.", "",
+             "| people | edges | linked identifiers | components | rounds (jumps) | warehouse graph s | scipy s "
+             "(read s) | ratio | dbt run s | dbt peak MB | scipy peak MB |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in results["scales"]:
+        g, s = r["warehouse_graph"], r["scipy"]
+        lines.append(f"| {r['people']:,} | {s['edges']:,} | {g['linked_identifiers']:,} | {g['components']:,} | "
+                     f"{g['rounds']} ({g['pointer_jumps']}) | {g['seconds']} | {s['seconds']} ({s['read_s']}) | "
+                     f"{r['ratio_graph_vs_scipy']}x | {r['dbt_identity_run_s']} | {r['dbt_peak_rss_mb']} | "
+                     f"{s['peak_rss_mb']} |")
+    return "\n".join(lines) + "\n"
+
+
+def run(work: Path, scales: Sequence[int] = (1_000_000,), keep: bool = False) -> dict:
+    work.mkdir(parents=True, exist_ok=True)
+    results = {"machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
+                           "when": datetime.now(timezone.utc).isoformat(timespec="seconds")},
+               "scales": []}
+    for people in scales:
+        results["scales"].append(bench_scale(people, work))
+        RESULTS_JSON.write_text(json.dumps(results, indent=2) + "\n")
+        RESULTS_MD.write_text(markdown(results))
+        if not keep:
+            (work / f"identity_{people}.duckdb").unlink(missing_ok=True)
+            shutil.rmtree(work / f"identity_{people}", ignore_errors=True)
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--people", default="1000000", help="comma-separated scales, e.g. 1000000,5000000")
+    parser.add_argument("--work", default=str(ROOT / "benchmarks" / ".data"), help="scratch folder for data")
+    parser.add_argument("--keep", action="store_true", help="keep the generated data and DuckDB files")
+    parser.add_argument("--scipy-worker", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.scipy_worker:
+        print(json.dumps(scipy_components(Path(args.scipy_worker))))
+        return
+    results = run(Path(args.work), [int(p) for p in args.people.split(",") if p], keep=args.keep)
+    print(markdown(results))
+
+
+if __name__ == "__main__":
+    main()
