@@ -5,6 +5,7 @@ import base64
 import json
 import re
 import secrets
+import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
@@ -43,11 +44,14 @@ def now_iso() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
+_TO_CROCKFORD = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ234567", CROCKFORD)
+
+
 def ulid() -> str:
-    """A 26-character Crockford base32 id (time-ordered prefix), like Klaviyo profile ids."""
-    ms = int(datetime.now(timezone.utc).timestamp() * 1000)
-    value = (ms << 80) | int.from_bytes(secrets.token_bytes(10), "big")
-    return "".join(CROCKFORD[(value >> (5 * i)) & 31] for i in reversed(range(26)))
+    """A 26-character Crockford base32 id (10 chars of milliseconds, 16 random), like Klaviyo ids."""
+    ms = int(time.time() * 1000)
+    stamp = "".join(CROCKFORD[(ms >> (5 * i)) & 31] for i in range(9, -1, -1))
+    return stamp + base64.b32encode(secrets.token_bytes(10)).decode().translate(_TO_CROCKFORD)
 
 
 def short_id(n: int = 6) -> str:

@@ -198,6 +198,11 @@ def validate_profile(attrs: Any, pointer: str) -> tuple[str, str, str] | None:
     return None
 
 
+def identity_keys(attrs: dict) -> dict[str, str]:
+    """The normalised identifiers Klaviyo matches on (email compared case-insensitively)."""
+    return {f: k for f in IDENTIFIERS if (k := match_key(f, attrs.get(f)))}
+
+
 class ProfileIndex:
     """Resolves a batch of profiles to ids in a few IN queries, and writes them back in one go."""
 
@@ -206,27 +211,30 @@ class ProfileIndex:
         self.by: dict[str, dict[str, str]] = {k: {} for k in IDENTIFIERS}
         self.rows: dict[str, dict] = {}
         for field in IDENTIFIERS:
-            keys = list({k for a in wanted if (k := match_key(field, a.get(field)))})
+            known = self.by[field]
+            keys = list({k for a in wanted if (k := match_key(field, a.get(field))) and k not in known})
             for part in chunked(keys):
                 marks = ",".join("?" * len(part))
                 for pid, email, phone, ext, attributes, ec, sc, created in db.execute(
                         f"select id, email, phone_number, external_id, attributes, email_consent, sms_consent, "
                         f"created from kl_profiles where {field} in ({marks})", part):
-                    self._remember(pid, {"email": email, "phone_number": phone, "external_id": ext},
-                                   json.loads(attributes), ec, sc, created, dirty=False)
+                    if pid not in self.rows:
+                        self._remember(pid, {"email": email, "phone_number": phone, "external_id": ext},
+                                       attributes, ec, sc, created, new=False)
 
-    def _remember(self, pid, keys, attributes, ec, sc, created, dirty) -> None:
+    def _remember(self, pid, keys, attributes, ec, sc, created, new) -> None:
         self.rows[pid] = {"attributes": attributes, "email_consent": ec, "sms_consent": sc,
-                          "created": created, "dirty": dirty}
+                          "created": created, "dirty": False, "new": new, "keys": keys}
         for field, key in keys.items():
             if key:
                 self.by[field][key] = pid
 
-    def resolve(self, attrs: dict) -> tuple[str | None, str | None]:
+    def resolve(self, attrs: dict, keys: dict[str, str] | None = None) -> tuple[str | None, str | None]:
         """(profile id or None, conflict detail or None)."""
-        found = {self.by[f].get(k) for f in IDENTIFIERS if (k := match_key(f, attrs.get(f)))} - {None}
-        if attrs.get("id"):
-            found = {attrs["id"]} if attrs["id"] in self.rows or self._load(attrs["id"]) else found
+        keys = identity_keys(attrs) if keys is None else keys
+        found = {self.by[f].get(k) for f, k in keys.items()} - {None}
+        if attrs.get("id") and (attrs["id"] in self.rows or self._load(attrs["id"])):
+            found = {attrs["id"]}
         if len(found) > 1:
             return None, "The identifiers of this profile belong to different existing profiles."
         return (found.pop() if found else None), None
@@ -235,49 +243,66 @@ class ProfileIndex:
         row = self.db.execute("select email, phone_number, external_id, attributes, email_consent, sms_consent, "
                               "created from kl_profiles where id = ?", (pid,)).fetchone()
         if row:
-            self._remember(pid, dict(zip(IDENTIFIERS, row[:3])), json.loads(row[3]), row[4], row[5], row[6], False)
+            self._remember(pid, dict(zip(IDENTIFIERS, row[:3])), row[3], row[4], row[5], row[6], new=False)
         return bool(row)
 
-    def upsert(self, attrs: dict, now: str) -> tuple[str, bool]:
-        """Merge `attrs` into the matched profile (null clears, omitted keeps); returns (id, created)."""
-        pid, _ = self.resolve(attrs)
-        created = pid is None
-        if created:
-            pid = ulid()
-            self._remember(pid, {}, {}, None, None, now, True)
-        row = self.rows[pid]
-        merged = dict(row["attributes"])
+    def upsert(self, attrs: dict, now: str, pid: str | None = None, keys: dict[str, str] | None = None,
+               max_bytes: int | None = None) -> tuple[str | None, bool]:
+        """Merge `attrs` into the profile `pid` (or the matched one, or a new one): null clears, an
+        omitted key is kept. Returns (id, created); id is None when the merged profile is over max_bytes."""
+        keys = identity_keys(attrs) if keys is None else keys
+        if pid is None:
+            pid, _ = self.resolve(attrs, keys)
+        row = self.rows.get(pid) if pid else None
+        base = row["attributes"] if row else {}
+        base = json.loads(base) if isinstance(base, str) else base
+        merged = dict(base)
         for key, value in attrs.items():
             if key in ("id", "subscriptions", "created", "updated"):
                 continue
             if key == "properties" and isinstance(value, dict):
-                props = dict(merged.get("properties") or {})
-                props.update(value)
+                props = {**(merged.get("properties") or {}), **value}
                 merged["properties"] = {k: v for k, v in props.items() if v is not None}
             elif value is None:
                 merged.pop(key, None)
             else:
                 merged[key] = value
-        row["attributes"], row["dirty"] = merged, True
-        for field in IDENTIFIERS:
-            if (k := match_key(field, merged.get(field))):
-                self.by[field][k] = pid
+        text = dumps(merged)
+        if max_bytes is not None and len(text) > max_bytes:
+            return None, False
+        created = row is None
+        if created:
+            pid = ulid()
+            self._remember(pid, {}, "{}", None, None, now, new=True)
+            row = self.rows[pid]
+        row["attributes"], row["text"], row["dirty"] = merged, text, True
+        new_keys = keys if created else identity_keys(merged)
+        for field, key in new_keys.items():
+            self.by[field][key] = pid
+        row["keys"] = new_keys
         return pid, created
 
     def set_consent(self, pid: str, channel: str, consent: str) -> None:
-        self.rows[pid][f"{channel}_consent"] = consent
-        self.rows[pid]["dirty"] = True
+        row = self.rows[pid]
+        row[f"{channel}_consent"], row["dirty"] = consent, True
+        if "text" not in row:
+            row["attributes"] = json.loads(row["attributes"]) if isinstance(row["attributes"], str) \
+                else row["attributes"]
+            row["text"] = dumps(row["attributes"])
 
     def flush(self, now: str) -> None:
-        out = []
+        fresh, changed = [], []
         for pid, row in self.rows.items():
             if row["dirty"]:
-                a = row["attributes"]
-                out.append((pid, match_key("email", a.get("email")), match_key("phone_number", a.get("phone_number")),
-                            match_key("external_id", a.get("external_id")), dumps(a), row["email_consent"],
-                            row["sms_consent"], row["created"], now))
-        self.db.executemany("insert or replace into kl_profiles (id, email, phone_number, external_id, attributes, "
-                            "email_consent, sms_consent, created, updated) values (?,?,?,?,?,?,?,?,?)", out)
+                k = row["keys"]
+                values = (k.get("email"), k.get("phone_number"), k.get("external_id"), row["text"],
+                          row["email_consent"], row["sms_consent"])
+                (fresh if row["new"] else changed).append((pid, *values, row["created"], now) if row["new"]
+                                                          else (*values, now, pid))
+        self.db.executemany("insert into kl_profiles (id, email, phone_number, external_id, attributes, "
+                            "email_consent, sms_consent, created, updated) values (?,?,?,?,?,?,?,?,?)", fresh)
+        self.db.executemany("update kl_profiles set email = ?, phone_number = ?, external_id = ?, attributes = ?, "
+                            "email_consent = ?, sms_consent = ?, updated = ? where id = ?", changed)
 
 
 def profile_entries(body: dict, maximum: int, what: str) -> list:
@@ -452,12 +477,9 @@ async def create_bulk_import(request: Request, ctx: Context) -> Response:
         pointer = f"/data/attributes/profiles/data/{i}/attributes"
         attrs = entry.get("attributes") if isinstance(entry, dict) else None
         problem = validate_profile(attrs, pointer)
-        if problem is None and len(dumps(entry)) > MAX_PROFILE_BYTES:
-            problem = ("invalid", "The profile exceeds the 100 KB per-profile limit.", pointer)
         if problem:
-            errors.append({"type": "import-error", "id": ulid(), "attributes": {
-                "code": problem[0], "title": "Invalid input.", "detail": problem[1],
-                "source": {"pointer": problem[2]}, "original_payload": attrs if isinstance(attrs, dict) else entry}})
+            errors.append(import_error(problem[0], "Invalid input.", problem[1], problem[2],
+                                       attrs if isinstance(attrs, dict) else entry))
         else:
             accepted.append((i, attrs))
     with ctx.store.tx() as db:
@@ -466,14 +488,18 @@ async def create_bulk_import(request: Request, ctx: Context) -> Response:
         index = ProfileIndex(db, [a for _, a in accepted])
         imported: list[str] = []
         for i, attrs in accepted:
-            _, conflict = index.resolve(attrs)
+            pointer = f"/data/attributes/profiles/data/{i}/attributes"
+            keys = identity_keys(attrs)
+            pid, conflict = index.resolve(attrs, keys)
             if conflict:
-                errors.append({"type": "import-error", "id": ulid(), "attributes": {
-                    "code": "duplicate_profile", "title": "Conflicting identifiers.", "detail": conflict,
-                    "source": {"pointer": f"/data/attributes/profiles/data/{i}/attributes"},
-                    "original_payload": attrs}})
+                errors.append(import_error("duplicate_profile", "Conflicting identifiers.", conflict, pointer, attrs))
                 continue
-            imported.append(index.upsert(attrs, now)[0])
+            pid, _ = index.upsert(attrs, now, pid, keys, MAX_PROFILE_BYTES)
+            if pid is None:
+                errors.append(import_error("invalid", "Invalid input.", "The profile exceeds the 100 KB per-profile "
+                                           "limit.", pointer, {k: attrs.get(k) for k in IDENTIFIERS}))
+                continue
+            imported.append(pid)
         index.flush(now)
         for lid in lists:
             db.executemany("insert or ignore into kl_list_members (list_id, profile_id, added) values (?,?,?)",
@@ -486,11 +512,16 @@ async def create_bulk_import(request: Request, ctx: Context) -> Response:
         created_ts = time.time()
         db.execute("insert into kl_jobs (id, kind, body, created_ts) values (?,?,?,?)",
                    (jid, "profile-bulk-import-job", dumps(job), created_ts))
-        db.executemany("insert into kl_job_profiles (job_id, seq, profile_id) values (?,?,?)",
-                       [(jid, n, pid) for n, pid in enumerate(imported)])
+        db.execute("insert into kl_job_profiles (job_id, profile_ids) values (?,?)", (jid, dumps(imported)))
         db.executemany("insert into kl_import_errors (job_id, seq, body) values (?,?,?)",
                        [(jid, n, dumps(e)) for n, e in enumerate(errors)])
     return jsonapi(job_resource(request, ctx, jid, job, created_ts), status=202)
+
+
+def import_error(code: str, title: str, detail: str, pointer: str, payload: object) -> dict:
+    return {"type": "import-error", "id": ulid(), "attributes": {"code": code, "title": title, "detail": detail,
+                                                                 "source": {"pointer": pointer},
+                                                                 "original_payload": payload}}
 
 
 def load_job(db, jid: str) -> tuple[dict, float]:
@@ -526,19 +557,20 @@ async def job_import_errors(request: Request, ctx: Context) -> Response:
 async def job_profiles(request: Request, ctx: Context) -> Response:
     size, after = page_params(request, 20, 100)
     jid = request.path_params["job_id"]
-    start = int(after) if after and after.isdigit() else -1
+    start = int(after) if after and after.isdigit() else 0
     full = not request.url.path.rstrip("/").endswith("relationships/profiles")
     with ctx.store.tx() as db:
         load_job(db, jid)
-        rows = db.execute(f"select j.seq, {', '.join('p.' + c.strip() for c in PROFILE_COLS.split(','))} "
-                          "from kl_job_profiles j join kl_profiles p on p.id = j.profile_id "
-                          "where j.job_id = ? and j.seq > ? order by j.seq limit ?",
-                          (jid, start, size + 1)).fetchall()
-    more = len(rows) > size
-    rows = rows[:size]
-    data = [profile_resource(request, r[1:]) if full else {"type": "profile", "id": r[1]} for r in rows]
+        ids = json.loads(db.execute("select profile_ids from kl_job_profiles where job_id = ?",
+                                    (jid,)).fetchone()[0])[start:start + size]
+        data = [{"type": "profile", "id": pid} for pid in ids]
+        if full and ids:
+            rows = {r[0]: r for r in db.execute(f"select {PROFILE_COLS} from kl_profiles where id in "
+                                                f"({','.join('?' * len(ids))})", ids)}
+            data = [profile_resource(request, rows[pid]) for pid in ids if pid in rows]
+    more = len(ids) == size
     return jsonapi(data, links={"self": str(request.url),
-                                "next": next_link(request, str(rows[-1][0]) if more else None), "prev": None})
+                                "next": next_link(request, str(start + size) if more else None), "prev": None})
 
 
 # ---------------------------------------------------------------- single profiles

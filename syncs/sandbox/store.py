@@ -27,8 +27,7 @@ create table if not exists kl_list_members (list_id text not null, profile_id te
 create index if not exists kl_list_members_profile on kl_list_members(profile_id);
 create table if not exists kl_jobs (id text primary key, kind text not null, body text not null,
     created_ts real not null);
-create table if not exists kl_job_profiles (job_id text not null, seq integer not null, profile_id text not null,
-    primary key (job_id, seq)) without rowid;
+create table if not exists kl_job_profiles (job_id text primary key, profile_ids text not null);
 create table if not exists kl_import_errors (job_id text not null, seq integer not null, body text not null,
     primary key (job_id, seq)) without rowid;
 create table if not exists daily_counters (name text not null, day text not null, n integer not null,
