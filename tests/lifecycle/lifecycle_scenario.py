@@ -170,10 +170,11 @@ def audience_scenario(s: Scenario) -> None:
         s.event(s.person(role), "add_to_cart", AS_OF - 2 * HOUR)
         for days in (first, 5, 4):
             s.message(role, "newsletter", AS_OF - days * DAY, opened=True)
-    # Steps: lapsed since 20 days (last order 200 days ago) -> win_back episode from AS_OF - 20 days.
+    # Steps: last order 200 days ago -> at_risk since 110 days, lapsed since 20 days; the win_back
+    # episode runs from AS_OF - 110 days (at_risk -> lapsed continues it).
     steps = {"st_click": [(15, "clicked")], "st_open": [(15, "opened")], "st_ign2": [(15, ""), (12, "")],
              "st_ign3": [(18, ""), (15, ""), (12, "")], "st_ign5": [(19, ""), (17, ""), (15, ""), (13, ""), (11, "")],
-             "st_before": [(25, "")]}
+             "st_before": [(111, "")], "st_across": [(100, ""), (15, "")]}
     for role, sends in steps.items():
         s.order(s.person(role), AS_OF - 200 * DAY)
         for days, response in sends:

@@ -3,6 +3,7 @@ frequency caps, holdout stability and behaviour over clocks, on the scenario bui
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 
 import pytest
 
@@ -91,6 +92,7 @@ STEP_CASES = {
     "st_ign2": (3, "loyalty", "visual", 5, "ignored"),  # two ignored -> first discount tier
     "st_ign3": (4, "loyalty", "visual", 10, "ignored"),
     "st_ign5": (5, "loyalty", "visual", 15, "ignored"),  # step and discount both capped
+    "st_across": (3, "loyalty", "visual", 5, "ignored"),  # sends while at_risk and while lapsed
 }
 
 
@@ -104,6 +106,16 @@ def test_behaviour_over_clocks(duck_scenario, role):
         want = (want[0], "second_purchase", *want[2:])
     assert got == want
     assert payload["offer"] == (f"discount_{want[3]}" if want[3] else "none")
+
+
+def test_win_back_episode_starts_when_the_buyer_became_at_risk(duck_scenario):
+    members = duck_scenario.members()
+    history = dict(duck_scenario.rows("select profile_id, valid_from from lifecycle_stage_history where stage = 'at_risk'"))
+    for role in ("st_ign2", "lp_in", "ar_in"):
+        member = members[("win_back", "email", role)]
+        assert member["entered_at"] == history[member["profile_id"]]
+    # lp_in ordered 180 days ago: at_risk from 90 days ago, lapsed now, still the same episode.
+    assert members[("win_back", "email", "lp_in")]["entered_at"] == AS_OF - timedelta(days=90)
 
 
 def test_payload_carries_product_stage_and_first_name(duck_scenario):

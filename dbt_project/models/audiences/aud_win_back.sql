@@ -1,13 +1,16 @@
 {#- Buyers whose current stage is at_risk or lapsed; one-time buyers get a "second purchase"
-    angle, repeat buyers a "loyalty" angle. -#}
+    angle, repeat buyers a "loyalty" angle. entered_at is when the at_risk/lapsed run began (the end
+    of the last buying stage), so moving on from at_risk to lapsed continues the same win-back
+    sequence instead of restarting it. -#}
 with profiles as (
     select * from {{ ref('profiles') }}
 ),
 
 stage_since as (
-    select profile_id, valid_from
+    select profile_id, max(valid_to) as valid_from
     from {{ ref('lifecycle_stage_history') }}
-    where valid_to is null
+    where stage not in ('at_risk', 'lapsed') and valid_to is not null
+    group by profile_id
 ),
 
 final as (
