@@ -47,11 +47,16 @@ def now_iso() -> str:
 _TO_CROCKFORD = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ234567", CROCKFORD)
 
 
-def ulid() -> str:
-    """A 26-character Crockford base32 id (10 chars of milliseconds, 16 random), like Klaviyo ids."""
+def ulids(n: int) -> list[str]:
+    """n 26-character Crockford base32 ids (10 chars of milliseconds, 16 random), like Klaviyo ids."""
     ms = int(time.time() * 1000)
     stamp = "".join(CROCKFORD[(ms >> (5 * i)) & 31] for i in range(9, -1, -1))
-    return stamp + base64.b32encode(secrets.token_bytes(10)).decode().translate(_TO_CROCKFORD)
+    rand = base64.b32encode(secrets.token_bytes(10 * n)).decode().translate(_TO_CROCKFORD)
+    return [stamp + rand[16 * i:16 * i + 16] for i in range(n)]
+
+
+def ulid() -> str:
+    return ulids(1)[0]
 
 
 def short_id(n: int = 6) -> str:
@@ -67,8 +72,11 @@ def valid_e164(value: Any) -> bool:
     return isinstance(value, str) and bool(E164_RE.match(value))
 
 
+_COMPACT = json.JSONEncoder(separators=(",", ":"))  # one encoder: json.dumps(..., separators=) builds one per call
+
+
 def dumps(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"))
+    return _COMPACT.encode(value)
 
 
 def encode_cursor(value: str) -> str:

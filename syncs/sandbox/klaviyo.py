@@ -19,12 +19,13 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 from urllib.parse import urlencode
 
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route
 
 from syncs.sandbox.common import (Context, chunked, decode_cursor, dumps, encode_cursor, now_iso, short_id,
-                                  ulid, valid_e164, valid_email)
+                                  ulid, ulids, valid_e164, valid_email)
 
 MEDIA = "application/vnd.api+json"
 MAX_BULK_PROFILES = 10_000
@@ -210,6 +211,7 @@ class ProfileIndex:
         self.db = db
         self.by: dict[str, dict[str, str]] = {k: {} for k in IDENTIFIERS}
         self.rows: dict[str, dict] = {}
+        self._fresh_ids: list[str] = []
         for field in IDENTIFIERS:
             known = self.by[field]
             keys = list({k for a in wanted if (k := match_key(field, a.get(field))) and k not in known})
@@ -272,7 +274,9 @@ class ProfileIndex:
             return None, False
         created = row is None
         if created:
-            pid = ulid()
+            if not self._fresh_ids:
+                self._fresh_ids = ulids(256)
+            pid = self._fresh_ids.pop()
             self._remember(pid, {}, "{}", None, None, now, new=True)
             row = self.rows[pid]
         row["attributes"], row["text"], row["dirty"] = merged, text, True
@@ -469,8 +473,6 @@ async def create_bulk_import(request: Request, ctx: Context) -> Response:
     body = await json_body(request, MAX_BULK_BYTES)
     entries = profile_entries(body, MAX_BULK_PROFILES, "A bulk import job")
     lists = list_ids_of(body)
-    now = now_iso()
-    jid = ulid()
     errors: list[dict] = []
     accepted: list[tuple[int, dict]] = []
     for i, entry in enumerate(entries):
@@ -482,6 +484,15 @@ async def create_bulk_import(request: Request, ctx: Context) -> Response:
                                        attrs if isinstance(attrs, dict) else entry))
         else:
             accepted.append((i, attrs))
+    jid, job, created_ts = await run_in_threadpool(apply_bulk_import, ctx, len(entries), lists, accepted, errors)
+    return jsonapi(job_resource(request, ctx, jid, job, created_ts), status=202)
+
+
+def apply_bulk_import(ctx: Context, total: int, lists: list[str], accepted: list[tuple[int, dict]],
+                      errors: list[dict]) -> tuple[str, dict, float]:
+    """The write half of a bulk import (runs in a worker thread: SQLite releases the GIL, so the
+    server parses the next request meanwhile). Appends per-profile failures to `errors`."""
+    now, jid = now_iso(), ulid()
     with ctx.store.tx() as db:
         for lid in lists:
             require_list(db, lid)
@@ -506,8 +517,8 @@ async def create_bulk_import(request: Request, ctx: Context) -> Response:
                            [(lid, pid, now) for pid in imported])
         expires = (datetime.now(timezone.utc) + timedelta(days=7)).isoformat(timespec="seconds").replace("+00:00", "Z")
         job = {"lists": lists, "attributes": {
-            "status": "complete", "total_count": len(entries), "completed_count": len(imported),
-            "failed_count": len(entries) - len(imported), "created_at": now, "started_at": now,
+            "status": "complete", "total_count": total, "completed_count": len(imported),
+            "failed_count": total - len(imported), "created_at": now, "started_at": now,
             "completed_at": now, "expires_at": expires}}
         created_ts = time.time()
         db.execute("insert into kl_jobs (id, kind, body, created_ts) values (?,?,?,?)",
@@ -515,7 +526,7 @@ async def create_bulk_import(request: Request, ctx: Context) -> Response:
         db.execute("insert into kl_job_profiles (job_id, profile_ids) values (?,?)", (jid, dumps(imported)))
         db.executemany("insert into kl_import_errors (job_id, seq, body) values (?,?,?)",
                        [(jid, n, dumps(e)) for n, e in enumerate(errors)])
-    return jsonapi(job_resource(request, ctx, jid, job, created_ts), status=202)
+    return jid, job, created_ts
 
 
 def import_error(code: str, title: str, detail: str, pointer: str, payload: object) -> dict:

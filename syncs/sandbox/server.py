@@ -1,5 +1,71 @@
-"""Sandbox destinations: local stand-ins for Klaviyo, Mailchimp, Braze, Twilio, Meta, Google, TikTok
-and signed webhooks. (Full documentation: see DOC below; filled in as platforms land.)"""
+"""Sandbox destinations: local stand-ins for the real platforms (`lifeline sandbox`).
+
+Each platform is served under its own prefix and speaks that platform's paths, auth form, bodies,
+batch limits, per-record errors and rate-limit answers (shared/destinations.md), so a client that
+works here works against the platform once its base URL and credentials change:
+
+| prefix | stands in for | auth form (token = LIFELINE_SANDBOX_TOKEN) |
+|---|---|---|
+| `/klaviyo/api/...` | `https://a.klaviyo.com/api/...` | `Authorization: Klaviyo-API-Key <token>` (or Bearer) + `revision: YYYY-MM-DD` |
+| `/mailchimp/3.0/...` | `https://<dc>.api.mailchimp.com/3.0/...` | HTTP Basic, any user, password `<token>` or `<token>-<dc>` |
+| `/braze/...` | `https://rest.<instance>.braze.com/...` | `Authorization: Bearer <token>` |
+| `/twilio/2010-04-01/Accounts/{AC...}/Messages.json` | `https://api.twilio.com/...` | HTTP Basic `AC...:<token>` |
+| `/meta/vNN.0/{audience_id}/users` | `https://graph.facebook.com/vNN.0/...` | `access_token=<token>` parameter |
+| `/google/v1/audienceMembers:ingest` / `:remove` | `https://datamanager.googleapis.com/v1/...` | `Authorization: Bearer <token>` |
+| `/tiktok/open_api/v1.3/dmp/custom_audience/...` | `https://business-api.tiktok.com/open_api/v1.3/...` | `Access-Token: <token>` header |
+| `/webhook/{name}` | your own HTTPS endpoint | `X-Lifeline-Signature: t=<unix>,v1=<hex HMAC-SHA256(token, "<t>.<body>")>` |
+
+Wrong credentials are answered as the platform answers them (Klaviyo 401 JSON:API errors,
+Mailchimp 401 problem+json, Twilio 401 code 20003, Meta 400 OAuthException code 190, Google 401
+UNAUTHENTICATED, TikTok code 40105, webhook 401). Per-platform details (limits, error shapes,
+where the sandbox had to choose because the platform documents nothing) are in each module's
+docstring: klaviyo.py, mailchimp.py, braze.py, twilio.py, meta.py, google.py, tiktok.py, webhook.py.
+Lists/audiences: Klaviyo lists must be created (`POST /klaviyo/api/lists`, 150 per day) and are
+found by name (`GET /klaviyo/api/lists?filter=equals(name,"welcome")`); Mailchimp lists, Meta,
+Google and TikTok audiences exist on first use.
+
+Running it
+  lifeline sandbox [--port 8787] [--reset] [--no-rate-limits]   (loopback only; state in .lifeline/sandbox)
+  serve(host, port, state_dir, reset, rate_limits, faults, **options)   blocking; refuses non-loopback hosts
+  run_in_thread(state_dir, port=0, **options) -> SandboxThread   `.base_url`, `.stop()`, context manager
+  create_app(state_dir, token, rate_limits, faults, **options) -> Starlette
+
+Environment (read only by `serve` / the CLI)
+  LIFELINE_SANDBOX_TOKEN   the accepted token (default `sandbox-token`)
+  LIFELINE_SANDBOX_FAULTS  injected faults, `<platform>:<key>=<value>,...;<platform>:...`, keys
+                           error_rate (share answered 5xx), latency_ms (added delay), drop_rate (share
+                           of connections closed without any response), burst_429 (share answered with
+                           the platform's own 429). Example:
+                           `klaviyo:error_rate=0.1,latency_ms=20;twilio:drop_rate=0.05`
+
+Options (keyword arguments of create_app / serve / run_in_thread)
+  rate_limits=True         the documented limits (False turns every rate limit off, batch limits stay)
+  faults={platform: {...}} as above; fault_seed=0 seeds the fault dice (same seed, same faults)
+  limit_overrides={"klaviyo:M": [(10, 1), (150, 60)]}   replace a rate-limit class: (limit, seconds)
+                           windows. Classes: klaviyo:XS|S|M|L|XL, braze:users_track|users_delete|default,
+                           twilio:api, meta:ca, google:api, tiktok:api (see limits.py)
+  klaviyo_job_delay_s=0    bulk-import jobs read `queued` until this many seconds have passed
+  klaviyo_lists_per_day=150, mailchimp_concurrency=10, webhook_tolerance_s=300, tiktok_min_audience=1000
+  reset=False              start empty
+
+Control endpoints (no auth; loopback only)
+  GET  /_sandbox/health                      {"status": "ok", ...}
+  GET  /_sandbox/summary                     what each destination holds (counts per list/audience)
+  POST /_sandbox/reset                       forget everything
+  GET|POST /_sandbox/faults                  read / replace faults: {"klaviyo": {"error_rate": 0.1}, "fault_seed": 3}
+  POST /_sandbox/limits                      {"enabled": false} or {"overrides": {"twilio:api": [[5, 1]]}}
+  GET  /_sandbox/{meta|google|tiktok|mailchimp|braze}/audiences   members held by write-only platforms
+  GET|POST /_sandbox/twilio/optouts          {"numbers": ["+1..."]}: sends to them fail with 21610
+  POST /_sandbox/twilio/inbound              simulate an inbound SMS: {"From": "+1...", "Body": "STOP"}
+  GET  /_sandbox/webhook/{name}              deliveries received by /webhook/{name}
+  POST /_sandbox/simulate/engagement         {"seed", "open_rate", "click_rate", "occurred_at"}: seeded opens
+                                             and clicks for Klaviyo list members and Twilio messages
+  GET  /_sandbox/message_events              rows shaped like raw.message_events (message_id, channel,
+                                             event, occurred_at, recipient, campaign, external_id)
+
+State lives in `<state_dir>/sandbox.sqlite3` (SQLite, WAL, one transaction per request), so it
+survives a restart; `reset` starts empty. Measured throughput: benchmarks/bench_sandbox.py.
+"""
 from __future__ import annotations
 
 import ipaddress
