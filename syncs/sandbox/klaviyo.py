@@ -164,6 +164,26 @@ def next_link(request: Request, last_key: str | None) -> str | None:
     return f"{str(request.url).split('?', 1)[0]}?{query}"
 
 
+def keyset_page(request: Request, rows: list, size: int, render: Callable[[tuple], dict]) -> JSONResponse:
+    """A JSON:API page from `size + 1` rows ordered by their first column (the cursor key)."""
+    more = len(rows) > size
+    rows = rows[:size]
+    return jsonapi([render(r) for r in rows],
+                   links={"self": str(request.url), "next": next_link(request, str(rows[-1][0]) if more else None),
+                          "prev": None})
+
+
+def filtered_page(request: Request, ctx: Context, select: str, flt: tuple[str, str] | None, size: int,
+                  after: str | None, render: Callable[[tuple], dict]) -> JSONResponse:
+    sql, args = f"{select} where id > ?", [after or ""]
+    if flt:
+        sql += f" and {flt[0]} = ?"
+        args.append(match_key(flt[0], flt[1]) if flt[0] in IDENTIFIERS else flt[1])
+    with ctx.store.tx() as db:
+        rows = db.execute(sql + " order by id limit ?", [*args, size + 1]).fetchall()
+    return keyset_page(request, rows, size, render)
+
+
 # ---------------------------------------------------------------- profiles
 
 def profile_resource(request: Request, row: tuple) -> dict:
@@ -361,18 +381,8 @@ def parse_filter(request: Request, allowed: tuple[str, ...]) -> tuple[str, str] 
 
 async def get_lists(request: Request, ctx: Context) -> Response:
     size, after = page_params(request, 10, 10)
-    flt = parse_filter(request, ("name", "id"))
-    sql, args = "select id, name, created, updated, opt_in_process from kl_lists where id > ?", [after or ""]
-    if flt:
-        sql += f" and {flt[0]} = ?"
-        args.append(flt[1])
-    with ctx.store.tx() as db:
-        rows = db.execute(sql + " order by id limit ?", [*args, size + 1]).fetchall()
-    more = len(rows) > size
-    rows = rows[:size]
-    return jsonapi([list_resource(request, r) for r in rows],
-                   links={"self": str(request.url), "next": next_link(request, rows[-1][0] if more else None),
-                          "prev": None})
+    return filtered_page(request, ctx, "select id, name, created, updated, opt_in_process from kl_lists",
+                         parse_filter(request, ("name", "id")), size, after, lambda r: list_resource(request, r))
 
 
 async def create_list(request: Request, ctx: Context) -> Response:
@@ -412,11 +422,7 @@ async def list_profiles(request: Request, ctx: Context) -> Response:
                           "from kl_list_members m join kl_profiles p on p.id = m.profile_id "
                           "where m.list_id = ? and m.profile_id > ? order by m.profile_id limit ?",
                           (lid, after or "", size + 1)).fetchall()
-    more = len(rows) > size
-    rows = rows[:size]
-    return jsonapi([profile_resource(request, r) for r in rows],
-                   links={"self": str(request.url), "next": next_link(request, rows[-1][0] if more else None),
-                          "prev": None})
+    return keyset_page(request, rows, size, lambda r: profile_resource(request, r))
 
 
 async def list_relationships(request: Request, ctx: Context) -> Response:
@@ -558,11 +564,7 @@ async def job_import_errors(request: Request, ctx: Context) -> Response:
         load_job(db, jid)
         rows = db.execute("select seq, body from kl_import_errors where job_id = ? and seq > ? order by seq limit ?",
                           (jid, start, size + 1)).fetchall()
-    more = len(rows) > size
-    rows = rows[:size]
-    return jsonapi([json.loads(b) for _, b in rows],
-                   links={"self": str(request.url), "next": next_link(request, str(rows[-1][0]) if more else None),
-                          "prev": None})
+    return keyset_page(request, rows, size, lambda r: json.loads(r[1]))
 
 
 async def job_profiles(request: Request, ctx: Context) -> Response:
@@ -608,18 +610,9 @@ async def profile_import(request: Request, ctx: Context) -> Response:
 
 async def get_profiles(request: Request, ctx: Context) -> Response:
     size, after = page_params(request, 20, 100)
-    flt = parse_filter(request, ("email", "phone_number", "external_id", "id"))
-    sql, args = f"select {PROFILE_COLS} from kl_profiles where id > ?", [after or ""]
-    if flt:
-        sql += f" and {flt[0]} = ?"
-        args.append(match_key(flt[0], flt[1]))
-    with ctx.store.tx() as db:
-        rows = db.execute(sql + " order by id limit ?", [*args, size + 1]).fetchall()
-    more = len(rows) > size
-    rows = rows[:size]
-    return jsonapi([profile_resource(request, r) for r in rows],
-                   links={"self": str(request.url), "next": next_link(request, rows[-1][0] if more else None),
-                          "prev": None})
+    return filtered_page(request, ctx, f"select {PROFILE_COLS} from kl_profiles",
+                         parse_filter(request, ("email", "phone_number", "external_id", "id")), size, after,
+                         lambda r: profile_resource(request, r))
 
 
 async def get_profile(request: Request, ctx: Context) -> Response:
@@ -648,6 +641,18 @@ def consents_of(attrs: dict, default: str) -> dict[str, str]:
     return out
 
 
+def valid_entries(entries: list) -> list[dict]:
+    """The profiles' attributes; the whole request fails (400, nothing applied) on the first bad one."""
+    wanted = []
+    for i, e in enumerate(entries):
+        attrs = e.get("attributes") if isinstance(e, dict) else None
+        problem = validate_profile(attrs, f"/data/attributes/profiles/data/{i}/attributes")
+        if problem:
+            raise invalid(problem[1], pointer=problem[2])
+        wanted.append(attrs)
+    return wanted
+
+
 async def subscribe(request: Request, ctx: Context) -> Response:
     body = await json_body(request)
     entries = profile_entries(body, MAX_SUBSCRIBE, "A subscription job")
@@ -660,17 +665,12 @@ async def subscribe(request: Request, ctx: Context) -> Response:
             if not stamps or any(s > now_iso() for s in stamps):
                 raise invalid("With historical_import, consented_at is required and must be in the past.",
                               pointer=f"/data/attributes/profiles/data/{i}/attributes/subscriptions")
-    wanted = []
-    for i, e in enumerate(entries):
-        attrs = e.get("attributes") if isinstance(e, dict) else None
-        problem = validate_profile(attrs, f"/data/attributes/profiles/data/{i}/attributes")
-        if problem:
-            raise invalid(problem[1], pointer=problem[2])
+    wanted = valid_entries(entries)
+    for i, attrs in enumerate(wanted):
         for channel, consent in consents_of(attrs, "SUBSCRIBED").items():
             if consent != "SUBSCRIBED":
                 raise invalid("Subscribe jobs take consent SUBSCRIBED.", pointer=f"/data/attributes/profiles/"
                               f"data/{i}/attributes/subscriptions/{channel}/marketing/consent")
-        wanted.append(attrs)
     lists = list_ids_of(body, "list")
     now = now_iso()
     with ctx.store.tx() as db:
@@ -695,13 +695,7 @@ async def unsubscribe(request: Request, ctx: Context) -> Response:
     body = await json_body(request)
     entries = profile_entries(body, MAX_UNSUBSCRIBE, "An unsubscribe job")
     lists = list_ids_of(body, "list")
-    wanted = []
-    for i, e in enumerate(entries):
-        attrs = e.get("attributes") if isinstance(e, dict) else None
-        problem = validate_profile(attrs, f"/data/attributes/profiles/data/{i}/attributes")
-        if problem:
-            raise invalid(problem[1], pointer=problem[2])
-        wanted.append(attrs)
+    wanted = valid_entries(entries)
     now = now_iso()
     with ctx.store.tx() as db:
         for lid in lists:
