@@ -586,6 +586,16 @@ async def job_profiles(request: Request, ctx: Context) -> Response:
                                 "next": next_link(request, str(start + size) if more else None), "prev": None})
 
 
+async def job_lists(request: Request, ctx: Context) -> Response:
+    with ctx.store.tx() as db:
+        job, _ = load_job(db, request.path_params["job_id"])
+        rows = [require_list(db, lid) for lid in job["lists"]
+                if db.execute("select 1 from kl_lists where id = ?", (lid,)).fetchone()]
+    if request.url.path.rstrip("/").endswith("relationships/lists"):
+        return jsonapi([{"type": "list", "id": r[0]} for r in rows])
+    return jsonapi([list_resource(request, r) for r in rows])
+
+
 # ---------------------------------------------------------------- single profiles
 
 async def profile_import(request: Request, ctx: Context) -> Response:
@@ -750,6 +760,8 @@ def routes(ctx: Context) -> Mount:
         ("/profile-bulk-import-jobs/{job_id}/import-errors", job_import_errors, "M", ["GET"]),
         ("/profile-bulk-import-jobs/{job_id}/profiles", job_profiles, "M", ["GET"]),
         ("/profile-bulk-import-jobs/{job_id}/relationships/profiles", job_profiles, "M", ["GET"]),
+        ("/profile-bulk-import-jobs/{job_id}/lists", job_lists, "M", ["GET"]),
+        ("/profile-bulk-import-jobs/{job_id}/relationships/lists", job_lists, "M", ["GET"]),
         ("/profile-import", profile_import, "L", ["POST"]),
         ("/profiles", get_profiles, "XL", ["GET"]),
         ("/profiles/{profile_id}", get_profile, "XL", ["GET"]),

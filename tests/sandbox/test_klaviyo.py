@@ -191,3 +191,27 @@ def test_daily_list_creation_limit(start_sandbox):
     r = requests.post(f"{api(sandbox)}/lists", json={"data": {"type": "list", "attributes": {"name": "c"}}},
                       headers=H)
     assert r.status_code == 429 and "daily limit" in r.json()["errors"][0]["detail"]
+
+
+def test_malformed_bodies_are_rejected_clearly_and_store_nothing(sandbox):
+    url = f"{api(sandbox)}/profile-bulk-import-jobs"
+    broken = requests.post(url, data=b'{"data": {"type": "profile-bulk', headers=H)
+    assert broken.status_code == 400 and "not valid JSON" in broken.json()["errors"][0]["detail"]
+    no_profiles = requests.post(url, json={"data": {"type": "profile-bulk-import-job", "attributes": {}}}, headers=H)
+    assert no_profiles.status_code == 400
+    assert no_profiles.json()["errors"][0]["source"]["pointer"] == "/data/attributes/profiles/data"
+    unknown_list = requests.post(url, json=bulk_body([{"email": "a@e.com"}], "NOLIST"), headers=H)
+    assert unknown_list.status_code == 404
+    assert requests.get(f"{sandbox.base_url}/_sandbox/summary").json()["klaviyo"]["profiles"] == 0
+
+
+def test_job_lists_relationship(sandbox):
+    list_id = make_list(sandbox)
+    job = requests.post(f"{api(sandbox)}/profile-bulk-import-jobs", json=bulk_body([{"email": "a@e.com"}], list_id),
+                        headers=H).json()["data"]
+    related = requests.get(f"{api(sandbox)}/profile-bulk-import-jobs/{job['id']}/lists", headers=H).json()["data"]
+    assert [x["attributes"]["name"] for x in related] == ["welcome"]
+    ids = requests.get(f"{api(sandbox)}/profile-bulk-import-jobs/{job['id']}/relationships/lists", headers=H).json()
+    assert ids["data"] == [{"type": "list", "id": list_id}]
+    profiles = requests.get(f"{api(sandbox)}/profile-bulk-import-jobs/{job['id']}/profiles", headers=H).json()["data"]
+    assert [p["attributes"]["email"] for p in profiles] == ["a@e.com"]

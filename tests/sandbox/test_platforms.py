@@ -184,3 +184,19 @@ def test_tiktok_upload_signature_hashing_and_minimum_size(start_sandbox):
     assert shrink["code"] == 40001 and "minimum" in shrink["message"]
     held = requests.get(f"{sandbox.base_url}/_sandbox/tiktok/audiences").json()["audiences"][audience]
     assert held["count"] == 3 and held["name"] == "win_back"
+
+
+def test_malformed_json_gets_each_platforms_error_and_stores_nothing(sandbox):
+    b = sandbox.base_url
+    mc = requests.post(f"{b}/mailchimp/3.0/lists/l1", data=b"{oops", auth=("x", TOKEN))
+    assert mc.status_code == 400 and mc.json()["title"] == "JSON Parse Error"
+    bz = requests.post(f"{b}/braze/users/track", data=b"{oops", headers={"Authorization": f"Bearer {TOKEN}"})
+    assert bz.status_code == 400 and "message" in bz.json()
+    gg = requests.post(f"{b}/google/v1/audienceMembers:ingest", data=b"{oops",
+                       headers={"Authorization": f"Bearer {TOKEN}"})
+    assert gg.status_code == 400 and gg.json()["error"]["status"] == "INVALID_ARGUMENT"
+    mt = requests.post(f"{b}/meta/v25.0/5/users", data={"access_token": TOKEN, "payload": "{oops"})
+    assert mt.status_code == 400 and mt.json()["error"]["code"] == 100
+    summary = requests.get(f"{b}/_sandbox/summary").json()
+    assert summary["mailchimp"] == {"lists": {}} and summary["braze"] == {"users": 0}
+    assert summary["google"] == {"audiences": {}} and summary["meta"] == {"audiences": {}}
