@@ -62,16 +62,15 @@ def member_resource(list_id: str, data: dict) -> dict:
     return {"id": subscriber_hash(data["email_address"]), "list_id": list_id, **data}
 
 
-def apply_member(db, list_id: str, body: dict, update_existing: bool) -> tuple[str, dict | None, dict | None]:
-    """('created'|'updated'|'error', member, error)."""
+def merge_member(list_id: str, existing: dict | None, body: dict,
+                 update_existing: bool) -> tuple[str, dict | None, dict | None]:
+    """('created'|'updated'|'error', the member to store, the per-member error)."""
     email = body.get("email_address")
     if not valid_email(email):
         return "error", None, {"email_address": email, "error": f"{email} looks fake or invalid, please enter a "
                                f"real email address.", "error_code": "ERROR_GENERIC", "field": "email_address",
                                "field_message": "Invalid email address"}
     status = body.get("status") or body.get("status_if_new")
-    key = subscriber_hash(email)
-    existing = members.get(db, "mailchimp", list_id, key)
     if existing is None and status not in STATUSES:
         return "error", None, {"email_address": email, "error": f"Invalid status {status!r}; use one of "
                                f"{', '.join(STATUSES)}.", "error_code": "ERROR_GENERIC", "field": "status",
@@ -91,8 +90,7 @@ def apply_member(db, list_id: str, body: dict, update_existing: bool) -> tuple[s
         if extra in body:
             merged[extra] = body[extra]
     merged["last_changed"] = now
-    members.upsert(db, "mailchimp", list_id, [(key, merged)])
-    return ("updated" if existing else "created"), member_resource(list_id, merged), None
+    return ("updated" if existing else "created"), merged, None
 
 
 async def json_body(request: Request) -> dict | JSONResponse:
@@ -121,16 +119,22 @@ async def batch_subscribe(request: Request, ctx: Context) -> Response:
                        f"{len(batch)}.", request)
     list_id = request.path_params["list_id"]
     skip_dupes = request.query_params.get("skip_duplicate_check", "").lower() == "true"
-    created, updated, errors, seen = [], [], [], set()
+    created, updated, errors, writes = [], [], [], {}
+    keys = [subscriber_hash(str(m.get("email_address", ""))) if isinstance(m, dict) else "" for m in batch]
     with ctx.store.tx() as db:
         members.ensure_audience(db, "mailchimp", list_id, {"id": list_id, "name": list_id})
-        for item in batch:
-            email = str((item or {}).get("email_address", "")).strip().lower()
-            if email in seen and skip_dupes:
+        current = members.get_many(db, "mailchimp", list_id, list(set(keys)))
+        for key, item in zip(keys, batch):
+            if key in writes and skip_dupes:
                 continue
-            seen.add(email)
-            outcome, member, error = apply_member(db, list_id, item or {}, bool(body.get("update_existing")))
-            {"created": created, "updated": updated}.get(outcome, errors).append(member or error)
+            outcome, merged, error = merge_member(list_id, current.get(key), item if isinstance(item, dict) else {},
+                                                  bool(body.get("update_existing")))
+            if error:
+                errors.append(error)
+                continue
+            current[key] = writes[key] = merged
+            (created if outcome == "created" else updated).append(member_resource(list_id, merged))
+        members.upsert(db, "mailchimp", list_id, writes.items())
     return JSONResponse({"new_members": created, "updated_members": updated, "errors": errors,
                          "total_created": len(created), "total_updated": len(updated), "error_count": len(errors)})
 
@@ -152,10 +156,11 @@ async def member(request: Request, ctx: Context) -> Response:
                                request)
             body.setdefault("email_address", (current or {}).get("email_address"))
             members.ensure_audience(db, "mailchimp", list_id, {"id": list_id, "name": list_id})
-            _, resource, error = apply_member(db, list_id, body, True)
+            _, merged, error = merge_member(list_id, current, body, True)
             if error:
                 return problem(400, "Invalid Resource", error["error"], request)
-            return JSONResponse(resource)
+            members.upsert(db, "mailchimp", list_id, [(key, merged)])
+            return JSONResponse(member_resource(list_id, merged))
         if current is None:
             return problem(404, "Resource Not Found", "The requested resource could not be found.", request)
         if request.method == "DELETE":

@@ -30,6 +30,16 @@ def get(db: sqlite3.Connection, platform: str, audience: str, key: str) -> dict 
     return json.loads(row[0]) if row else None
 
 
+def get_many(db: sqlite3.Connection, platform: str, audience: str, keys: list[str]) -> dict[str, dict]:
+    out: dict[str, dict] = {}
+    for i in range(0, len(keys), 900):
+        part = keys[i:i + 900]
+        out.update((k, json.loads(d)) for k, d in db.execute(
+            f"select member_key, data from members where platform = ? and audience = ? and member_key in "
+            f"({','.join('?' * len(part))})", [platform, audience, *part]))
+    return out
+
+
 def page(db: sqlite3.Connection, platform: str, audience: str, offset: int, count: int) -> list[tuple[str, dict]]:
     return [(k, json.loads(d)) for k, d in db.execute(
         "select member_key, data from members where platform = ? and audience = ? order by member_key "
