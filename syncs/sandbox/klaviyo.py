@@ -246,7 +246,7 @@ class ProfileIndex:
 
     def _remember(self, pid, keys, attributes, ec, sc, created, new) -> None:
         self.rows[pid] = {"attributes": attributes, "email_consent": ec, "sms_consent": sc,
-                          "created": created, "dirty": False, "new": new, "keys": keys}
+                          "created": created, "dirty": False, "new": new, "keys": keys, "stored_keys": keys}
         for field, key in keys.items():
             if key:
                 self.by[field][key] = pid
@@ -315,18 +315,27 @@ class ProfileIndex:
             row["text"] = dumps(row["attributes"])
 
     def flush(self, now: str) -> None:
-        fresh, changed = [], []
+        """Insert new profiles; update changed ones, touching the identifier columns (and so their
+        indexes) only where an identifier changed."""
+        fresh, moved, same = [], [], []
         for pid, row in self.rows.items():
-            if row["dirty"]:
-                k = row["keys"]
-                values = (k.get("email"), k.get("phone_number"), k.get("external_id"), row["text"],
-                          row["email_consent"], row["sms_consent"])
-                (fresh if row["new"] else changed).append((pid, *values, row["created"], now) if row["new"]
-                                                          else (*values, now, pid))
+            if not row["dirty"]:
+                continue
+            k = row["keys"]
+            ids = (k.get("email"), k.get("phone_number"), k.get("external_id"))
+            rest = (row["text"], row["email_consent"], row["sms_consent"])
+            if row["new"]:
+                fresh.append((pid, *ids, *rest, row["created"], now))
+            elif ids == tuple(row["stored_keys"].get(f) for f in IDENTIFIERS):
+                same.append((*rest, now, pid))
+            else:
+                moved.append((*ids, *rest, now, pid))
         self.db.executemany("insert into kl_profiles (id, email, phone_number, external_id, attributes, "
                             "email_consent, sms_consent, created, updated) values (?,?,?,?,?,?,?,?,?)", fresh)
         self.db.executemany("update kl_profiles set email = ?, phone_number = ?, external_id = ?, attributes = ?, "
-                            "email_consent = ?, sms_consent = ?, updated = ? where id = ?", changed)
+                            "email_consent = ?, sms_consent = ?, updated = ? where id = ?", moved)
+        self.db.executemany("update kl_profiles set attributes = ?, email_consent = ?, sms_consent = ?, updated = ? "
+                            "where id = ?", same)
 
 
 def profile_entries(body: dict, maximum: int, what: str) -> list:
