@@ -129,6 +129,7 @@ class FaultMiddleware:
                 transport = getattr(getattr(send, "__self__", None), "transport", None)
                 if transport is not None:
                     transport.abort()
+                    await asyncio.sleep(0)  # let the server see the disconnect before the app returns
                     return
             draw -= spec.drop_rate
             if 0 <= draw < spec.error_rate:
