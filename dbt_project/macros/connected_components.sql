@@ -33,8 +33,6 @@
     {%- do run_query('create temporary table ' ~ edges ~ ' as
         select distinct least(src, dst) as a, greatest(src, dst) as b
         from (' ~ edges_sql ~ ') e where src <> dst') -%}
-    {%- do run_query('create temporary table ' ~ prefix ~ '_nodes as
-        select a as node from ' ~ edges ~ ' union select b from ' ~ edges) -%}
     {%- set state = namespace(rounds=0, remaining=1, jumps=0) -%}
     {%- for i in range(1, max_iterations + 1) if state.remaining > 0 -%}
       {%- set state.rounds = i -%}
@@ -43,21 +41,20 @@
       {#- 1. hook: the smallest neighbour is always an "a" of an edge (a, node) since a < b. -#}
       {%- do run_query('create temporary table ' ~ ptr ~ ' as select b as node, min(a) as parent from ' ~ cur ~ ' group by b') -%}
       {#- 2. jump until every pointer targets a root (a node without a pointer). Each jump halves
-             the depth of the pointer forest, so 63 jumps cover any 64-bit key space. -#}
-      {%- set jump = namespace(pending=1, n=0) -%}
-      {%- for j in range(64) if jump.pending > 0 -%}
-        {%- set pending = run_query('select count(*) from ' ~ ptr ~ ' p join ' ~ ptr ~ ' q on q.node = p.parent') -%}
-        {%- set jump.pending = pending.columns[0].values()[0] | int -%}
-        {%- if jump.pending > 0 -%}
-          {%- set jump.n = jump.n + 1 -%}
-          {%- do run_query('create temporary table ' ~ ptr ~ '_j as
-              select p.node, coalesce(q.parent, p.parent) as parent
-              from ' ~ ptr ~ ' p left join ' ~ ptr ~ ' q on q.node = p.parent') -%}
-          {%- do run_query('drop table ' ~ ptr) -%}
-          {%- do run_query('alter table ' ~ ptr ~ '_j rename to ' ~ ptr) -%}
-        {%- endif -%}
+             the depth of the pointer forest, so 63 jumps cover any 64-bit key space. A jump also
+             flags the rows it moved; a jump that moved nothing proves every pointer is a root. -#}
+      {%- set jump = namespace(moved=1, n=0) -%}
+      {%- for j in range(64) if jump.moved > 0 -%}
+        {%- set jump.n = jump.n + 1 -%}
+        {%- do run_query('create temporary table ' ~ ptr ~ '_j as
+            select p.node, coalesce(q.parent, p.parent) as parent, q.parent is not null as moved
+            from ' ~ ptr ~ ' p left join ' ~ ptr ~ ' q on q.node = p.parent') -%}
+        {%- set moved = run_query('select count(*) from ' ~ ptr ~ '_j where moved') -%}
+        {%- set jump.moved = moved.columns[0].values()[0] | int -%}
+        {%- do run_query('drop table ' ~ ptr) -%}
+        {%- do run_query('alter table ' ~ ptr ~ '_j rename to ' ~ ptr) -%}
       {%- endfor -%}
-      {%- if jump.pending > 0 -%}
+      {%- if jump.moved > 0 -%}
         {{ exceptions.raise_compiler_error("Identity graph: pointer jumping did not finish within 64 steps in round " ~ i ~ ", which cannot happen on a forest: the edge query must return integer (src, dst) keys.") }}
       {%- endif -%}
       {%- set state.jumps = state.jumps + jump.n -%}
@@ -93,14 +90,16 @@
       {%- do run_query('drop table ' ~ final) -%}
       {%- do run_query('alter table ' ~ final ~ '_n rename to ' ~ final) -%}
     {%- endfor -%}
+    {#- Every linked node is either pointed somewhere in some round (in the composed table) or
+        the final root of its component (then it is some node's parent there). -#}
     {%- do run_query('create temporary table ' ~ labels ~ ' as
-        select n.node, coalesce(f.parent, n.node) as label
-        from ' ~ prefix ~ '_nodes n left join ' ~ final ~ ' f on f.node = n.node') -%}
+        select node, parent as label from ' ~ final ~ '
+        union all
+        select distinct parent as node, parent as label from ' ~ final) -%}
     {%- do lifeline.cc_drop(prefix, state.rounds, keep_labels=true) -%}
-    {%- set stats = run_query('select count(*), count(distinct label) from ' ~ labels) -%}
-    {%- set biggest = run_query('select coalesce(max(c), 0) from (select count(*) as c from ' ~ labels ~ ' group by label) s') -%}
+    {%- set stats = run_query('select coalesce(sum(c), 0), count(*), coalesce(max(c), 0) from (select count(*) as c from ' ~ labels ~ ' group by label) s') -%}
     {%- set seconds = (modules.datetime.datetime.now() - started).total_seconds() -%}
-    {{ log("identity graph: " ~ state.rounds ~ " rounds, " ~ state.jumps ~ " pointer jumps, " ~ ("%.3f" | format(seconds)) ~ " s, " ~ stats.columns[0].values()[0] ~ " linked identifiers in " ~ stats.columns[1].values()[0] ~ " components, largest " ~ biggest.columns[0].values()[0], info=True) }}
+    {{ log("identity graph: " ~ state.rounds ~ " rounds, " ~ state.jumps ~ " pointer jumps, " ~ ("%.3f" | format(seconds)) ~ " s, " ~ stats.columns[0].values()[0] ~ " linked identifiers in " ~ stats.columns[1].values()[0] ~ " components, largest " ~ stats.columns[2].values()[0], info=True) }}
   {%- endif -%}
   {{ return(labels) }}
 {% endmacro %}
@@ -109,7 +108,7 @@
     0..rounds (all of them, or all but the labels). One statement each, for warehouses that take
     one statement per call. -#}
 {% macro cc_drop(prefix, rounds, keep_labels=false) %}
-  {%- set names = [prefix ~ '_nodes', prefix ~ '_f', prefix ~ '_f_n'] -%}
+  {%- set names = [prefix ~ '_f', prefix ~ '_f_n'] -%}
   {%- if not keep_labels -%}{%- do names.append(prefix ~ '_labels') -%}{%- endif -%}
   {%- for i in range(rounds + 1) -%}
     {%- do names.extend([prefix ~ '_e' ~ i, prefix ~ '_p' ~ i, prefix ~ '_p' ~ i ~ '_j']) -%}
