@@ -120,6 +120,61 @@ def _measure(people: int, result, db: Path, timings: dict) -> dict:
     }
 
 
+RECOMPUTE_LINE = re.compile(r"recomputing (\d+) identifiers in touched components, of (\d+) stored")
+
+
+def bench_incremental_graph(people: int, work: Path, share: float = 0.01) -> dict:
+    """On a kept file: add `share` x edges to int_identity_edges (half attach new identifiers to
+    random existing ones, half join two random existing ones), run int_identity_components
+    incrementally, then fully, and check that both give the same labels."""
+    import duckdb
+
+    from orchestration.dbt_runner import run_dbt
+    from syncs.warehouse import Warehouse
+
+    db = work / f"identity_{people}.duckdb"
+    warehouse = Warehouse(kind="duckdb", duckdb_path=db)
+    run_dbt(warehouse, "run", ["--select", "int_identity_components", "--full-refresh"], as_of=AS_OF)
+    con = duckdb.connect(str(db))
+    total = con.execute("select count(*) from intermediate.int_identity_edges").fetchone()[0]
+    half = max(int(total * share / 2), 1)
+    con.execute(f"""insert into intermediate.int_identity_edges
+        select identifier_key, 4611686018427387904 + row_number() over () from (
+            select identifier_key from intermediate.int_identity_components using sample {half} rows (reservoir, 7))""")
+    con.execute(f"""insert into intermediate.int_identity_edges
+        select a.identifier_key, b.identifier_key from
+            (select identifier_key, row_number() over () as i from intermediate.int_identity_components
+             using sample {half} rows (reservoir, 8)) a
+            join (select identifier_key, row_number() over () as i from intermediate.int_identity_components
+             using sample {half} rows (reservoir, 9)) b using (i)
+        where a.identifier_key <> b.identifier_key""")
+    con.close()
+    incremental = run_dbt(warehouse, "run", ["--select", "int_identity_components"], as_of=AS_OF)
+    con = duckdb.connect(str(db))
+    con.execute("create or replace table intermediate.bench_incremental_labels as "
+                "select identifier_key, component_key from intermediate.int_identity_components")
+    con.close()
+    full = run_dbt(warehouse, "run", ["--select", "int_identity_components", "--full-refresh"], as_of=AS_OF)
+    con = duckdb.connect(str(db))
+    differing = con.execute("""select count(*) from (
+        (select identifier_key, component_key from intermediate.bench_incremental_labels
+         except select identifier_key, component_key from intermediate.int_identity_components)
+        union all
+        (select identifier_key, component_key from intermediate.int_identity_components
+         except select identifier_key, component_key from intermediate.bench_incremental_labels))""").fetchone()[0]
+    con.execute("drop table intermediate.bench_incremental_labels")
+    con.close()
+    recomputed = RECOMPUTE_LINE.search(incremental.output)
+    inc_graph, full_graph = GRAPH_LINE.search(incremental.output), GRAPH_LINE.search(full.output)
+    if differing or not (recomputed and inc_graph and full_graph):
+        raise RuntimeError(f"incremental components differ from a full rebuild in {differing} rows")
+    return {"people": people, "new_edges": 2 * half, "edges_before": int(total),
+            "recomputed_identifiers": int(recomputed[1]), "stored_identifiers": int(recomputed[2]),
+            "incremental_graph_s": float(inc_graph[3]), "incremental_model_s": round(incremental.seconds, 1),
+            "full_graph_s": float(full_graph[3]), "full_model_s": round(full.seconds, 1),
+            "identical_to_full_refresh": True}
+
+
 def markdown(results: dict) -> str:
     lines = ["# Identity stitching benchmark (DuckDB vs scipy)", "",
              f"Machine: {results['machine']['cpus']} cores, {results['machine']['platform']}; run {results['machine']['when']}.",
@@ -136,6 +191,11 @@ def markdown(results: dict) -> str:
                      f"{g['rounds']} ({g['pointer_jumps']}) | {g['seconds']} | {s['seconds']} ({s['read_s']}) | "
                      f"{r['ratio_graph_vs_scipy']}x | {r['dbt_identity_run_s']} | {r['dbt_peak_rss_mb']} | "
                      f"{s['peak_rss_mb']} |")
+    for r in results.get("incremental", []):
+        lines += ["", f"Incremental graph at {r['people']:,} people: {r['new_edges']:,} new edges (1%) -> "
+                  f"{r['recomputed_identifiers']:,} of {r['stored_identifiers']:,} identifiers recomputed; graph "
+                  f"{r['incremental_graph_s']} s (model {r['incremental_model_s']} s) vs full {r['full_graph_s']} s "
+                  f"(model {r['full_model_s']} s); labels identical to a full refresh."]
     return "\n".join(lines) + "\n"
 
 
@@ -161,10 +221,19 @@ def main() -> None:
     parser.add_argument("--keep", action="store_true", help="keep the generated data and DuckDB files")
     parser.add_argument("--graph-only", action="store_true",
                         help="with a file kept by --keep: rebuild only the components (dbt run s is then that model)")
+    parser.add_argument("--incremental-only", action="store_true",
+                        help="with a file kept by --keep: add 1%% edges, time the incremental components run")
     parser.add_argument("--scipy-worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.scipy_worker:
         print(json.dumps(scipy_components(Path(args.scipy_worker))))
+        return
+    if args.incremental_only:
+        found = [bench_incremental_graph(int(p), Path(args.work)) for p in args.people.split(",") if p]
+        merged = json.loads(RESULTS_JSON.read_text()) if RESULTS_JSON.exists() else {"scales": []}
+        merged["incremental"] = found
+        RESULTS_JSON.write_text(json.dumps(merged, indent=2) + "\n")
+        print(json.dumps(found, indent=2))
         return
     results = run(Path(args.work), [int(p) for p in args.people.split(",") if p], keep=args.keep,
                   graph_only=args.graph_only)
