@@ -89,15 +89,26 @@ def _split_table(table: str, default_schema: str) -> tuple[str, str]:
     return (schema or default_schema), name
 
 
+class MissingTableError(LookupError):
+    """The table a suite validates is not in the warehouse."""
+
+
 def _columns(engine: sa.Engine, relation: str) -> list[str]:
-    with engine.connect() as connection:
-        return list(connection.execute(sa.text(f"select * from {relation} where 1 = 0")).keys())
+    try:
+        with engine.connect() as connection:
+            return list(connection.execute(sa.text(f"select * from {relation} where 1 = 0")).keys())
+    except sa.exc.DBAPIError as exc:
+        raise MissingTableError(f"cannot read {relation}: load it first (`lifeline load`) or pick a suite "
+                                f"from available_suites(warehouse) ({exc.orig})") from exc
 
 
 def _plan(warehouse: Warehouse, engine: sa.Engine, suite_name: str, table: str | None,
           params: Mapping[str, Any]) -> _Plan:
     if suite_name.startswith("raw."):
         raw_table = suite_name.removeprefix("raw.")
+        if raw_table not in suites.RAW_TABLES:
+            raise UnknownSuiteError(f"unknown suite {suite_name!r}: raw.<table> suites exist for "
+                                    f"{', '.join(sorted(suites.RAW_TABLES))}; see available_suites(warehouse)")
         schema, name = _split_table(table or f"{RAW_SCHEMA}.{raw_table}", RAW_SCHEMA)
         relation = sql.qualified(schema, name)
         suite = suites.raw_suite(raw_table, as_of=_as_of(params), columns=_columns(engine, relation),
