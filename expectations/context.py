@@ -29,6 +29,13 @@ def ephemeral_context() -> EphemeralDataContext:
     return gx.get_context(project_config=config, mode="ephemeral")
 
 
+def require_warehouse(warehouse: Warehouse) -> None:
+    """Checks read a warehouse, they never create one (connecting to DuckDB would create the file)."""
+    if warehouse.kind == "duckdb" and not (warehouse.duckdb_path and warehouse.duckdb_path.exists()):
+        raise FileNotFoundError(f"no DuckDB warehouse at {warehouse.duckdb_path}: run `lifeline load` "
+                                "and `lifeline build` first, or set LIFELINE_DUCKDB_PATH")
+
+
 @contextmanager
 def warehouse_datasource(context: EphemeralDataContext, warehouse: Warehouse) -> Iterator[SQLDatasource]:
     """The warehouse as a GE SQL data source; its connections are closed on exit.
@@ -36,11 +43,8 @@ def warehouse_datasource(context: EphemeralDataContext, warehouse: Warehouse) ->
     DuckDB goes through :class:`expectations.gx_duckdb.LifelineDuckDBDatasource` (see that module
     for why GE's own `sql` source returns no rows there); PostgreSQL through GE's `postgres`.
     """
+    require_warehouse(warehouse)
     if warehouse.kind == "duckdb":
-        assert warehouse.duckdb_path is not None
-        if not warehouse.duckdb_path.exists():
-            raise FileNotFoundError(f"no DuckDB warehouse at {warehouse.duckdb_path}: run `lifeline load` "
-                                    "and `lifeline build` first, or set LIFELINE_DUCKDB_PATH")
         datasource = context.data_sources.add_lifeline_duckdb(
             name=DATASOURCE_NAME, connection_string=warehouse.sqlalchemy_url)
     else:

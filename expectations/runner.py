@@ -25,7 +25,7 @@ from great_expectations.core import ExpectationSuite, ExpectationSuiteValidation
 from great_expectations.core.expectation_validation_result import ExpectationValidationResult
 
 from expectations import sql, suites
-from expectations.context import ephemeral_context, warehouse_datasource
+from expectations.context import ephemeral_context, require_warehouse, warehouse_datasource
 from expectations.store import ResultRow, last_accepted_value, write_results
 from syncs.warehouse import RAW_SCHEMA, Warehouse
 
@@ -175,6 +175,7 @@ class _Session:
         self._stack = ExitStack()
 
     def __enter__(self) -> "_Session":
+        require_warehouse(self.warehouse)
         self.engine = self.warehouse.engine()
         self._stack.callback(self.engine.dispose)
         if self.warehouse.kind == "postgres":
@@ -227,6 +228,7 @@ def run_suite(warehouse: Warehouse, suite_name: str, *, table: str | None = None
 def available_suites(warehouse: Warehouse) -> list[str]:
     """The suites that apply to what is in the warehouse now: raw tables present, `profiles` when
     built, and one suite per (audience, channel) in audience_members."""
+    require_warehouse(warehouse)
     engine = warehouse.engine()
     try:
         with engine.connect() as connection:

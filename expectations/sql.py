@@ -59,7 +59,7 @@ def json_valid_sql(warehouse: Warehouse, expression: str) -> str:
     """True when `expression` is null or parses as JSON."""
     if warehouse.kind == "duckdb":
         return f"({expression} is null or coalesce(json_valid({expression}), false))"
-    return f"({expression} is null or {DQ_SCHEMA}.is_json({expression}))"
+    return f"({expression} is null or {DQ_SCHEMA}.is_json(cast({expression} as text)))"
 
 
 def prepare_scratch_schema(connection: sa.Connection, warehouse: Warehouse) -> None:

@@ -178,13 +178,16 @@ def audience_suite(audience: str, channel: str, *, previous_size: int | None,
                    max_size_change: float = 0.5) -> ExpectationSuite:
     """Synced members of one audience on one channel (columns of expectations.sql.audience_query).
     The size may move by at most `max_size_change` (a share) from `previous_size`, the last
-    accepted size; the first run (None) only needs a non-negative size."""
-    if previous_size is None:
+    accepted size. The first run (None) and a previously empty audience (0, where no share of
+    change is defined) only need a non-negative size. To accept a legitimate jump, run once with
+    a larger `max_size_change`: the passing run becomes the new baseline."""
+    if not previous_size:
         size = gx.expectations.ExpectTableRowCountToBeBetween(min_value=0)
-        size_note = "first run: no previous size to compare with"
+        size_note = ("first run: no previous size to compare with" if previous_size is None
+                     else "previous accepted size 0: no relative bound")
     else:
         size = gx.expectations.ExpectTableRowCountToBeBetween(
-            min_value=math.ceil(previous_size * (1 - max_size_change)),
+            min_value=max(0, math.ceil(previous_size * (1 - max_size_change))),
             max_value=math.floor(previous_size * (1 + max_size_change)))
         size_note = f"previous accepted size {previous_size}, at most {max_size_change:.0%} change"
     ex: list[Expectation] = [

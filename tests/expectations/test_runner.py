@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from expectations.runner import MissingTableError, UnknownSuiteError, run_suite
+from expectations.runner import MissingTableError, UnknownSuiteError, available_suites, run_suite
 from syncs.warehouse import Warehouse
 from test_suites import PARAMS, execute, insert, raw_tables
 
@@ -40,6 +40,9 @@ def test_duckdb_rows_fetched_file_released_no_pii_no_stray_files(duck_warehouse:
 def test_unknown_suite_and_missing_warehouse_say_what_to_do(duck_warehouse: Warehouse, tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="lifeline load"):
         run_suite(duck_warehouse, "raw.events", results_dir=tmp_path)
+    with pytest.raises(FileNotFoundError, match="LIFELINE_DUCKDB_PATH"):
+        available_suites(duck_warehouse)
+    assert not duck_warehouse.duckdb_path.exists()   # checking never creates an empty warehouse
     execute(duck_warehouse, "create schema raw")
     with pytest.raises(UnknownSuiteError, match=r"raw\.<table>.*available_suites"):
         run_suite(duck_warehouse, "raw.nope_table", results_dir=tmp_path)

@@ -215,3 +215,12 @@ def test_audience_size_against_last_accepted_size(any_warehouse: Warehouse, tmp_
     # the failed size is not accepted: the next run still compares with 2, unless within 50% of it
     execute(any_warehouse, "delete from audience_members where profile_id = 'p4'")
     assert run_suite(any_warehouse, "audience.win_back.email", results_dir=tmp_path).success  # 3 vs 2
+    # an operator accepts a legitimate jump by widening the bound for one run; it becomes the baseline
+    insert(any_warehouse, "audience_members", [("win_back", f"p{i}", "email", "q@x.io", None, False, "{}")
+                                               for i in range(5, 10)])                         # 8 vs 3
+    insert(any_warehouse, "profiles", [(f"p{i}", "q@x.io", None, True, False, 1, "at_risk") for i in range(5, 10)])
+    assert failing(run_suite(any_warehouse, "audience.win_back.email", results_dir=tmp_path)) == {SIZE: "error"}
+    widened = run_suite(any_warehouse, "audience.win_back.email", params={"max_size_change": 2.0},
+                        results_dir=tmp_path)
+    assert failing(widened) == {}
+    assert failing(run_suite(any_warehouse, "audience.win_back.email", results_dir=tmp_path)) == {}  # 8 vs 8
