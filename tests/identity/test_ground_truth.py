@@ -9,10 +9,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from conftest import AS_OF, IDENTITY_SELECTION, Stitcher, graph_stats
+from identity_helpers import AS_OF, IDENTITY_SELECTION, Stitcher, graph_stats
 from orchestration.dbt_runner import run_dbt
 from orchestration.load import load
-from scoring import pairwise_score
+from identity_scoring import pairwise_score
 
 
 def test_pairwise_score_counts_pairs_not_identifiers():

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import Stitcher, event, graph_stats
+from identity_helpers import Stitcher, event, graph_stats
 
 
 def people(n: int) -> list[dict]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import Stitcher, event, graph_stats
+from identity_helpers import Stitcher, event, graph_stats
 
 JUNK = [
     {"email": "test@test.com"}, {"email": " TEST@Test.com "}, {"email": "null"}, {"email": "undefined"},
