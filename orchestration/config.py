@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from orchestration.dbt_runner import PROJECT_ROOT
+from syncs.yaml_lines import line_of
 
 
 class ConfigError(ValueError):
@@ -80,22 +80,6 @@ def config_path(env: dict[str, str] | None = None) -> Path | None:
     return None
 
 
-def _line_of(node: yaml.Node | None, loc: tuple[Any, ...]) -> int | None:
-    """Line of the YAML node at loc, or of its deepest existing parent (for a missing field)."""
-    for part in loc:
-        child = None
-        if isinstance(node, yaml.MappingNode):
-            child = next((v for k, v in node.value if k.value == part), None)
-            if child is None:  # an unknown key: point at the key itself
-                child = next((k for k, _ in node.value if k.value == part), None)
-        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
-            child = node.value[part]
-        if child is None:
-            break
-        node = child
-    return node.start_mark.line + 1 if node is not None else None
-
-
 def load_config(path: Path | None = None) -> LifelineConfig:
     path = path or config_path()
     if path is None:
@@ -112,7 +96,7 @@ def load_config(path: Path | None = None) -> LifelineConfig:
         problems = []
         for err in exc.errors():
             field = ".".join(str(p) for p in err["loc"])
-            line = _line_of(root, err["loc"])
+            line = line_of(root, err["loc"])
             problems.append(f"{path}:{line or '?'}: {field}: {err['msg']}")
         raise ConfigError("invalid Lifeline configuration:\n  " + "\n  ".join(problems)) from exc
     if not config.landing_dir.is_absolute():

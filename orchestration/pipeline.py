@@ -67,8 +67,9 @@ def build(warehouse: Warehouse, as_of: datetime, *, full_refresh: bool = False, 
             summary.predictions = run_predictions(warehouse, as_of)
     else:
         echo("dbt build: staging, identity and purchase summary")
-        summary.dbt_runs.append(run_dbt(warehouse, "build", _selection_args([f"+{SUMMARY_MODEL}"], [], full_refresh),
-                                        as_of=as_of, stream=stream))
+        # cautious: a test runs in the phase where all of its parents are built.
+        summary.dbt_runs.append(run_dbt(warehouse, "build", _selection_args([f"+{SUMMARY_MODEL}"], [], full_refresh)
+                                        + ["--indirect-selection", "cautious"], as_of=as_of, stream=stream))
         echo("prediction step: BG/NBD purchase cadence")
         summary.predictions = run_predictions(warehouse, as_of)
         echo("dbt build: profiles, lifecycle and audiences")

@@ -1,0 +1,124 @@
+"""`syncs.yml`: one entry per sync, validated on load with errors naming file, line and field.
+
+    syncs:
+      - name: klaviyo_welcome
+        source: {audience: welcome, channel: email}     # rows of audience_members, holdout excluded
+        destination:
+          type: klaviyo
+          list_name: welcome
+          base_url: ${LIFELINE_KLAVIYO_BASE_URL:-http://127.0.0.1:8787/klaviyo}
+          api_key_env: KLAVIYO_API_KEY                  # secrets only from the environment
+        mode: add_remove
+        safety: {max_remove_share: 0.2, max_add_multiple: 10}
+
+`${VAR:-default}` in base_url is filled from the environment when the sync runs.
+"""
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Literal, Mapping
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from syncs.yaml_lines import line_of
+
+DestinationType = Literal["klaviyo", "mailchimp", "braze", "twilio", "meta", "google", "tiktok", "webhook", "file"]
+_ENV_REF = re.compile(r"\$\{([A-Z0-9_]+)(?::-([^}]*))?\}")
+
+
+class SyncConfigError(ValueError):
+    pass
+
+
+class MissingSecret(RuntimeError):
+    pass
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Source(_Strict):
+    model: str = "audience_members"
+    audience: str | None = None
+    channel: Literal["email", "sms", "ads"] = "email"
+    include_holdout: Literal[False] = False  # holdout members are never synced
+
+
+class Destination(_Strict):
+    type: DestinationType
+    base_url: str
+    api_key_env: str | None = None
+    list_name: str | None = None
+    revision: str = "2026-07-15"
+
+    def resolved_base_url(self, env: Mapping[str, str]) -> str:
+        return _ENV_REF.sub(lambda m: env.get(m.group(1)) or (m.group(2) or ""), self.base_url).rstrip("/")
+
+    def api_key(self, env: Mapping[str, str]) -> str:
+        if not self.api_key_env:
+            raise MissingSecret(f"destination {self.type} needs api_key_env naming the variable that holds its key")
+        value = env.get(self.api_key_env)
+        if not value:
+            raise MissingSecret(f"environment variable {self.api_key_env} is not set: export it with the {self.type} "
+                                f"API key (secrets are never read from syncs.yml)")
+        return value
+
+
+class Safety(_Strict):
+    max_remove_share: float = Field(0.2, ge=0, le=1)
+    max_add_multiple: float = Field(10.0, gt=0)
+
+
+class SyncConfig(_Strict):
+    name: str = Field(pattern=r"^[a-z0-9_]+$")
+    source: Source
+    destination: Destination
+    mode: Literal["add_remove", "upsert", "mirror", "trigger"] = "add_remove"
+    schedule: str | None = None
+    safety: Safety = Safety()
+
+    @field_validator("destination")
+    @classmethod
+    def _klaviyo_needs_list(cls, value: Destination) -> Destination:
+        if value.type == "klaviyo" and not value.list_name:
+            raise ValueError("a klaviyo destination needs list_name")
+        return value
+
+
+class SyncsFile(_Strict):
+    syncs: list[SyncConfig]
+
+    @field_validator("syncs")
+    @classmethod
+    def _unique(cls, value: list[SyncConfig]) -> list[SyncConfig]:
+        names = [s.name for s in value]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"sync names must be unique: {', '.join(dupes)}")
+        return value
+
+
+def load_syncs(path: Path) -> list[SyncConfig]:
+    path = Path(path)
+    if not path.exists():
+        raise SyncConfigError(f"{path}: no such file. Create a syncs.yml (see README, 'Syncs').")
+    text = path.read_text()
+    try:
+        data = yaml.safe_load(text)
+        root = yaml.compose(text)
+    except yaml.YAMLError as exc:
+        raise SyncConfigError(f"{path}: not valid YAML: {exc}") from exc
+    try:
+        return SyncsFile.model_validate(data or {}).syncs
+    except ValidationError as exc:
+        problems = [f"{path}:{line_of(root, err['loc']) or '?'}: {'.'.join(str(p) for p in err['loc'])}: {err['msg']}"
+                    for err in exc.errors()]
+        raise SyncConfigError("invalid syncs configuration:\n  " + "\n  ".join(problems)) from exc
+
+
+def environment(env: Mapping[str, str] | None) -> Mapping[str, str]:
+    return os.environ if env is None else env

@@ -1,0 +1,152 @@
+"""Klaviyo list membership (https://a.klaviyo.com, revision 2026-07-15; shared/destinations.md §1).
+
+Adding: `POST /api/profile-bulk-import-jobs` with relationships.lists, up to 10,000 profiles and
+5 MB per job; the job is polled, its import-errors become per-row rejections, and its profiles
+give each row's Klaviyo profile id (matched by external_id = our profile_id), kept in sync_state
+for removals. Removing: `DELETE /api/lists/{id}/relationships/profiles`, up to 1,000 ids.
+No subscription calls: list membership never changes consent, and so never triggers the
+"not in the named list -> globally unsubscribed" trap of the subscription endpoints.
+"""
+from __future__ import annotations
+
+import json
+import time
+from typing import Iterable
+
+import requests
+
+from syncs.destinations.base import DestinationError, RowResult
+from syncs.http import limiter, session
+
+# [K1] klaviyo/openapi stable.json; [K2] rate limits (tier M: 10/s burst, 150/min steady).
+BULK_IMPORT_MAX_PROFILES = 10_000
+BULK_IMPORT_MAX_BYTES = 5_000_000
+LIST_RELATIONSHIP_MAX = 1_000
+RATE_M = [(10, 1), (150, 60)]
+RATE_L = [(75, 1), (700, 60)]
+JSONAPI = "application/vnd.api+json"
+
+
+class KlaviyoClient:
+    def __init__(self, base_url: str, api_key: str, revision: str, poll_seconds: float = 0.2,
+                 job_timeout_s: float = 600):
+        self.base_url = base_url.rstrip("/")
+        self.http, self.retries = session()
+        self.http.headers.update({"Authorization": f"Klaviyo-API-Key {api_key}", "revision": revision,
+                                  "Accept": JSONAPI, "Content-Type": JSONAPI})
+        self.rate_m = limiter(RATE_M)
+        self.rate_l = limiter(RATE_L)
+        self.poll_seconds = poll_seconds
+        self.job_timeout_s = job_timeout_s
+
+    # -- plumbing ----------------------------------------------------------------------------
+    def _call(self, method: str, path: str, rate, **kwargs) -> requests.Response:
+        rate.try_acquire("klaviyo")
+        url = path if path.startswith("http") else f"{self.base_url}{path}"
+        response = self.http.request(method, url, timeout=60, **kwargs)
+        if response.status_code in (401, 403):
+            raise DestinationError(f"Klaviyo refused the API key ({response.status_code}): check KLAVIYO_API_KEY")
+        if response.status_code >= 400:
+            raise DestinationError(f"Klaviyo {method} {path} failed with {response.status_code}: "
+                                   f"{_error_detail(response)}")
+        return response
+
+    def _pages(self, path: str, rate) -> Iterable[dict]:
+        url: str | None = path
+        while url:
+            body = self._call("GET", url, rate).json()
+            yield from body.get("data", [])
+            url = (body.get("links") or {}).get("next")
+
+    # -- lists -------------------------------------------------------------------------------
+    def list_id(self, name: str) -> str:
+        quoted = json.dumps(name)
+        found = self._call("GET", "/api/lists", self.rate_l, params={"filter": f"equals(name,{quoted})"}).json()
+        for item in found.get("data", []):
+            if item["attributes"]["name"] == name:
+                return item["id"]
+        created = self._call("POST", "/api/lists", self.rate_m,
+                             data=json.dumps({"data": {"type": "list", "attributes": {"name": name}}}))
+        return created.json()["data"]["id"]
+
+    # -- membership --------------------------------------------------------------------------
+    def add(self, list_id: str, rows: list[dict]) -> list[RowResult]:
+        """Import rows (key, email, phone, first_name, last_name, properties) into the list."""
+        profiles = [{"type": "profile", "attributes": _attributes(r)} for r in rows]
+        body = {"data": {"type": "profile-bulk-import-job",
+                         "attributes": {"profiles": {"data": profiles}},
+                         "relationships": {"lists": {"data": [{"type": "list", "id": list_id}]}}}}
+        job = self._call("POST", "/api/profile-bulk-import-jobs", self.rate_m, data=json.dumps(body)).json()["data"]
+        job_id = job["id"]
+        deadline = time.monotonic() + self.job_timeout_s
+        while job["attributes"]["status"] in ("queued", "processing"):
+            if time.monotonic() > deadline:
+                raise DestinationError(f"Klaviyo import job {job_id} did not finish in {self.job_timeout_s:.0f}s")
+            time.sleep(self.poll_seconds)
+            job = self._call("GET", f"/api/profile-bulk-import-jobs/{job_id}", self.rate_m).json()["data"]
+        if job["attributes"]["status"] == "cancelled":
+            raise DestinationError(f"Klaviyo cancelled import job {job_id}")
+        rejected: dict[str, RowResult] = {}
+        if job["attributes"].get("failed_count"):
+            for err in self._pages(f"/api/profile-bulk-import-jobs/{job_id}/import-errors", self.rate_m):
+                attrs = err["attributes"]
+                key = (attrs.get("original_payload") or {}).get("external_id")
+                if key:
+                    rejected[key] = RowResult(key, False, code=attrs.get("code"),
+                                              message=(attrs.get("detail") or attrs.get("title") or "")[:500])
+        ids = {p["attributes"].get("external_id"): p["id"]
+               for p in self._pages(f"/api/profile-bulk-import-jobs/{job_id}/profiles?page[size]=100", self.rate_m)}
+        results = []
+        for r in rows:
+            if r["key"] in rejected:
+                results.append(rejected[r["key"]])
+            elif r["key"] in ids:
+                results.append(RowResult(r["key"], True, destination_id=ids[r["key"]]))
+            else:  # neither imported nor reported: not acknowledged, so retried next run
+                results.append(RowResult(r["key"], False, code="not_acknowledged",
+                                         message="the import job neither imported nor rejected this profile"))
+        return results
+
+    def remove(self, list_id: str, rows: list[dict]) -> list[RowResult]:
+        with_ids = [r for r in rows if r.get("destination_id")]
+        if with_ids:
+            body = {"data": [{"type": "profile", "id": r["destination_id"]} for r in with_ids]}
+            self._call("DELETE", f"/api/lists/{list_id}/relationships/profiles", self.rate_m, data=json.dumps(body))
+        return [RowResult(r["key"], True, destination_id=r.get("destination_id")) for r in rows]
+
+
+def _attributes(row: dict) -> dict:
+    attrs = {"external_id": row["key"]}
+    for field, target in (("email", "email"), ("phone", "phone_number"), ("first_name", "first_name"),
+                          ("last_name", "last_name")):
+        if row.get(field):
+            attrs[target] = row[field]
+    if row.get("payload"):
+        try:
+            attrs["properties"] = {f"lifeline_{k}": v for k, v in json.loads(row["payload"]).items() if v is not None}
+        except json.JSONDecodeError:
+            pass
+    return attrs
+
+
+def _error_detail(response: requests.Response) -> str:
+    try:
+        errors = response.json().get("errors", [])
+        return "; ".join(f"{e.get('code')}: {e.get('detail') or e.get('title')}" for e in errors)[:500]
+    except ValueError:
+        return response.text[:200]
+
+
+def batches(rows: list[dict]) -> Iterable[list[dict]]:
+    """Split rows into import jobs within the profile count and payload size limits."""
+    batch: list[dict] = []
+    size = 0
+    for row in rows:
+        row_size = len(json.dumps(_attributes(row))) + 40
+        if batch and (len(batch) >= BULK_IMPORT_MAX_PROFILES or size + row_size > BULK_IMPORT_MAX_BYTES * 0.95):
+            yield batch
+            batch, size = [], 0
+        batch.append(row)
+        size += row_size
+    if batch:
+        yield batch

@@ -1,0 +1,103 @@
+"""The diff, computed by SQL in the warehouse: the sync's source rows against lifeline_state.
+
+The diff is materialised as a temporary table `_lifeline_diff` (op: add | update | remove) and read
+back in pages ordered by key (keyset pagination), so Python never holds the whole audience and the
+same connection can commit state between pages (DuckDB allows one connection per process)."""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import sqlalchemy as sa
+
+from syncs.config import SyncConfig
+from syncs.warehouse import STATE_SCHEMA
+
+DIFF_TABLE = "_lifeline_diff"
+
+
+def source_sql(sync: SyncConfig) -> tuple[str, dict]:
+    """Rows to be in the destination: key, row_hash (md5 over the synced fields) and the fields."""
+    filters = ["not is_holdout", "channel = :channel"]
+    params: dict = {"channel": sync.source.channel}
+    if sync.source.audience:
+        filters.append("audience = :audience")
+        params["audience"] = sync.source.audience
+    sql = f"""
+        select
+            profile_id as key,
+            md5(coalesce(email, '') || '|' || coalesce(phone, '') || '|' || coalesce(first_name, '') || '|'
+                || coalesce(last_name, '') || '|' || coalesce(payload, '')) as row_hash,
+            email, phone, first_name, last_name, payload
+        from {sync.source.model}
+        where {' and '.join(filters)}"""
+    return sql, params
+
+
+@dataclass
+class Plan:
+    adds: int = 0
+    updates: int = 0
+    removes: int = 0
+    skipped_rejected: int = 0
+    current: int = 0
+    batches: int = 0
+    api_calls: int = 0
+    seconds_at_limits: float = 0.0
+    notes: list[str] = field(default_factory=list)
+
+
+def build_diff(conn: sa.Connection, sync: SyncConfig) -> Plan:
+    source, params = source_sql(sync)
+    params["name"] = sync.name
+    conn.execute(sa.text(f"drop table if exists {DIFF_TABLE}"))
+    conn.execute(sa.text(f"""
+        create temporary table {DIFF_TABLE} as
+        with source as ({source}),
+        state as (select * from {STATE_SCHEMA}.sync_state where sync_name = :name),
+        rejected as (select key, payload_hash from {STATE_SCHEMA}.rejections where sync_name = :name)
+        select source.key, source.row_hash, source.email, source.phone, source.first_name, source.last_name,
+               source.payload, state.destination_id,
+               case when state.key is null then 'add' else 'update' end as op
+        from source
+        left join state on state.key = source.key
+        left join rejected on rejected.key = source.key and rejected.payload_hash = source.row_hash
+        where rejected.key is null
+          and (state.key is null or state.row_hash <> source.row_hash or state.status <> 'synced')
+        union all
+        select state.key, null, null, null, null, null, null, state.destination_id, 'remove'
+        from state
+        where state.status = 'synced' and not exists (select 1 from source where source.key = state.key)
+    """), params)
+    counts = dict(conn.execute(sa.text(f"select op, count(*) from {DIFF_TABLE} group by op")).fetchall())
+    current = conn.execute(sa.text(f"select count(*) from {STATE_SCHEMA}.sync_state where sync_name = :n and status = 'synced'"),
+                           {"n": sync.name}).scalar()
+    skipped = conn.execute(sa.text(f"""
+        with source as ({source})
+        select count(*) from source join {STATE_SCHEMA}.rejections r
+          on r.sync_name = :name and r.key = source.key and r.payload_hash = source.row_hash"""), params).scalar()
+    return Plan(adds=counts.get("add", 0), updates=counts.get("update", 0), removes=counts.get("remove", 0),
+                skipped_rejected=skipped, current=current)
+
+
+def pages(conn: sa.Connection, op_filter: tuple[str, ...], page_size: int):
+    """The diff rows of the given ops, page by page, ordered by key."""
+    last = ""
+    ops = ", ".join(f"'{op}'" for op in op_filter)
+    while True:
+        rows = conn.execute(sa.text(
+            f"select key, row_hash, email, phone, first_name, last_name, payload, destination_id, op "
+            f"from {DIFF_TABLE} where op in ({ops}) and key > :last order by key limit :n"),
+            {"last": last, "n": page_size}).mappings().fetchall()
+        if not rows:
+            return
+        yield [dict(r) for r in rows]
+        last = rows[-1]["key"]
+
+
+def estimate(plan: Plan, per_call: int, remove_per_call: int, calls_per_second: float, calls_per_add_batch: int = 3) -> None:
+    add_batches = math.ceil((plan.adds + plan.updates) / per_call) if plan.adds + plan.updates else 0
+    remove_batches = math.ceil(plan.removes / remove_per_call) if plan.removes else 0
+    plan.batches = add_batches + remove_batches
+    plan.api_calls = add_batches * calls_per_add_batch + remove_batches + 1
+    plan.seconds_at_limits = round(plan.api_calls / calls_per_second, 1)

@@ -1,0 +1,132 @@
+"""The `lifeline_state` schema: per-row sync state, run records, rejections and locks.
+
+State lives in the warehouse, next to the data it describes: a laptop disk can vanish, and a
+diff needs both sides in one place. A row's state is written only after the destination
+acknowledged that row, so a crash at any point followed by a rerun converges.
+"""
+from __future__ import annotations
+
+import os
+import socket
+from datetime import datetime, timezone
+
+import sqlalchemy as sa
+
+from syncs.warehouse import STATE_SCHEMA
+
+DDL = [
+    f"create schema if not exists {STATE_SCHEMA}",
+    f"""create table if not exists {STATE_SCHEMA}.sync_state (
+        sync_name varchar not null, key varchar not null, row_hash varchar, destination_id varchar,
+        status varchar, attempts integer, last_error varchar, synced_at timestamp,
+        primary key (sync_name, key))""",
+    f"""create table if not exists {STATE_SCHEMA}.sync_runs (
+        run_id varchar primary key, sync_name varchar, started_at timestamp, finished_at timestamp,
+        status varchar, adds integer, updates integer, removes integer, rejections integer, retries integer,
+        duration_s double precision, message varchar)""",
+    f"""create table if not exists {STATE_SCHEMA}.rejections (
+        sync_name varchar not null, key varchar not null, code varchar, message varchar, payload_hash varchar,
+        first_seen timestamp, last_seen timestamp, primary key (sync_name, key))""",
+    f"""create table if not exists {STATE_SCHEMA}.sync_locks (
+        sync_name varchar primary key, owner varchar, acquired_at timestamp)""",
+]
+
+
+class SyncLocked(RuntimeError):
+    """Another run of the same sync holds the lock."""
+
+
+def now() -> datetime:
+    return datetime.now(timezone.utc).replace(tzinfo=None)
+
+
+def ensure_state(conn: sa.Connection) -> None:
+    for statement in DDL:
+        conn.execute(sa.text(statement))
+    conn.commit()
+
+
+def owner_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _owner_alive(owner: str) -> bool:
+    host, _, pid = owner.rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit():
+        return True  # another machine: assume alive
+    try:
+        os.kill(int(pid), 0)
+        return True
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+
+
+def acquire_lock(conn: sa.Connection, sync_name: str) -> None:
+    """One run per sync: a lock row in the warehouse (plus an advisory lock on PostgreSQL).
+    A lock left by a process that died on this host is taken over."""
+    if conn.dialect.name == "postgresql":
+        got = conn.execute(sa.text("select pg_try_advisory_lock(hashtext(:n))"), {"n": f"lifeline:{sync_name}"}).scalar()
+        if not got:
+            raise SyncLocked(f"sync {sync_name} is already running (PostgreSQL advisory lock held); "
+                             "wait for it to finish or stop it")
+    row = conn.execute(sa.text(f"select owner from {STATE_SCHEMA}.sync_locks where sync_name = :n"),
+                       {"n": sync_name}).fetchone()
+    if row is not None:
+        if _owner_alive(row[0]) and row[0] != owner_id():
+            raise SyncLocked(f"sync {sync_name} is already running (lock held by {row[0]}); "
+                             "wait for it to finish, or delete the row in lifeline_state.sync_locks if that process is gone")
+        conn.execute(sa.text(f"delete from {STATE_SCHEMA}.sync_locks where sync_name = :n"), {"n": sync_name})
+    conn.execute(sa.text(f"insert into {STATE_SCHEMA}.sync_locks values (:n, :o, :t)"),
+                 {"n": sync_name, "o": owner_id(), "t": now()})
+    conn.commit()
+
+
+def release_lock(conn: sa.Connection, sync_name: str) -> None:
+    conn.execute(sa.text(f"delete from {STATE_SCHEMA}.sync_locks where sync_name = :n and owner = :o"),
+                 {"n": sync_name, "o": owner_id()})
+    conn.commit()
+    if conn.dialect.name == "postgresql":
+        conn.execute(sa.text("select pg_advisory_unlock(hashtext(:n))"), {"n": f"lifeline:{sync_name}"})
+        conn.commit()
+
+
+def mark_synced(conn: sa.Connection, sync_name: str, rows: list[dict]) -> None:
+    """Record acknowledged rows: key, row_hash, destination_id."""
+    if not rows:
+        return
+    conn.execute(sa.text(
+        f"""insert into {STATE_SCHEMA}.sync_state (sync_name, key, row_hash, destination_id, status, attempts, last_error, synced_at)
+            values (:sync_name, :key, :row_hash, :destination_id, 'synced', 1, null, :synced_at)
+            on conflict (sync_name, key) do update set row_hash = excluded.row_hash,
+                destination_id = excluded.destination_id, status = 'synced', last_error = null,
+                attempts = {STATE_SCHEMA}.sync_state.attempts + 1, synced_at = excluded.synced_at"""),
+        [dict(r, sync_name=sync_name, synced_at=now()) for r in rows])
+    conn.execute(sa.text(f"delete from {STATE_SCHEMA}.rejections where sync_name = :n and key = :k"),
+                 [{"n": sync_name, "k": r["key"]} for r in rows])
+
+
+def mark_removed(conn: sa.Connection, sync_name: str, keys: list[str]) -> None:
+    if keys:
+        conn.execute(sa.text(f"delete from {STATE_SCHEMA}.sync_state where sync_name = :n and key = :k"),
+                     [{"n": sync_name, "k": k} for k in keys])
+
+
+def record_rejections(conn: sa.Connection, sync_name: str, rejected: list[dict]) -> None:
+    """Permanent per-row errors: not retried until the row's hash changes."""
+    if not rejected:
+        return
+    conn.execute(sa.text(
+        f"""insert into {STATE_SCHEMA}.rejections (sync_name, key, code, message, payload_hash, first_seen, last_seen)
+            values (:sync_name, :key, :code, :message, :payload_hash, :seen, :seen)
+            on conflict (sync_name, key) do update set code = excluded.code, message = excluded.message,
+                payload_hash = excluded.payload_hash, last_seen = excluded.last_seen"""),
+        [dict(r, sync_name=sync_name, seen=now()) for r in rejected])
+
+
+def record_run(conn: sa.Connection, run: dict) -> None:
+    conn.execute(sa.text(
+        f"""insert into {STATE_SCHEMA}.sync_runs values (:run_id, :sync_name, :started_at, :finished_at, :status,
+            :adds, :updates, :removes, :rejections, :retries, :duration_s, :message)"""), run)
+    conn.commit()
