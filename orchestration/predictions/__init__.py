@@ -1,0 +1,1 @@
+"""Predicted lifecycle: purchase-cadence models fitted on the warehouse's purchase summary."""
