@@ -77,6 +77,8 @@ def test_raw_suites_pass_on_good_data_and_record_results(any_warehouse: Warehous
     document = json.loads(events.result_path.read_text())
     assert document["suite"] == "raw.events" and document["result"]["success"] is True
     assert events.result_path.is_relative_to(tmp_path / "dq")
+    secret = any_warehouse.pg.get("password")
+    assert not secret or all(secret not in r.result_path.read_text() for r in results)
     engine = any_warehouse.engine()
     with engine.connect() as connection:
         stored = connection.execute(sa.text(
@@ -224,3 +226,15 @@ def test_audience_size_against_last_accepted_size(any_warehouse: Warehouse, tmp_
                         results_dir=tmp_path)
     assert failing(widened) == {}
     assert failing(run_suite(any_warehouse, "audience.win_back.email", results_dir=tmp_path)) == {}  # 8 vs 8
+
+
+def test_raw_typed_timestamp_columns(any_warehouse: Warehouse, tmp_path: Path) -> None:
+    """Raw tables may hold real timestamp types, not text: the same checks apply."""
+    execute(any_warehouse, "create schema raw",
+            "create table raw.orders (order_id varchar, ordered_at timestamp with time zone, status varchar)",
+            "insert into raw.orders values ('o1', '2024-05-01 10:00:00.123+02', 'completed'),"
+            " ('o2', '2024-05-31 23:00:00+00', null)")
+    assert failing(run_suite(any_warehouse, "raw.orders", params=PARAMS, results_dir=tmp_path)) == {}
+    execute(any_warehouse, "insert into raw.orders values ('o3', '2030-01-01 00:00:00+00', 'completed')")
+    assert failing(run_suite(any_warehouse, "raw.orders", params=PARAMS, results_dir=tmp_path)) == {
+        "ordered_at_not_in_future": "error"}
