@@ -11,7 +11,7 @@ import pytest
 
 from expectations.runner import MissingTableError, UnknownSuiteError, available_suites, run_suite
 from syncs.warehouse import Warehouse
-from test_suites import PARAMS, execute, insert, raw_tables
+from test_dq_suites import PARAMS, execute, insert, raw_tables
 
 
 def test_duckdb_rows_fetched_file_released_no_pii_no_stray_files(duck_warehouse: Warehouse, tmp_path: Path,
