@@ -18,13 +18,14 @@ from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import sqlalchemy as sa
 from great_expectations.core import ExpectationSuite, ExpectationSuiteValidationResult
 from great_expectations.core.expectation_validation_result import ExpectationValidationResult
 
 from expectations import sql, suites
+from expectations.params import DQParams
 from expectations.context import ephemeral_context, require_warehouse, warehouse_datasource
 from expectations.store import ResultRow, last_accepted_value, write_results
 from syncs.warehouse import RAW_SCHEMA, Warehouse
@@ -72,18 +73,7 @@ class _Plan:
     query: str   # the SQL GE validates
 
 
-# -- params ------------------------------------------------------------------------------------
-def _as_of(params: Mapping[str, Any]) -> datetime:
-    value = params.get("as_of")
-    if value is None:
-        return datetime.now(timezone.utc)
-    if isinstance(value, str):
-        value = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    if not isinstance(value, datetime):
-        raise TypeError(f"params['as_of'] must be a datetime or an ISO-8601 string, got {value!r}")
-    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
-
-
+# -- plan ------------------------------------------------------------------------------------
 def _split_table(table: str, default_schema: str) -> tuple[str, str]:
     schema, _, name = table.rpartition(".")
     return (schema or default_schema), name
@@ -103,7 +93,7 @@ def _columns(engine: sa.Engine, relation: str) -> list[str]:
 
 
 def _plan(warehouse: Warehouse, engine: sa.Engine, suite_name: str, table: str | None,
-          params: Mapping[str, Any]) -> _Plan:
+          params: DQParams) -> _Plan:
     if suite_name.startswith("raw."):
         raw_table = suite_name.removeprefix("raw.")
         if raw_table not in suites.RAW_TABLES:
@@ -111,13 +101,13 @@ def _plan(warehouse: Warehouse, engine: sa.Engine, suite_name: str, table: str |
                                     f"{', '.join(sorted(suites.RAW_TABLES))}; see available_suites(warehouse)")
         schema, name = _split_table(table or f"{RAW_SCHEMA}.{raw_table}", RAW_SCHEMA)
         relation = sql.qualified(schema, name)
-        suite = suites.raw_suite(raw_table, as_of=_as_of(params), columns=_columns(engine, relation),
-                                 future_tolerance=timedelta(days=float(params.get("future_tolerance_days", 1))))
+        suite = suites.raw_suite(raw_table, as_of=params.as_of, columns=_columns(engine, relation),
+                                 future_tolerance=timedelta(days=params.future_tolerance_days))
         return _Plan(suite, f"{schema}.{name}", f"select * from {relation}")
     if suite_name == "profiles":
         schema, name = _split_table(table or PROFILES_TABLE, warehouse.marts_schema)
-        suite = suites.profiles_suite(contactability_min=float(params.get("contactability_min", 0.2)),
-                                      contactability_max=float(params.get("contactability_max", 1.0)))
+        suite = suites.profiles_suite(contactability_min=params.contactability_min,
+                                      contactability_max=params.contactability_max)
         return _Plan(suite, f"{schema}.{name}", f"select * from {sql.qualified(schema, name)}")
     match = re.fullmatch(r"audience\.(.+)\.([^.]+)", suite_name)
     if match:
@@ -125,7 +115,7 @@ def _plan(warehouse: Warehouse, engine: sa.Engine, suite_name: str, table: str |
         previous = last_accepted_value(engine, suite_name, suites.SIZE_CHECK)
         suite = suites.audience_suite(audience, channel,
                                       previous_size=int(json.loads(previous)) if previous else None,
-                                      max_size_change=float(params.get("max_size_change", 0.5)))
+                                      max_size_change=params.max_size_change)
         query = sql.audience_query(warehouse, audience, channel, members_table=table or MEMBERS_TABLE)
         return _Plan(suite, f"{table or MEMBERS_TABLE}[audience={audience}, channel={channel}]", query)
     raise UnknownSuiteError(
@@ -188,7 +178,7 @@ class _Session:
     def __exit__(self, *exc: object) -> None:
         self._stack.close()
 
-    def run(self, suite_name: str, table: str | None, params: Mapping[str, Any]) -> SuiteResult:
+    def run(self, suite_name: str, table: str | None, params: DQParams) -> SuiteResult:
         plan = _plan(self.warehouse, self.engine, suite_name, table, params)
         asset = self.datasource.add_query_asset(name=f"{_safe_filename(suite_name)}__{uuid.uuid4().hex[:8]}",
                                                 query=plan.query)
@@ -218,11 +208,12 @@ class _Session:
 def run_suite(warehouse: Warehouse, suite_name: str, *, table: str | None = None, params: dict | None = None,
               results_dir: Path | None = None, run_id: str | None = None) -> SuiteResult:
     """Validate one suite. `table` overrides the validated table (`schema.table` or `table`; for
-    an audience suite, the audience_members table). `params`: as_of (datetime/ISO, default now),
-    future_tolerance_days (1), contactability_min (0.2) / contactability_max (1.0),
-    max_size_change (0.5)."""
+    an audience suite, the audience_members table). `params`: the fields of
+    :class:`expectations.params.DQParams` (as_of, future_tolerance_days, contactability_min/max,
+    max_size_change); unknown keys raise a pydantic ValidationError."""
+    checked = DQParams(**(params or {}))
     with _Session(warehouse, results_dir, run_id) as session:
-        return session.run(suite_name, table, params or {})
+        return session.run(suite_name, table, checked)
 
 
 def available_suites(warehouse: Warehouse) -> list[str]:
@@ -250,6 +241,7 @@ def available_suites(warehouse: Warehouse) -> list[str]:
 def run_all(warehouse: Warehouse, *, params: dict | None = None, results_dir: Path | None = None,
             suite_names: list[str] | None = None) -> list[SuiteResult]:
     """Run every available suite (or `suite_names`) under one run_id and one GE context."""
+    checked = DQParams(**(params or {}))
     names = suite_names if suite_names is not None else available_suites(warehouse)
     with _Session(warehouse, results_dir, None) as session:
-        return [session.run(name, None, params or {}) for name in names]
+        return [session.run(name, None, checked) for name in names]

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
 from expectations.runner import MissingTableError, UnknownSuiteError, available_suites, run_suite
 from syncs.warehouse import Warehouse
@@ -50,3 +51,9 @@ def test_unknown_suite_and_missing_warehouse_say_what_to_do(duck_warehouse: Ware
         run_suite(duck_warehouse, "raw.events", results_dir=tmp_path)
     with pytest.raises(UnknownSuiteError, match="audience.<audience>.<channel>"):
         run_suite(duck_warehouse, "marts", results_dir=tmp_path)
+    with pytest.raises(ValidationError, match="max_size_chnage"):   # a misspelt threshold is not ignored
+        run_suite(duck_warehouse, "profiles", params={"max_size_chnage": 0.1}, results_dir=tmp_path)
+    with pytest.raises(ValidationError, match="contactability_min must not exceed"):
+        run_suite(duck_warehouse, "profiles", params={"contactability_min": 0.9, "contactability_max": 0.5},
+                  results_dir=tmp_path)
+    assert not list(tmp_path.rglob("*.json"))   # nothing was run or recorded
