@@ -55,6 +55,25 @@ def test_weights_equal_repeated_rows(cdnow_fit) -> None:
         assert getattr(weighted, name) == pytest.approx(getattr(params, name), rel=1e-4)
 
 
+def simulate_bgnbd(rng: np.random.Generator, big_t: np.ndarray, r: float, alpha: float, a: float,
+                   b: float) -> tuple[np.ndarray, np.ndarray]:
+    """The BG/NBD story: Poisson purchases at a gamma-distributed rate, dropping out after each
+    purchase with a beta-distributed probability. Returns (x, t_x) for windows of length big_t."""
+    n = len(big_t)
+    lam, p = rng.gamma(r, 1 / alpha, n), rng.beta(a, b, n)
+    x, t_x = np.zeros(n), np.zeros(n)
+    for i in range(n):
+        t = 0.0
+        while True:
+            t += rng.exponential(1 / lam[i])
+            if t > big_t[i]:
+                break
+            x[i], t_x[i] = x[i] + 1, t
+            if rng.random() < p[i]:
+                break
+    return x, t_x
+
+
 PARAMS = bgnbd.BGNBDParams(r=0.243, alpha=4.414, a=0.793, b=2.426, log_likelihood=0.0, n_customers=0)
 
 
@@ -93,22 +112,10 @@ def test_silence_lowers_p_alive_and_expectation() -> None:
 
 def test_fit_recovers_simulated_parameters() -> None:
     """Simulate the BG/NBD generative process and check the fit finds its parameters again."""
-    rng = np.random.default_rng(7)
-    n, big_t, true = 20_000, 52.0, dict(r=0.5, alpha=6.0, a=0.8, b=3.0)
-    lam = rng.gamma(true["r"], 1 / true["alpha"], n)
-    p = rng.beta(true["a"], true["b"], n)
-    x, t_x = np.zeros(n), np.zeros(n)
-    for i in range(n):
-        t = 0.0
-        while True:
-            t += rng.exponential(1 / lam[i])
-            if t > big_t:
-                break
-            x[i] += 1
-            t_x[i] = t
-            if rng.random() < p[i]:
-                break
-    fitted = bgnbd.fit(x, t_x, np.full(n, big_t))
+    n, true = 20_000, dict(r=0.5, alpha=6.0, a=0.8, b=3.0)
+    big_t = np.full(n, 52.0)
+    x, t_x = simulate_bgnbd(np.random.default_rng(7), big_t, **true)
+    fitted = bgnbd.fit(x, t_x, big_t)
     for name, value in true.items():
         assert getattr(fitted, name) == pytest.approx(value, rel=0.15), name
 
@@ -117,3 +124,125 @@ def test_fit_recovers_simulated_parameters() -> None:
 def test_bad_inputs_raise_clear_errors(frequency, recency, T) -> None:
     with pytest.raises(ValueError, match="frequency|finite"):
         bgnbd.fit(frequency, recency, T)
+
+
+# --- the warehouse step ----------------------------------------------------------------------------
+
+import sqlalchemy as sa  # noqa: E402
+
+from orchestration.predictions.step import PredictionError, compute_profile_predictions  # noqa: E402
+from syncs.warehouse import Warehouse  # noqa: E402
+
+AS_OF = pd.Timestamp("2024-06-30 12:00:00").to_pydatetime()
+
+
+def simulated_summary(n: int, seed: int = 3) -> pd.DataFrame:
+    """A customer_purchase_summary in days, drawn from the BG/NBD process (plus profile ids)."""
+    rng = np.random.default_rng(seed)
+    big_t = rng.integers(30, 730, n).astype(float)
+    x, t_x = simulate_bgnbd(rng, big_t, r=0.6, alpha=40.0, a=0.9, b=3.0)
+    return pd.DataFrame({"profile_id": [f"p{i:06d}" for i in range(n)], "frequency": x.astype(np.int64),
+                         "recency_days": np.floor(t_x), "t_days": big_t})  # whole days, like the dbt model
+
+
+def write_summary(warehouse: Warehouse, frame: pd.DataFrame) -> None:
+    engine = warehouse.engine()
+    table = f"{warehouse.marts_schema}.customer_purchase_summary"
+    with engine.begin() as conn:
+        conn.execute(sa.text(f"create table {table} (profile_id text, frequency bigint, "
+                             "recency_days double precision, t_days double precision)"))
+        conn.execute(sa.text(f"insert into {table} values (:profile_id, :frequency, :recency_days, :t_days)"),
+                     frame.to_dict("records"))
+    engine.dispose()
+
+
+def read_predictions(warehouse: Warehouse) -> pd.DataFrame:
+    engine = warehouse.engine()
+    with engine.connect() as conn:
+        rows = conn.execute(sa.text("select * from predictions.profile_predictions order by profile_id"))
+        frame = pd.DataFrame(rows.fetchall(), columns=list(rows.keys()))
+    engine.dispose()
+    return frame
+
+
+def test_step_writes_one_prediction_per_profile(any_warehouse: Warehouse) -> None:
+    summary = simulated_summary(1500)
+    bad = pd.DataFrame({"profile_id": ["zbad1", "zbad2"], "frequency": [2, None],
+                        "recency_days": [50.0, 3.0], "t_days": [20.0, 9.0]})  # recency > t; null frequency
+    write_summary(any_warehouse, pd.concat([summary, bad], ignore_index=True).astype({"frequency": "Int64"})
+                  .astype(object).where(lambda f: f.notna(), None))
+    result = compute_profile_predictions(any_warehouse, AS_OF)
+
+    assert result["status"] == "fitted" and result["reason"] is None
+    assert result["rows"] == 1502 and result["rows_with_predictions"] == 1500
+    assert result["customers_fitted"] == 1500 and result["combos"] <= 1500
+    out = read_predictions(any_warehouse)
+    assert list(out.columns) == ["profile_id", "p_alive", "expected_purchases_90d", "frequency", "recency_days",
+                                 "t_days", "model", "r", "alpha", "a", "b", "as_of", "fitted_at"]
+    assert out["profile_id"].is_unique and len(out) == 1502
+    good, invalid = out[~out["profile_id"].str.startswith("z")], out[out["profile_id"].str.startswith("z")]
+    assert invalid["p_alive"].isna().all() and invalid["expected_purchases_90d"].isna().all()
+    # The SQL join gives each profile exactly what the model gives its own inputs.
+    params = bgnbd.BGNBDParams(**{k: float(good[k].iloc[0]) for k in ("r", "alpha", "a", "b")},
+                               log_likelihood=0.0, n_customers=0)
+    np.testing.assert_allclose(good["p_alive"], bgnbd.p_alive(params, good["frequency"].astype(float),
+                                                              good["recency_days"], good["t_days"]), rtol=1e-12)
+    np.testing.assert_allclose(good["expected_purchases_90d"], bgnbd.expected_purchases(
+        params, 90, good["frequency"].astype(float), good["recency_days"], good["t_days"]), rtol=1e-12)
+    assert (good.loc[good["frequency"] == 0, "p_alive"] == 1.0).all()
+    assert good["p_alive"].between(0, 1).all() and (good["expected_purchases_90d"] >= 0).all()
+    assert (out["model"] == "bgnbd").all()
+    assert pd.Timestamp(out["as_of"].iloc[0]) == pd.Timestamp(AS_OF)
+    # Generated with r=0.6, alpha=40 days, a=0.9, b=3: the fit lands in that neighbourhood.
+    assert 0.4 < result["params"]["r"] < 0.9 and 25 < result["params"]["alpha"] < 60
+
+
+def test_step_rerun_replaces_the_table(duck_warehouse: Warehouse) -> None:
+    write_summary(duck_warehouse, simulated_summary(300))
+    first = compute_profile_predictions(duck_warehouse, AS_OF)
+    second = compute_profile_predictions(duck_warehouse, AS_OF, horizon_days=30)
+    assert first["rows"] == second["rows"] == 300
+    out = read_predictions(duck_warehouse)
+    assert "expected_purchases_30d" in out.columns and "expected_purchases_90d" not in out.columns
+    assert len(out) == 300
+
+
+def test_step_with_too_few_customers_writes_null_predictions(any_warehouse: Warehouse) -> None:
+    write_summary(any_warehouse, simulated_summary(20))
+    result = compute_profile_predictions(any_warehouse, AS_OF)
+    assert result["status"] == "skipped" and "need 50" in result["reason"]
+    assert result["params"] is None and result["rows"] == 20 and result["rows_with_predictions"] == 0
+    out = read_predictions(any_warehouse)
+    assert len(out) == 20 and out["p_alive"].isna().all() and out["r"].isna().all()
+    assert (out["model"] == "bgnbd").all()
+
+
+def test_step_without_repeat_buyers_says_why(duck_warehouse: Warehouse) -> None:
+    frame = simulated_summary(100).assign(frequency=0, recency_days=0.0)
+    write_summary(duck_warehouse, frame)
+    result = compute_profile_predictions(duck_warehouse, AS_OF)
+    assert result["status"] == "skipped" and "repeat purchase" in result["reason"]
+    assert read_predictions(duck_warehouse)["p_alive"].isna().all()
+
+
+def test_step_without_source_model_fails_clearly_and_writes_nothing(duck_warehouse: Warehouse) -> None:
+    with pytest.raises(PredictionError, match="lifeline build"):
+        compute_profile_predictions(duck_warehouse, AS_OF)
+    engine = duck_warehouse.engine()
+    with engine.connect() as conn:
+        assert conn.execute(sa.text("select count(*) from information_schema.tables "
+                                    "where table_schema = 'predictions'")).scalar() == 0
+    engine.dispose()
+
+
+def test_step_on_cdnow_in_days_matches_the_weekly_fit(shared_datasets: Path, duck_warehouse: Warehouse) -> None:
+    """Same data in days: r, a, b unchanged and alpha scales by 7 (CDNOW sample, 39-week calibration)."""
+    weeks = cdnow_calibration_summary(shared_datasets / "cdnow" / "CDNOW_sample.txt")
+    days = pd.DataFrame({"profile_id": weeks.index.astype(str), "frequency": weeks["frequency"].astype(int),
+                         "recency_days": (weeks["recency"] * 7).round(), "t_days": (weeks["T"] * 7).round()})
+    write_summary(duck_warehouse, days)
+    result = compute_profile_predictions(duck_warehouse, AS_OF)
+    assert result["rows_with_predictions"] == 2357
+    got = result["params"]
+    assert got["r"] == pytest.approx(0.243, rel=0.02) and got["a"] == pytest.approx(0.793, rel=0.02)
+    assert got["b"] == pytest.approx(2.426, rel=0.02) and got["alpha"] == pytest.approx(4.414 * 7, rel=0.02)
