@@ -13,7 +13,7 @@
 {{ config(
     materialized='incremental',
     unique_key='identifier_key',
-    incremental_strategy='delete+insert',
+    incremental_strategy=('merge' if target.type == 'bigquery' else 'delete+insert'),
     on_schema_change='fail',
     post_hook="delete from {{ this }} where component_key is null"
 ) }}

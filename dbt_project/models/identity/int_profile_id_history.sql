@@ -10,7 +10,7 @@
 {{ config(
     materialized='incremental',
     unique_key=['identifier_type', 'identifier_value'],
-    incremental_strategy='delete+insert',
+    incremental_strategy=('merge' if target.type == 'bigquery' else 'delete+insert'),
     on_schema_change='fail',
     full_refresh=false
 ) }}

@@ -9,7 +9,7 @@
     `--full-refresh`. merged_at is the as_of of the run that saw the merge. -#}
 {{ config(
     materialized='incremental',
-    incremental_strategy='append',
+    incremental_strategy=('merge' if target.type == 'bigquery' else 'append'),
     on_schema_change='fail',
     full_refresh=false
 ) }}
