@@ -1,0 +1,229 @@
+"""The sync engine against the real sandbox (HTTP on 127.0.0.1) and a real DuckDB/PostgreSQL
+warehouse: exact membership, idempotent reruns, diffs, removals, safety, dry-run, rejections,
+transient failures, config errors and crash convergence."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import requests
+import sqlalchemy as sa
+
+from syncs.config import SyncConfigError, load_syncs
+from syncs.engine import run_sync, run_syncs
+from syncs.sandbox.server import run_in_thread
+
+TOKEN = "sandbox-token"
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def write_config(path: Path, base_url: str, **safety) -> Path:
+    safety_yaml = "".join(f"\n      {k}: {v}" for k, v in safety.items())
+    path.write_text(f"""syncs:
+  - name: klaviyo_cart
+    source: {{audience: cart_abandonment, channel: email}}
+    destination:
+      type: klaviyo
+      list_name: cart_abandonment
+      base_url: {base_url}/klaviyo
+      api_key_env: TEST_KLAVIYO_KEY
+    mode: add_remove{(chr(10) + '    safety:' + safety_yaml) if safety else ''}
+""")
+    return path
+
+
+def set_audience(warehouse, members: list[dict]) -> None:
+    engine = warehouse.engine()
+    with engine.begin() as conn:
+        conn.execute(sa.text("drop table if exists audience_members"))
+        conn.execute(sa.text("create table audience_members (audience varchar, profile_id varchar, channel varchar, "
+                             "entered_at timestamp, email varchar, phone varchar, is_holdout boolean, payload varchar, "
+                             "first_name varchar, last_name varchar)"))
+        if members:
+            conn.execute(sa.text("insert into audience_members values (:audience, :profile_id, :channel, null, :email, "
+                                 ":phone, :is_holdout, :payload, :first_name, null)"),
+                         [dict({"audience": "cart_abandonment", "channel": "email", "phone": None, "is_holdout": False,
+                                "payload": json.dumps({"step": 1}), "first_name": "A"}, **m) for m in members])
+    engine.dispose()
+
+
+def people(n: int, start: int = 0, **extra) -> list[dict]:
+    return [dict({"profile_id": f"p_{i:05d}", "email": f"person{i}@example.com"}, **extra) for i in range(start, start + n)]
+
+
+def list_members(base_url: str) -> set[str]:
+    headers = {"Authorization": f"Klaviyo-API-Key {TOKEN}", "revision": "2026-07-15"}
+    lists = requests.get(f"{base_url}/klaviyo/api/lists", headers=headers, timeout=10).json()["data"]
+    [target] = [l for l in lists if l["attributes"]["name"] == "cart_abandonment"]
+    emails, url = set(), f"{base_url}/klaviyo/api/lists/{target['id']}/profiles?page[size]=100"
+    while url:
+        body = requests.get(url, headers=headers, timeout=10).json()
+        emails |= {p["attributes"]["email"] for p in body["data"]}
+        url = body["links"].get("next")
+    return emails
+
+
+@pytest.fixture
+def sandbox(tmp_path):
+    with run_in_thread(tmp_path / "sandbox", port=0, token=TOKEN, rate_limits=False) as server:
+        yield server
+
+
+@pytest.fixture
+def env():
+    return {"TEST_KLAVIYO_KEY": TOKEN}
+
+
+def test_first_run_adds_exactly_the_non_holdout_members_and_rerun_sends_nothing(any_warehouse, sandbox, env, tmp_path):
+    members = people(30) + people(5, start=100, is_holdout=True)
+    set_audience(any_warehouse, members)
+    [sync] = load_syncs(write_config(tmp_path / "syncs.yml", sandbox.base_url))
+    first = run_sync(any_warehouse, sync, env=env, progress=False)
+    assert (first.status, first.adds, first.removes) == ("success", 30, 0)
+    assert list_members(sandbox.base_url) == {m["email"] for m in members if not m.get("is_holdout")}
+    second = run_sync(any_warehouse, sync, env=env, progress=False)
+    assert (second.adds, second.updates, second.removes) == (0, 0, 0)
+    engine = any_warehouse.engine()
+    with engine.connect() as conn:
+        runs = conn.execute(sa.text("select status, adds from lifeline_state.sync_runs order by started_at")).fetchall()
+    engine.dispose()
+    assert [tuple(r) for r in runs] == [("success", 30), ("success", 0)]
+
+
+def test_changes_send_exactly_the_diff(duck_warehouse, sandbox, env, tmp_path):
+    [sync] = load_syncs(write_config(tmp_path / "syncs.yml", sandbox.base_url))
+    set_audience(duck_warehouse, people(20))
+    run_sync(duck_warehouse, sync, env=env, progress=False)
+    changed = people(18) + people(3, start=50)           # two leave, three join
+    changed[0]["first_name"] = "Renamed"                  # one changes an attribute
+    set_audience(duck_warehouse, changed)
+    result = run_sync(duck_warehouse, sync, env=env, progress=False)
+    assert (result.adds, result.updates, result.removes) == (3, 1, 2)
+    assert list_members(sandbox.base_url) == {m["email"] for m in changed}
+
+
+def test_safety_limit_blocks_a_mass_removal_and_force_overrides(duck_warehouse, sandbox, env, tmp_path):
+    [sync] = load_syncs(write_config(tmp_path / "syncs.yml", sandbox.base_url))
+    set_audience(duck_warehouse, people(50))
+    run_sync(duck_warehouse, sync, env=env, progress=False)
+    set_audience(duck_warehouse, people(10))   # an audience emptied by a bug
+    blocked = run_sync(duck_warehouse, sync, env=env, progress=False)
+    assert blocked.status == "blocked" and "would remove 40 of 50" in blocked.message
+    assert len(list_members(sandbox.base_url)) == 50  # nothing was sent
+    forced = run_sync(duck_warehouse, sync, env=env, progress=False, force=True)
+    assert forced.status == "success" and forced.removes == 40
+    assert len(list_members(sandbox.base_url)) == 10
+
+
+def test_dry_run_plans_and_sends_nothing(duck_warehouse, sandbox, env, tmp_path):
+    [sync] = load_syncs(write_config(tmp_path / "syncs.yml", sandbox.base_url))
+    set_audience(duck_warehouse, people(25_000 // 1000))
+    result = run_sync(duck_warehouse, sync, env=env, progress=False, dry_run=True)
+    assert result.status == "dry_run" and result.adds == 25 and "API calls" in result.message
+    summary = requests.get(f"{sandbox.base_url}/_sandbox/summary", timeout=10).json()
+    assert summary["klaviyo"]["profiles"] == 0
+
+
+def test_invalid_rows_are_rejected_once_and_not_retried_until_changed(duck_warehouse, sandbox, env, tmp_path):
+    [sync] = load_syncs(write_config(tmp_path / "syncs.yml", sandbox.base_url))
+    bad = {"profile_id": "p_bad", "email": None, "phone": "12345"}  # not E.164: Klaviyo rejects it
+    set_audience(duck_warehouse, people(5) + [bad])
+    first = run_sync(duck_warehouse, sync, env=env, progress=False)
+    assert (first.adds, first.rejections) == (5, 1)
+    engine = duck_warehouse.engine()
+    with engine.connect() as conn:
+        code, message = conn.execute(sa.text("select code, message from lifeline_state.rejections")).one()
+    assert code and message
+    again = run_sync(duck_warehouse, sync, env=env, progress=False)
+    assert (again.adds, again.rejections) == (0, 0)  # not retried while unchanged
+    set_audience(duck_warehouse, people(5) + [dict(bad, phone="+14155550123")])
+    fixed = run_sync(duck_warehouse, sync, env=env, progress=False)
+    assert (fixed.adds, fixed.rejections) == (1, 0)
+    with engine.connect() as conn:
+        assert conn.execute(sa.text("select count(*) from lifeline_state.rejections")).scalar() == 0
+    engine.dispose()
+
+
+def test_transient_errors_are_retried_and_nothing_is_lost(duck_warehouse, tmp_path, env):
+    faults = {"klaviyo": {"error_rate": 0.3, "burst_429": 0.2}}
+    with run_in_thread(tmp_path / "sandbox", port=0, token=TOKEN, faults=faults, fault_seed=7) as server:
+        [sync] = load_syncs(write_config(tmp_path / "syncs.yml", server.base_url))
+        set_audience(duck_warehouse, people(40))
+        result = run_sync(duck_warehouse, sync, env=env, progress=False)
+        assert result.status == "success" and result.adds == 40 and result.retries > 0
+        requests.post(f"{server.base_url}/_sandbox/faults", json={}, timeout=10)
+        assert len(list_members(server.base_url)) == 40
+
+
+def test_wrong_key_fails_clearly_and_marks_nothing(duck_warehouse, sandbox, tmp_path):
+    [sync] = load_syncs(write_config(tmp_path / "syncs.yml", sandbox.base_url))
+    set_audience(duck_warehouse, people(3))
+    result = run_sync(duck_warehouse, sync, env={"TEST_KLAVIYO_KEY": "wrong"}, progress=False)
+    assert result.status == "failed" and "refused the API key" in result.message and "wrong" not in result.message
+    missing = run_sync(duck_warehouse, sync, env={}, progress=False)
+    assert missing.status == "failed" and "TEST_KLAVIYO_KEY is not set" in missing.message
+    engine = duck_warehouse.engine()
+    with engine.connect() as conn:
+        assert conn.execute(sa.text("select count(*) from lifeline_state.sync_state")).scalar() == 0
+    engine.dispose()
+
+
+@pytest.mark.parametrize("text, where", [
+    ("syncs:\n  - name: Bad Name\n    source: {audience: x}\n    destination: {type: klaviyo, list_name: x, base_url: u}\n",
+     ":2: syncs.0.name"),
+    ("syncs:\n  - name: ok\n    source: {audience: x}\n    destination: {type: fax, base_url: u}\n",
+     ":4: syncs.0.destination.type"),
+    ("syncs:\n  - name: ok\n    source: {audience: x}\n    destination: {type: klaviyo, base_url: u}\n",
+     ":4: syncs.0.destination"),
+    ("syncs:\n  - name: ok\n    source: {audience: x, channel: fax}\n    destination: {type: klaviyo, list_name: x, base_url: u}\n",
+     ":3: syncs.0.source.channel"),
+])
+def test_config_errors_name_file_line_and_field(tmp_path, text, where):
+    path = tmp_path / "syncs.yml"
+    path.write_text(text)
+    with pytest.raises(SyncConfigError) as err:
+        load_syncs(path)
+    assert f"{path}{where}" in str(err.value)
+
+
+def test_unknown_sync_name_is_a_clear_error(duck_warehouse, sandbox, tmp_path):
+    with pytest.raises(ValueError, match="no sync named nope"):
+        run_syncs(duck_warehouse, write_config(tmp_path / "syncs.yml", sandbox.base_url), ["nope"])
+
+
+def test_killed_sync_converges_on_rerun(duck_warehouse, tmp_path):
+    """SIGKILL the sync at seeded random moments, rerun, and the list equals the audience exactly."""
+    import random
+
+    rng = random.Random(42)
+    with run_in_thread(tmp_path / "sandbox", port=0, token=TOKEN, rate_limits=False,
+                       faults={"klaviyo": {"latency_ms": 40}}) as server:
+        config = write_config(tmp_path / "syncs.yml", server.base_url)
+        members = people(8_000)
+        set_audience(duck_warehouse, members)
+        env = dict(os.environ, TEST_KLAVIYO_KEY=TOKEN, LIFELINE_DUCKDB_PATH=str(duck_warehouse.duckdb_path),
+                   LIFELINE_WAREHOUSE="duckdb")
+        kills = 0
+        for trial in range(3):
+            proc = subprocess.Popen([str(Path(sys.executable).parent / "lifeline"), "sync", "--config", str(config)],
+                                    cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            time.sleep(rng.uniform(1.0, 3.0))
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGKILL)
+                kills += 1
+            proc.wait()
+        final = subprocess.run([str(Path(sys.executable).parent / "lifeline"), "sync", "--config", str(config)],
+                               cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+        assert final.returncode == 0, final.stdout + final.stderr
+        assert kills >= 1
+        assert list_members(server.base_url) == {m["email"] for m in members}
+        engine = duck_warehouse.engine()
+        with engine.connect() as conn:
+            assert conn.execute(sa.text("select count(*) from lifeline_state.sync_state")).scalar() == 8_000
+        engine.dispose()
