@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy.optimize import minimize
-from scipy.special import betaln, gammaln, hyp2f1
+from scipy.special import betaln, digamma, gammaln, hyp2f1
 
 ArrayLike = np.ndarray | list[float] | tuple[float, ...]
 
@@ -64,10 +64,54 @@ def _log_likelihood(r: float, alpha: float, a: float, b: float,
 
 def _aggregate(x: np.ndarray, t_x: np.ndarray, big_t: np.ndarray,
                weights: np.ndarray) -> tuple[np.ndarray, ...]:
-    rows = np.stack([x, t_x, big_t], axis=1)
-    unique, inverse = np.unique(rows, axis=0, return_inverse=True)
-    summed = np.bincount(inverse.ravel(), weights=weights, minlength=len(unique))
-    return unique[:, 0], unique[:, 1], unique[:, 2], summed
+    """Sum the weights of identical (x, t_x, T) rows (sort once, cut where a row changes)."""
+    order = np.lexsort((big_t, t_x, x))
+    x, t_x, big_t, weights = x[order], t_x[order], big_t[order], weights[order]
+    starts = np.flatnonzero(np.r_[True, (np.diff(x) != 0) | (np.diff(t_x) != 0) | (np.diff(big_t) != 0)])
+    return x[starts], t_x[starts], big_t[starts], np.add.reduceat(weights, starts)
+
+
+class _Objective:
+    """Mean negative log-likelihood and its gradient in (log r, log alpha, log a, log b).
+
+    The gamma/beta terms depend on x alone, so they are summed over the few distinct x values;
+    per (x, t_x, T) row only logs and a two-term log-sum-exp remain."""
+
+    def __init__(self, x: np.ndarray, t_x: np.ndarray, big_t: np.ndarray, w: np.ndarray) -> None:
+        self.x, self.t_x, self.big_t, self.w = x, t_x, big_t, w
+        self.total = w.sum()
+        self.xs, inverse = np.unique(x, return_inverse=True)
+        self.wx = np.bincount(inverse.ravel(), weights=w)
+        self.repeat = x > 0
+
+    def __call__(self, log_params: np.ndarray) -> tuple[float, np.ndarray]:
+        r, alpha, a, b = np.exp(log_params)
+        x, xs, wx, w = self.x, self.xs, self.wx, self.w
+        head = np.dot(wx, gammaln(r + xs) - gammaln(r) + r * np.log(alpha) + betaln(a, b + xs) - betaln(a, b))
+        d_head = np.array([
+            np.dot(wx, digamma(r + xs) - digamma(r) + np.log(alpha)),
+            np.dot(wx, r / alpha + 0 * xs),
+            np.dot(wx, digamma(a + b) - digamma(a + b + xs)),
+            np.dot(wx, digamma(b + xs) - digamma(a + b + xs) - digamma(b) + digamma(a + b)),
+        ])
+        log_at, log_atx = np.log(alpha + self.big_t), np.log(alpha + self.t_x)
+        survived = -(r + x) * log_at
+        dropped = np.full_like(x, -np.inf)
+        rep = self.repeat
+        dropped[rep] = np.log(a) - np.log(b + x[rep] - 1) - (r + x[rep]) * log_atx[rep]
+        mix = np.logaddexp(survived, dropped)
+        pi = np.exp(dropped - mix)  # share of the "dropped out after the last purchase" branch
+        d_rows = np.array([
+            np.dot(w, -(1 - pi) * log_at - pi * log_atx),
+            np.dot(w, -(r + x) * ((1 - pi) / (alpha + self.big_t) + pi / (alpha + self.t_x))),
+            np.dot(w, pi / a),
+            np.dot(w[rep], -pi[rep] / (b + x[rep] - 1)),
+        ])
+        value = -(head + np.dot(w, mix)) / self.total
+        grad = -(d_head + d_rows) * np.array([r, alpha, a, b]) / self.total
+        if not np.isfinite(value) or not np.all(np.isfinite(grad)):
+            return 1e300, np.zeros(4)
+        return float(value), grad
 
 
 def fit(frequency: ArrayLike, recency: ArrayLike, T: ArrayLike,
@@ -77,23 +121,16 @@ def fit(frequency: ArrayLike, recency: ArrayLike, T: ArrayLike,
     w = np.ones_like(x) if weights is None else np.broadcast_to(np.asarray(weights, dtype=float), x.shape)
     if x.size == 0 or w.sum() <= 0:
         raise ValueError("fit() needs at least one customer with a positive weight.")
-    x, t_x, big_t, w = _aggregate(x.ravel(), t_x.ravel(), big_t.ravel(), np.asarray(w, dtype=float).ravel())
-    total = w.sum()
+    objective = _Objective(*_aggregate(x.ravel(), t_x.ravel(), big_t.ravel(), np.asarray(w, dtype=float).ravel()))
     # Scale start values so alpha starts near the data's time scale (weeks or days alike).
-    start = np.log([1.0, max(float(np.average(big_t, weights=w)), 1e-3) / 10.0, 1.0, 1.0])
-
-    def objective(log_params: np.ndarray) -> float:
-        r, alpha, a, b = np.exp(log_params)
-        value = -np.dot(w, _log_likelihood(r, alpha, a, b, x, t_x, big_t)) / total
-        return float(value) if np.isfinite(value) else 1e300
-
-    result = minimize(objective, start, method="L-BFGS-B", bounds=[(-12.0, 12.0)] * 4)
+    start = np.log([1.0, max(float(np.average(objective.big_t, weights=objective.w)), 1e-3) / 10.0, 1.0, 1.0])
+    result = minimize(objective, start, jac=True, method="L-BFGS-B", bounds=[(-12.0, 12.0)] * 4)
     if not result.success and not np.isfinite(result.fun):
         raise BGNBDFitError(f"BG/NBD fit did not converge ({result.message}); check that the inputs "
                             "hold repeat buyers and that recency/T share one time unit.")
     r, alpha, a, b = (float(v) for v in np.exp(result.x))
-    return BGNBDParams(r=r, alpha=alpha, a=a, b=b, log_likelihood=float(-result.fun * total),
-                       n_customers=float(total))
+    return BGNBDParams(r=r, alpha=alpha, a=a, b=b, log_likelihood=float(-result.fun * objective.total),
+                       n_customers=float(objective.total))
 
 
 def _dropout_odds(params: BGNBDParams, x: np.ndarray, t_x: np.ndarray, big_t: np.ndarray) -> np.ndarray:

@@ -246,3 +246,15 @@ def test_step_on_cdnow_in_days_matches_the_weekly_fit(shared_datasets: Path, duc
     got = result["params"]
     assert got["r"] == pytest.approx(0.243, rel=0.02) and got["a"] == pytest.approx(0.793, rel=0.02)
     assert got["b"] == pytest.approx(2.426, rel=0.02) and got["alpha"] == pytest.approx(4.414 * 7, rel=0.02)
+
+
+def test_analytic_gradient_matches_finite_differences() -> None:
+    from scipy.optimize import check_grad
+
+    rng = np.random.default_rng(11)
+    big_t = rng.uniform(5, 60, 500)
+    x, t_x = simulate_bgnbd(rng, big_t, r=0.4, alpha=5.0, a=0.8, b=2.5)
+    objective = bgnbd._Objective(*bgnbd._aggregate(x, t_x, big_t, np.ones_like(x)))
+    for point in (np.log([0.4, 5.0, 0.8, 2.5]), np.log([2.0, 0.5, 3.0, 0.3])):
+        error = check_grad(lambda p: objective(p)[0], lambda p: objective(p)[1], point)
+        assert error < 1e-5 * max(1.0, np.linalg.norm(objective(point)[1]))
