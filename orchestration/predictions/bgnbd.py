@@ -1,12 +1,13 @@
 """BG/NBD purchase-cadence model (Fader, Hardie & Lee 2005, "Counting your customers the easy way").
 
-Why a local implementation rather than a library: `lifetimes` 0.11.3 (last release 2020,
-unmaintained) does install beside numpy 2.4 / pandas 3.1, but `lifetimes.datasets` no longer
-imports (it needs the removed `pkg_resources`), it drags in autograd, and its fitter raised
-ConvergenceError on a toy input we tried; `btyd`, its successor, is built on PyMC, far heavier than
-a 4-parameter model needs. The model itself is a closed-form likelihood, so it is a few vectorised numpy/scipy lines:
-the log-likelihood below uses `gammaln`/`betaln`, the conditional expectation uses `hyp2f1`, and
-the fit is L-BFGS-B on the log-parameters (so r, alpha, a, b stay positive).
+Why a local implementation rather than a library: we tried `lifetimes` 0.11.3 beside numpy 2.4 /
+pandas 3.1. Its BetaGeoFitter does install and reproduces the CDNOW fit, but the package has had no
+release since 2020, `lifetimes.datasets` no longer imports (it needs the removed `pkg_resources`),
+and it pulls in autograd; on a small degenerate input it raised ConvergenceError. `btyd`, its
+successor, is built on PyMC, far heavier than a 4-parameter model needs. The model is a
+closed-form likelihood, so it is a few vectorised numpy/scipy lines here: the log-likelihood uses
+`gammaln`/`betaln` (its gradient `digamma`), the conditional expectation `hyp2f1`, and the fit is
+L-BFGS-B with an analytic gradient on the log-parameters (so r, alpha, a, b stay positive).
 
 Inputs per customer: ``frequency`` x (repeat purchases), ``recency`` t_x (time of the last
 purchase, measured from the first), ``T`` (time from the first purchase to the end of the
