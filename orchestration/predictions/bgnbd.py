@@ -53,7 +53,8 @@ def _as_arrays(frequency: ArrayLike, recency: ArrayLike, T: ArrayLike) -> tuple[
 
 def _log_likelihood(r: float, alpha: float, a: float, b: float,
                     x: np.ndarray, t_x: np.ndarray, big_t: np.ndarray) -> np.ndarray:
-    """Per-customer log-likelihood (FHL 2005, eq. 6), computed in log space."""
+    """Per-customer log-likelihood (FHL 2005, eq. 6), row by row: the reference that the grouped
+    objective below is tested against."""
     head = gammaln(r + x) - gammaln(r) + r * np.log(alpha) + betaln(a, b + x) - betaln(a, b)
     survived = -(r + x) * np.log(alpha + big_t)
     repeat = x > 0

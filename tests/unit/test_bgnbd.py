@@ -256,5 +256,8 @@ def test_analytic_gradient_matches_finite_differences() -> None:
     x, t_x = simulate_bgnbd(rng, big_t, r=0.4, alpha=5.0, a=0.8, b=2.5)
     objective = bgnbd._Objective(*bgnbd._aggregate(x, t_x, big_t, np.ones_like(x)))
     for point in (np.log([0.4, 5.0, 0.8, 2.5]), np.log([2.0, 0.5, 3.0, 0.3])):
+        # The per-x grouped objective equals the plain per-customer log-likelihood (FHL eq. 6).
+        direct = bgnbd._log_likelihood(*np.exp(point), x, t_x, big_t).mean()
+        assert objective(point)[0] == pytest.approx(-direct, rel=1e-12)
         error = check_grad(lambda p: objective(p)[0], lambda p: objective(p)[1], point)
         assert error < 1e-5 * max(1.0, np.linalg.norm(objective(point)[1]))
