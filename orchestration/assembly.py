@@ -7,15 +7,18 @@ landing-folder sensor, freshness checks and failure alerts (orchestration/automa
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import dagster as dg
 
+from orchestration.checks import build_dq_checks
 from orchestration.automation import build_jobs, build_schedules, build_sensors
 from orchestration.config import LifelineConfig
 from orchestration.dbt_assets import build_dbt_assets
 from orchestration.dbt_runner import telemetry_off_env
 from orchestration.raw_assets import build_raw_assets
-from orchestration.sync_assets import build_prediction_asset, build_sync_assets, default_syncs_path
+from orchestration.sync_assets import (build_prediction_asset, build_sync_assets, default_syncs_path,
+                                       synced_audiences)
 from syncs.warehouse import Warehouse
 
 
@@ -27,8 +30,11 @@ def build_defs(warehouse: Warehouse, config: LifelineConfig) -> dg.Definitions:
     dbt_defs, dbt_resource, _project = build_dbt_assets(warehouse)
     assets = [build_raw_assets(warehouse, config.landing_dir, config.thresholds.raw_freshness_hours), dbt_defs, build_prediction_asset(warehouse),
               *build_sync_assets(warehouse, default_syncs_path(), config)]
+    synced = synced_audiences(default_syncs_path())
+    home = Path(os.environ.get("LIFELINE_HOME", Path.cwd() / ".lifeline"))
     return dg.Definitions(
         assets=assets,
+        asset_checks=[build_dq_checks(warehouse, synced, home / "dq")],
         jobs=build_jobs(config),
         schedules=build_schedules(config),
         sensors=build_sensors(config),

@@ -67,10 +67,13 @@ def load(path: Path, replace: bool, fmt: str) -> None:
     warehouse = _warehouse()
     source = path
     if fmt != "contract":
-        from seeds.adapters import convert
+        from seeds.adapters import AdapterError, convert
 
         source = lifeline_home() / "converted" / fmt
-        counts = convert(fmt, path, source)
+        try:
+            counts = convert(fmt, path, source)
+        except AdapterError as exc:
+            raise click.ClickException(str(exc)) from exc
         click.echo(f"converted {path} ({fmt}): " + ", ".join(f"{t} {n:,}" for t, n in counts.items()))
     try:
         results = load_files(warehouse, source, replace=replace)

@@ -41,6 +41,15 @@ def build_sync_assets(warehouse: Warehouse, path: Path, config: LifelineConfig) 
     return [_sync_asset(warehouse, sync) for sync in load_syncs(path)]
 
 
+def synced_audiences(path: Path) -> list[tuple[str, str]]:
+    """(audience, channel) of every sync that reads an audience, for the audience checks."""
+    if not path.exists():
+        return []
+    from syncs.config import load_syncs
+
+    return [(s.source.audience, s.source.channel) for s in load_syncs(path) if s.source.audience]
+
+
 def _sync_asset(warehouse: Warehouse, sync) -> dg.AssetsDefinition:
     destination = getattr(getattr(sync, "destination", None), "type", "destination")
 

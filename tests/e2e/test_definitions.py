@@ -2,6 +2,7 @@
 materialise over a real DuckDB warehouse."""
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import dagster as dg
@@ -71,3 +72,61 @@ def test_materialise_everything_through_dagster(defs, duck_warehouse):
         assert result.success
         materialised = {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
     assert {"identity_map", "profiles", "audience_members", "predictions/profile_predictions"} <= materialised
+
+
+def test_failed_error_check_blocks_the_sync_and_good_data_syncs(duck_warehouse, tmp_path, monkeypatch):
+    """Through Dagster: a landing file with mostly id-less customers fails the blocking raw.customers
+    suite, so nothing downstream (and no destination) is touched; fixed data flows to the sandbox."""
+    from syncs.sandbox.server import run_in_thread
+
+    syncs_file = tmp_path / "syncs.yml"
+    for key in duck_warehouse.dbt_env():
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("LIFELINE_HOME", str(tmp_path / ".lifeline"))
+    with run_in_thread(tmp_path / "sandbox", port=0, rate_limits=False) as sandbox:
+        syncs_file.write_text(f"""syncs:
+  - name: klaviyo_cart_abandonment
+    source: {{audience: cart_abandonment, channel: email}}
+    destination: {{type: klaviyo, list_name: cart_abandonment, base_url: {sandbox.base_url}/klaviyo, api_key_env: TEST_KEY}}
+""")
+        monkeypatch.setenv("LIFELINE_SYNCS_FILE", str(syncs_file))
+        monkeypatch.setenv("TEST_KEY", "sandbox-token")
+        landing = tmp_path / "landing"
+        shutil.copytree(MINI, landing)
+        (landing / "customers.csv").write_text("customer_id,email,created_at\n" + "".join(
+            f",nobody{i}@example.com,2026-10-01T00:00:00Z\n" for i in range(10)) + "u-bob,bob@example.net,2026-10-30T09:00:00Z\n")
+        defs = build_defs(duck_warehouse, LifelineConfig(landing_dir=landing))
+        job = defs.resolve_job_def("landing_to_destinations")
+        with dg.instance_for_test() as instance:
+            bad = job.execute_in_process(instance=instance, raise_on_error=False,
+                                         tags={"lifeline/as_of": "2026-11-01T00:00:00"})
+            assert not bad.success
+            checks = {e.asset_check_key.name: e for e in (ev.event_specific_data for ev in bad.all_events
+                                                         if ev.event_type_value == "ASSET_CHECK_EVALUATION")}
+            assert checks["gx_raw_customers"].passed is False
+            done = {e.asset_key.to_user_string() for e in bad.get_asset_materialization_events()}
+            assert "destinations/klaviyo_cart_abandonment" not in done
+        assert requests_summary(sandbox.base_url)["klaviyo"]["profiles"] == 0
+
+        shutil.copytree(MINI, landing, dirs_exist_ok=True)
+        events = (MINI / "events.csv").read_text().splitlines(keepends=True)
+        seen, clean = set(), []
+        for line in events:  # the fixture's deliberately bad events (missing id, bad time, duplicate) out
+            if line.startswith(",") or "not-a-date" in line or line in seen:
+                continue
+            seen.add(line)
+            clean.append(line)
+        (landing / "events.csv").write_text("".join(clean))
+        with dg.instance_for_test() as instance:
+            good = job.execute_in_process(instance=instance, tags={"lifeline/as_of": "2026-11-01T00:00:00"},
+                                          run_config={"ops": {"raw_tables": {"config": {"replace": True}}}})
+            assert good.success
+            done = {e.asset_key.to_user_string() for e in good.get_asset_materialization_events()}
+        assert "destinations/klaviyo_cart_abandonment" in done
+        assert requests_summary(sandbox.base_url)["klaviyo"]["lists"] == {"cart_abandonment": 1}
+
+
+def requests_summary(base_url: str) -> dict:
+    import requests
+
+    return requests.get(f"{base_url}/_sandbox/summary", timeout=10).json()
