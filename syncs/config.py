@@ -54,6 +54,8 @@ class Destination(_Strict):
     api_key_env: str | None = None
     list_name: str | None = None
     revision: str = "2026-07-15"
+    # false only against a sandbox started without rate limits (tests); real platforms need them
+    client_rate_limits: bool = True
 
     def resolved_base_url(self, env: Mapping[str, str]) -> str:
         return _ENV_REF.sub(lambda m: env.get(m.group(1)) or (m.group(2) or ""), self.base_url).rstrip("/")

@@ -83,8 +83,12 @@ def run_sync(warehouse: Warehouse, sync: SyncConfig, *, dry_run: bool = False, f
             if problem:
                 result = SyncResult(sync.name, "blocked", plan=plan, message=problem)
                 return result
+            if not plan.adds + plan.updates + plan.removes:
+                result = SyncResult(sync.name, "success", plan=plan, message="up to date: nothing to send")
+                return result
             client = klaviyo.KlaviyoClient(sync.destination.resolved_base_url(env), sync.destination.api_key(env),
-                                           sync.destination.revision)
+                                           sync.destination.revision,
+                                           rate_limits=sync.destination.client_rate_limits)
             list_id = client.list_id(sync.destination.list_name)
             bar = tqdm(total=plan.adds + plan.updates + plan.removes, desc=sync.name, unit="row",
                        disable=not progress)

@@ -27,6 +27,10 @@ DDL = [
     f"""create table if not exists {STATE_SCHEMA}.rejections (
         sync_name varchar not null, key varchar not null, code varchar, message varchar, payload_hash varchar,
         first_seen timestamp, last_seen timestamp, primary key (sync_name, key))""",
+    f"""create table if not exists {STATE_SCHEMA}.trigger_keys (
+        sync_name varchar not null, idempotency_key varchar not null, status varchar not null,
+        destination_id varchar, created_at timestamp, confirmed_at timestamp,
+        primary key (sync_name, idempotency_key))""",  # trigger mode: 'pending' before a send, 'sent'/'failed' after
     f"""create table if not exists {STATE_SCHEMA}.sync_locks (
         sync_name varchar primary key, owner varchar, acquired_at timestamp)""",
 ]
@@ -92,25 +96,45 @@ def release_lock(conn: sa.Connection, sync_name: str) -> None:
         conn.commit()
 
 
+ACK_TABLE = "_lifeline_ack"
+_STAGE_CHUNK = 500  # rows per multi-row VALUES statement (executemany is row-at-a-time on DuckDB)
+
+
+def _stage(conn: sa.Connection, rows: list[dict]) -> None:
+    """Put acknowledged (key, row_hash, destination_id) rows in a temporary table, in few statements."""
+    conn.execute(sa.text(f"create temporary table if not exists {ACK_TABLE} "
+                         "(key varchar, row_hash varchar, destination_id varchar)"))
+    conn.execute(sa.text(f"delete from {ACK_TABLE}"))
+    for start in range(0, len(rows), _STAGE_CHUNK):
+        chunk = rows[start:start + _STAGE_CHUNK]
+        values = ", ".join(f"(:k{i}, :h{i}, :d{i})" for i in range(len(chunk)))
+        params: dict = {}
+        for i, row in enumerate(chunk):
+            params.update({f"k{i}": row["key"], f"h{i}": row.get("row_hash"), f"d{i}": row.get("destination_id")})
+        conn.execute(sa.text(f"insert into {ACK_TABLE} (key, row_hash, destination_id) values {values}"), params)
+
+
 def mark_synced(conn: sa.Connection, sync_name: str, rows: list[dict]) -> None:
-    """Record acknowledged rows: key, row_hash, destination_id."""
+    """Record acknowledged rows: key, row_hash, destination_id (and clear their old rejections)."""
     if not rows:
         return
+    _stage(conn, rows)
     conn.execute(sa.text(
         f"""insert into {STATE_SCHEMA}.sync_state (sync_name, key, row_hash, destination_id, status, attempts, last_error, synced_at)
-            values (:sync_name, :key, :row_hash, :destination_id, 'synced', 1, null, :synced_at)
+            select :sync_name, key, row_hash, destination_id, 'synced', 1, null, :synced_at from {ACK_TABLE}
             on conflict (sync_name, key) do update set row_hash = excluded.row_hash,
                 destination_id = excluded.destination_id, status = 'synced', last_error = null,
                 attempts = {STATE_SCHEMA}.sync_state.attempts + 1, synced_at = excluded.synced_at"""),
-        [dict(r, sync_name=sync_name, synced_at=now()) for r in rows])
-    conn.execute(sa.text(f"delete from {STATE_SCHEMA}.rejections where sync_name = :n and key = :k"),
-                 [{"n": sync_name, "k": r["key"]} for r in rows])
+        {"sync_name": sync_name, "synced_at": now()})
+    conn.execute(sa.text(f"delete from {STATE_SCHEMA}.rejections where sync_name = :n "
+                         f"and key in (select key from {ACK_TABLE})"), {"n": sync_name})
 
 
 def mark_removed(conn: sa.Connection, sync_name: str, keys: list[str]) -> None:
     if keys:
-        conn.execute(sa.text(f"delete from {STATE_SCHEMA}.sync_state where sync_name = :n and key = :k"),
-                     [{"n": sync_name, "k": k} for k in keys])
+        _stage(conn, [{"key": k} for k in keys])
+        conn.execute(sa.text(f"delete from {STATE_SCHEMA}.sync_state where sync_name = :n "
+                             f"and key in (select key from {ACK_TABLE})"), {"n": sync_name})
 
 
 def record_rejections(conn: sa.Connection, sync_name: str, rejected: list[dict]) -> None:

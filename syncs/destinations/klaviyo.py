@@ -24,18 +24,19 @@ BULK_IMPORT_MAX_BYTES = 5_000_000
 LIST_RELATIONSHIP_MAX = 1_000
 RATE_M = [(10, 1), (150, 60)]
 RATE_L = [(75, 1), (700, 60)]
+NO_LIMIT = [(100_000, 1)]  # only for a sandbox run without rate limits
 JSONAPI = "application/vnd.api+json"
 
 
 class KlaviyoClient:
     def __init__(self, base_url: str, api_key: str, revision: str, poll_seconds: float = 0.2,
-                 job_timeout_s: float = 600):
+                 job_timeout_s: float = 600, rate_limits: bool = True):
         self.base_url = base_url.rstrip("/")
         self.http, self.retries = session()
         self.http.headers.update({"Authorization": f"Klaviyo-API-Key {api_key}", "revision": revision,
                                   "Accept": JSONAPI, "Content-Type": JSONAPI})
-        self.rate_m = limiter(RATE_M)
-        self.rate_l = limiter(RATE_L)
+        self.rate_m = limiter(RATE_M if rate_limits else NO_LIMIT)
+        self.rate_l = limiter(RATE_L if rate_limits else NO_LIMIT)
         self.poll_seconds = poll_seconds
         self.job_timeout_s = job_timeout_s
 

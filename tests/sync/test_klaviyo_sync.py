@@ -23,7 +23,7 @@ TOKEN = "sandbox-token"
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def write_config(path: Path, base_url: str, **safety) -> Path:
+def write_config(path: Path, base_url: str, rate_limited: bool = True, **safety) -> Path:
     safety_yaml = "".join(f"\n      {k}: {v}" for k, v in safety.items())
     path.write_text(f"""syncs:
   - name: klaviyo_cart
@@ -32,7 +32,7 @@ def write_config(path: Path, base_url: str, **safety) -> Path:
       type: klaviyo
       list_name: cart_abandonment
       base_url: {base_url}/klaviyo
-      api_key_env: TEST_KLAVIYO_KEY
+      api_key_env: TEST_KLAVIYO_KEY{chr(10) + '      client_rate_limits: false' if not rate_limited else ''}
     mode: add_remove{(chr(10) + '    safety:' + safety_yaml) if safety else ''}
 """)
     return path
@@ -80,15 +80,36 @@ def env():
     return {"TEST_KLAVIYO_KEY": TOKEN}
 
 
-def test_first_run_adds_exactly_the_non_holdout_members_and_rerun_sends_nothing(any_warehouse, sandbox, env, tmp_path):
+@pytest.fixture
+def wire(monkeypatch) -> list[requests.PreparedRequest]:
+    """Every request the sync puts on the wire (the real transport still sends it)."""
+    seen: list[requests.PreparedRequest] = []
+    real_send = requests.Session.send
+
+    def send(self, request, **kwargs):
+        seen.append(request)
+        return real_send(self, request, **kwargs)
+
+    monkeypatch.setattr(requests.Session, "send", send)
+    return seen
+
+
+def test_first_run_adds_exactly_the_non_holdout_members_and_rerun_sends_nothing(any_warehouse, sandbox, env, tmp_path,
+                                                                                wire):
     members = people(30) + people(5, start=100, is_holdout=True)
     set_audience(any_warehouse, members)
     [sync] = load_syncs(write_config(tmp_path / "syncs.yml", sandbox.base_url))
     first = run_sync(any_warehouse, sync, env=env, progress=False)
     assert (first.status, first.adds, first.removes) == ("success", 30, 0)
     assert list_members(sandbox.base_url) == {m["email"] for m in members if not m.get("is_holdout")}
+    imports = [r for r in wire if r.method == "POST" and r.path_url.endswith("/profile-bulk-import-jobs")]
+    sent = [p["attributes"]["external_id"] for r in imports
+            for p in json.loads(r.body)["data"]["attributes"]["profiles"]["data"]]
+    assert sorted(sent) == sorted(m["profile_id"] for m in members if not m.get("is_holdout"))
+    wire.clear()
     second = run_sync(any_warehouse, sync, env=env, progress=False)
-    assert (second.adds, second.updates, second.removes) == (0, 0, 0)
+    assert (second.status, second.adds, second.updates, second.removes) == ("success", 0, 0, 0)
+    assert wire == []  # not a single request to the destination
     engine = any_warehouse.engine()
     with engine.connect() as conn:
         runs = conn.execute(sa.text("select status, adds from lifeline_state.sync_runs order by started_at")).fetchall()
@@ -106,6 +127,22 @@ def test_changes_send_exactly_the_diff(duck_warehouse, sandbox, env, tmp_path):
     result = run_sync(duck_warehouse, sync, env=env, progress=False)
     assert (result.adds, result.updates, result.removes) == (3, 1, 2)
     assert list_members(sandbox.base_url) == {m["email"] for m in changed}
+
+
+def test_batches_stay_within_klaviyo_limits(duck_warehouse, sandbox, env, tmp_path, wire):
+    [sync] = load_syncs(write_config(tmp_path / "syncs.yml", sandbox.base_url, rate_limited=False,
+                                           max_remove_share=1))
+    set_audience(duck_warehouse, people(10_500))
+    assert run_sync(duck_warehouse, sync, env=env, progress=False).adds == 10_500
+    set_audience(duck_warehouse, people(100))
+    assert run_sync(duck_warehouse, sync, env=env, progress=False).removes == 10_400
+    imports = [len(json.loads(r.body)["data"]["attributes"]["profiles"]["data"]) for r in wire
+               if r.method == "POST" and r.path_url.endswith("/profile-bulk-import-jobs")]
+    deletes = [len(json.loads(r.body)["data"]) for r in wire if r.method == "DELETE"]
+    assert sorted(imports) == [500, 10_000]
+    assert max(deletes) == 1_000 and sum(deletes) == 10_400
+    assert all(len(r.body or b"") <= 5_000_000 for r in wire)
+    assert len(list_members(sandbox.base_url)) == 100
 
 
 def test_safety_limit_blocks_a_mass_removal_and_force_overrides(duck_warehouse, sandbox, env, tmp_path):
