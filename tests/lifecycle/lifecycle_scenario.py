@@ -55,14 +55,14 @@ class Scenario:
         self.counter += 1
         return f"{prefix}{self.counter}"
 
-    def person(self, role: str, *, since: datetime = LONG_AGO, email_consent: str = "subscribed",
+    def person(self, role: str, *, since: datetime | None = LONG_AGO, email_consent: str = "subscribed",
                sms: bool = False, sms_consent: str = "never_subscribed") -> str:
         phone = f"+1415555{len(self.rows['customers']):04d}" if sms else ""
         self.rows["customers"].append({
             "customer_id": role, "email": f"{role}@example.com", "phone": phone, "first_name": role.title(),
-            "last_name": "Test", "created_at": ts(since), "country": "US", "postal_code": "94105",
+            "last_name": "Test", "created_at": ts(since) if since else "", "country": "US", "postal_code": "94105",
             "email_consent": email_consent, "sms_consent": sms_consent if sms else "never_subscribed",
-            "updated_at": ts(since)})
+            "updated_at": ts(since) if since else ""})
         return role
 
     def order(self, role: str, at: datetime, *, product: str = "sku-mug", total: float = 20.0) -> None:
@@ -118,6 +118,7 @@ def stage_scenario(s: Scenario) -> None:
     s.order(s.person("rep_ar"), AS_OF - 150 * DAY)
     s.order("rep_ar", AS_OF - 100 * DAY)
     s.person("prospect")
+    s.person("timeless", since=None)  # a customer record without any timestamp
     s.event("visitor", "page_view", AS_OF - 5 * DAY, anonymous_id="anon-visitor")
     # Predicted at_risk: same recency (21 days), different cadence; p_alive is hand-written by the test.
     for days in (42, 35, 28, 21):

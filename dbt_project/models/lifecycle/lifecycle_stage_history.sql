@@ -1,6 +1,7 @@
 {#- Each profile's timeline replayed into stage intervals (contract §2), reproducible for any
     var as_of. Stage changes happen at:
-      - first seen: visitor (or prospect when already contactable);
+      - first seen: visitor (or prospect when already contactable); a profile known only from
+        records without any timestamp (e.g. a customer row with no created_at) starts at as_of;
       - becoming contactable: prospect;
       - each completed order: new_customer (first), reactivated (the gap since the previous order
         was longer than lapsed_days), else repeat_customer;
@@ -38,8 +39,10 @@ first_purchase as (
 arrival_points as (
     select
         first_seen.profile_id,
-        first_seen.first_seen_at as changed_at,
-        case when first_seen.contactable_at <= first_seen.first_seen_at then 'prospect' else 'visitor' end as stage,
+        coalesce(first_seen.first_seen_at, {{ lifeline.as_of() }}) as changed_at,
+        case when first_seen.contactable_at <= first_seen.first_seen_at
+                  or (first_seen.first_seen_at is null and first_seen.is_contactable) then 'prospect'
+             else 'visitor' end as stage,
         1 as stage_rank
     from first_seen
     union all
