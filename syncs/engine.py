@@ -18,8 +18,8 @@ import sqlalchemy as sa
 from tqdm import tqdm
 
 from syncs.config import MissingSecret, SyncConfig, environment, load_syncs
-from syncs.destinations import klaviyo
 from syncs.destinations.base import DestinationError
+from syncs.destinations.registry import UnsupportedDestination, limits, open_client
 from syncs.plan import Plan, build_diff, estimate, pages
 from syncs.state import (SyncLocked, acquire_lock, ensure_state, mark_removed, mark_synced, now, record_rejections,
                          record_run, release_lock)
@@ -55,9 +55,10 @@ def safety_problem(sync: SyncConfig, plan: Plan) -> str | None:
 
 def run_sync(warehouse: Warehouse, sync: SyncConfig, *, dry_run: bool = False, force: bool = False,
              progress: bool = True, env: Mapping[str, str] | None = None) -> SyncResult:
-    if sync.destination.type != "klaviyo":
-        return SyncResult(sync.name, "failed", message=f"destination type {sync.destination.type} is not supported "
-                                                       "by this engine yet")
+    try:
+        spec = limits(sync)
+    except UnsupportedDestination as exc:
+        return SyncResult(sync.name, "failed", message=str(exc))
     env = environment(env)
     started = time.perf_counter()
     started_at = now()
@@ -72,7 +73,8 @@ def run_sync(warehouse: Warehouse, sync: SyncConfig, *, dry_run: bool = False, f
             return SyncResult(sync.name, "blocked", message=str(exc))
         try:
             plan = build_diff(conn, sync)
-            estimate(plan, klaviyo.BULK_IMPORT_MAX_PROFILES, klaviyo.LIST_RELATIONSHIP_MAX, 150 / 60)
+            estimate(plan, spec.add_batch_size, spec.remove_batch_size, spec.calls_per_second,
+                     spec.calls_per_add_batch)
             result.plan = plan
             if dry_run:
                 result = SyncResult(sync.name, "dry_run", plan.adds, plan.updates, plan.removes, plan=plan,
@@ -86,34 +88,30 @@ def run_sync(warehouse: Warehouse, sync: SyncConfig, *, dry_run: bool = False, f
             if not plan.adds + plan.updates + plan.removes:
                 result = SyncResult(sync.name, "success", plan=plan, message="up to date: nothing to send")
                 return result
-            client = klaviyo.KlaviyoClient(sync.destination.resolved_base_url(env), sync.destination.api_key(env),
-                                           sync.destination.revision,
-                                           rate_limits=sync.destination.client_rate_limits)
-            list_id = client.list_id(sync.destination.list_name)
+            client = open_client(sync, env)
             bar = tqdm(total=plan.adds + plan.updates + plan.removes, desc=sync.name, unit="row",
                        disable=not progress)
-            for page in pages(conn, ("add", "update"), klaviyo.BULK_IMPORT_MAX_PROFILES):
-                for batch in klaviyo.batches(page):
-                    results = client.add(list_id, batch)
-                    by_key = {r["key"]: r for r in batch}
-                    ok = [{"key": r.key, "row_hash": by_key[r.key]["row_hash"], "destination_id": r.destination_id}
-                          for r in results if r.ok]
-                    bad = [{"key": r.key, "code": r.code, "message": r.message,
-                            "payload_hash": by_key[r.key]["row_hash"]}
-                           for r in results if not r.ok and r.code != "not_acknowledged"]
-                    mark_synced(conn, sync.name, ok)
-                    record_rejections(conn, sync.name, bad)
-                    conn.commit()
-                    for r in results:
-                        if r.ok:
-                            if by_key[r.key]["op"] == "add":
-                                result.adds += 1
-                            else:
-                                result.updates += 1
-                    result.rejections += len(bad)
-                    bar.update(len(batch))
-            for page in pages(conn, ("remove",), klaviyo.LIST_RELATIONSHIP_MAX):
-                client.remove(list_id, page)
+            for batch in pages(conn, ("add", "update"), client.add_batch_size):
+                results = client.add(batch)
+                by_key = {r["key"]: r for r in batch}
+                ok = [{"key": r.key, "row_hash": by_key[r.key]["row_hash"], "destination_id": r.destination_id}
+                      for r in results if r.ok]
+                bad = [{"key": r.key, "code": r.code, "message": r.message,
+                        "payload_hash": by_key[r.key]["row_hash"]}
+                       for r in results if not r.ok and r.code != "not_acknowledged"]
+                mark_synced(conn, sync.name, ok)
+                record_rejections(conn, sync.name, bad)
+                conn.commit()
+                for r in results:
+                    if r.ok:
+                        if by_key[r.key]["op"] == "add":
+                            result.adds += 1
+                        else:
+                            result.updates += 1
+                result.rejections += len(bad)
+                bar.update(len(batch))
+            for page in pages(conn, ("remove",), client.remove_batch_size):
+                client.remove(page)
                 mark_removed(conn, sync.name, [r["key"] for r in page])
                 conn.commit()
                 result.removes += len(page)

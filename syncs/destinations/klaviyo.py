@@ -151,3 +151,29 @@ def batches(rows: list[dict]) -> Iterable[list[dict]]:
         size += row_size
     if batch:
         yield batch
+
+
+class KlaviyoList:
+    """One Klaviyo list as a membership destination (found by name, created on first use)."""
+
+    add_batch_size = BULK_IMPORT_MAX_PROFILES
+    remove_batch_size = LIST_RELATIONSHIP_MAX
+    calls_per_second = RATE_M[1][0] / RATE_M[1][1]
+    calls_per_add_batch = 3  # create job, poll, read its profiles (more pages for bigger jobs)
+
+    def __init__(self, client: KlaviyoClient, list_name: str):
+        self.client = client
+        self.list_name = list_name
+        self.retries = client.retries
+        self._list_id: str | None = None
+
+    def _id(self) -> str:
+        if self._list_id is None:
+            self._list_id = self.client.list_id(self.list_name)
+        return self._list_id
+
+    def add(self, rows: list[dict]) -> list[RowResult]:
+        return [result for batch in batches(rows) for result in self.client.add(self._id(), batch)]
+
+    def remove(self, rows: list[dict]) -> list[RowResult]:
+        return self.client.remove(self._id(), rows)

@@ -18,6 +18,7 @@ import sqlalchemy as sa
 from syncs.config import SyncConfigError, load_syncs
 from syncs.engine import run_sync, run_syncs
 from syncs.sandbox.server import run_in_thread
+from sync_helpers import people, set_audience
 
 TOKEN = "sandbox-token"
 ROOT = Path(__file__).resolve().parents[2]
@@ -36,25 +37,6 @@ def write_config(path: Path, base_url: str, rate_limited: bool = True, **safety)
     mode: add_remove{(chr(10) + '    safety:' + safety_yaml) if safety else ''}
 """)
     return path
-
-
-def set_audience(warehouse, members: list[dict]) -> None:
-    engine = warehouse.engine()
-    with engine.begin() as conn:
-        conn.execute(sa.text("drop table if exists audience_members"))
-        conn.execute(sa.text("create table audience_members (audience varchar, profile_id varchar, channel varchar, "
-                             "entered_at timestamp, email varchar, phone varchar, is_holdout boolean, payload varchar, "
-                             "first_name varchar, last_name varchar)"))
-        if members:
-            conn.execute(sa.text("insert into audience_members values (:audience, :profile_id, :channel, null, :email, "
-                                 ":phone, :is_holdout, :payload, :first_name, null)"),
-                         [dict({"audience": "cart_abandonment", "channel": "email", "phone": None, "is_holdout": False,
-                                "payload": json.dumps({"step": 1}), "first_name": "A"}, **m) for m in members])
-    engine.dispose()
-
-
-def people(n: int, start: int = 0, **extra) -> list[dict]:
-    return [dict({"profile_id": f"p_{i:05d}", "email": f"person{i}@example.com"}, **extra) for i in range(start, start + n)]
 
 
 def list_members(base_url: str) -> set[str]:

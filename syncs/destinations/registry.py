@@ -1,0 +1,36 @@
+"""Build the destination client a sync's configuration names (secrets read from the environment here)."""
+from __future__ import annotations
+
+from typing import Mapping
+
+from syncs.config import SyncConfig
+from syncs.destinations import klaviyo, webhook
+from syncs.destinations.base import MembershipClient
+
+SUPPORTED = ("klaviyo", "webhook")
+
+
+class UnsupportedDestination(ValueError):
+    pass
+
+
+def open_client(sync: SyncConfig, env: Mapping[str, str]) -> MembershipClient:
+    dest = sync.destination
+    if dest.type == "klaviyo":
+        client = klaviyo.KlaviyoClient(dest.resolved_base_url(env), dest.api_key(env), dest.revision,
+                                       rate_limits=dest.client_rate_limits)
+        return klaviyo.KlaviyoList(client, dest.list_name or sync.name)
+    if dest.type == "webhook":
+        return webhook.WebhookClient(dest.resolved_base_url(env), dest.api_key(env), sync.name)
+    raise UnsupportedDestination(f"sync {sync.name}: destination type {dest.type} has no client yet "
+                                 f"(supported: {', '.join(SUPPORTED)})")
+
+
+def limits(sync: SyncConfig) -> type[MembershipClient]:
+    """The client class, for its documented limits (dry-run estimates need no credentials)."""
+    if sync.destination.type == "klaviyo":
+        return klaviyo.KlaviyoList
+    if sync.destination.type == "webhook":
+        return webhook.WebhookClient
+    raise UnsupportedDestination(f"sync {sync.name}: destination type {sync.destination.type} has no client yet "
+                                 f"(supported: {', '.join(SUPPORTED)})")

@@ -1,0 +1,72 @@
+"""The engine against a second destination type: the sandbox's signed webhook receiver."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import requests
+import sqlalchemy as sa
+
+from syncs.config import load_syncs
+from syncs.engine import run_sync
+from syncs.sandbox.server import run_in_thread
+from sync_helpers import people, set_audience
+
+TOKEN = "sandbox-token"
+
+
+def config(path: Path, base_url: str) -> Path:
+    path.write_text(f"""syncs:
+  - name: cart_hook
+    source: {{audience: cart_abandonment, channel: email}}
+    destination: {{type: webhook, base_url: "{base_url}/webhook/cart", api_key_env: HOOK_SECRET}}
+""")
+    return path
+
+
+def deliveries(base_url: str) -> list[dict]:
+    return [d["body"] for d in requests.get(f"{base_url}/_sandbox/webhook/cart", timeout=10).json()["deliveries"]]
+
+
+@pytest.fixture
+def sandbox(tmp_path):
+    with run_in_thread(tmp_path / "sandbox", port=0, token=TOKEN, rate_limits=False) as server:
+        yield server
+
+
+def test_webhook_receives_signed_adds_then_only_the_diff(duck_warehouse, sandbox, tmp_path):
+    [sync] = load_syncs(config(tmp_path / "syncs.yml", sandbox.base_url))
+    set_audience(duck_warehouse, people(1_200) + people(3, start=5_000, is_holdout=True))
+    first = run_sync(duck_warehouse, sync, env={"HOOK_SECRET": TOKEN}, progress=False)
+    assert (first.status, first.adds) == ("success", 1_200)
+    sent = deliveries(sandbox.base_url)
+    assert [len(d["rows"]) for d in sent] == [500, 500, 200]  # batch size respected, holdout never sent
+    assert {r["key"] for d in sent for r in d["rows"]} == {f"p_{i:05d}" for i in range(1_200)}
+    set_audience(duck_warehouse, people(1_199))
+    second = run_sync(duck_warehouse, sync, env={"HOOK_SECRET": TOKEN}, progress=False)
+    assert (second.adds, second.removes) == (0, 1)
+    assert deliveries(sandbox.base_url)[-1] == {"sync": "cart_hook", "op": "remove", "rows": [{"key": "p_01199"}]}
+
+
+def test_wrong_secret_is_refused_and_nothing_is_marked(duck_warehouse, sandbox, tmp_path):
+    [sync] = load_syncs(config(tmp_path / "syncs.yml", sandbox.base_url))
+    set_audience(duck_warehouse, people(3))
+    result = run_sync(duck_warehouse, sync, env={"HOOK_SECRET": "not-the-secret"}, progress=False)
+    assert result.status == "failed" and "refused the signature" in result.message
+    assert "not-the-secret" not in result.message
+    assert deliveries(sandbox.base_url) == []
+    engine = duck_warehouse.engine()
+    with engine.connect() as conn:
+        assert conn.execute(sa.text("select count(*) from lifeline_state.sync_state")).scalar() == 0
+    engine.dispose()
+    retry = run_sync(duck_warehouse, sync, env={"HOOK_SECRET": TOKEN}, progress=False)
+    assert retry.adds == 3  # the failed run lost nothing
+
+
+def test_unsupported_destination_fails_clearly(duck_warehouse, tmp_path):
+    path = tmp_path / "syncs.yml"
+    path.write_text("syncs:\n  - name: to_braze\n    source: {audience: welcome}\n"
+                    "    destination: {type: braze, base_url: http://127.0.0.1:1/braze, api_key_env: X}\n")
+    [sync] = load_syncs(path)
+    result = run_sync(duck_warehouse, sync, env={}, progress=False)
+    assert result.status == "failed" and "braze has no client yet" in result.message
