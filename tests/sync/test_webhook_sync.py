@@ -1,6 +1,8 @@
 """The engine against a second destination type: the sandbox's signed webhook receiver."""
 from __future__ import annotations
 
+import os
+import socket
 from pathlib import Path
 
 import pytest
@@ -10,6 +12,7 @@ import sqlalchemy as sa
 from syncs.config import load_syncs
 from syncs.engine import run_sync
 from syncs.sandbox.server import run_in_thread
+from syncs.state import ensure_state
 from sync_helpers import people, set_audience
 
 TOKEN = "sandbox-token"
@@ -70,3 +73,24 @@ def test_unsupported_destination_fails_clearly(duck_warehouse, tmp_path):
     [sync] = load_syncs(path)
     result = run_sync(duck_warehouse, sync, env={}, progress=False)
     assert result.status == "failed" and "braze has no client yet" in result.message
+
+
+def test_a_second_run_of_the_same_sync_is_refused_while_the_first_holds_the_lock(duck_warehouse, sandbox, tmp_path):
+    [sync] = load_syncs(config(tmp_path / "syncs.yml", sandbox.base_url))
+    set_audience(duck_warehouse, people(3))
+    engine = duck_warehouse.engine()
+    with engine.connect() as conn:  # a live process on this host (our parent) holds the lock
+        ensure_state(conn)
+        conn.execute(sa.text("insert into lifeline_state.sync_locks values ('cart_hook', :o, current_timestamp)"),
+                     {"o": f"{socket.gethostname()}:{os.getppid()}"})
+        conn.commit()
+    engine.dispose()
+    blocked = run_sync(duck_warehouse, sync, env={"HOOK_SECRET": TOKEN}, progress=False)
+    assert blocked.status == "blocked" and "already running" in blocked.message
+    assert deliveries(sandbox.base_url) == []
+    engine = duck_warehouse.engine()
+    with engine.begin() as conn:  # the holder dies: its lock is taken over
+        conn.execute(sa.text("update lifeline_state.sync_locks set owner = :o"),
+                     {"o": f"{socket.gethostname()}:999999999"})
+    engine.dispose()
+    assert run_sync(duck_warehouse, sync, env={"HOOK_SECRET": TOKEN}, progress=False).adds == 3
