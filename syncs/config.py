@@ -52,7 +52,8 @@ class Destination(_Strict):
     type: DestinationType
     base_url: str
     api_key_env: str | None = None
-    list_name: str | None = None
+    list_name: str | None = None   # klaviyo: the list, found by name or created
+    list_id: str | None = None     # mailchimp: the audience (list) id
     revision: str = "2026-07-15"
     # false only against a sandbox started without rate limits (tests); real platforms need them
     client_rate_limits: bool = True
@@ -88,6 +89,8 @@ class SyncConfig(_Strict):
     def _klaviyo_needs_list(cls, value: Destination) -> Destination:
         if value.type == "klaviyo" and not value.list_name:
             raise ValueError("a klaviyo destination needs list_name")
+        if value.type == "mailchimp" and not value.list_id:
+            raise ValueError("a mailchimp destination needs list_id (the audience id from Audience settings)")
         return value
 
 

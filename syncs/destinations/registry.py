@@ -4,10 +4,10 @@ from __future__ import annotations
 from typing import Mapping
 
 from syncs.config import SyncConfig
-from syncs.destinations import klaviyo, webhook
+from syncs.destinations import klaviyo, mailchimp, webhook
 from syncs.destinations.base import MembershipClient
 
-SUPPORTED = ("klaviyo", "webhook")
+SUPPORTED = ("klaviyo", "mailchimp", "webhook")
 
 
 class UnsupportedDestination(ValueError):
@@ -22,6 +22,8 @@ def open_client(sync: SyncConfig, env: Mapping[str, str]) -> MembershipClient:
         return klaviyo.KlaviyoList(client, dest.list_name or sync.name)
     if dest.type == "webhook":
         return webhook.WebhookClient(dest.resolved_base_url(env), dest.api_key(env), sync.name)
+    if dest.type == "mailchimp":
+        return mailchimp.MailchimpList(dest.resolved_base_url(env), dest.api_key(env), dest.list_id or "")
     raise UnsupportedDestination(f"sync {sync.name}: destination type {dest.type} has no client yet "
                                  f"(supported: {', '.join(SUPPORTED)})")
 
@@ -32,5 +34,7 @@ def limits(sync: SyncConfig) -> type[MembershipClient]:
         return klaviyo.KlaviyoList
     if sync.destination.type == "webhook":
         return webhook.WebhookClient
+    if sync.destination.type == "mailchimp":
+        return mailchimp.MailchimpList
     raise UnsupportedDestination(f"sync {sync.name}: destination type {sync.destination.type} has no client yet "
                                  f"(supported: {', '.join(SUPPORTED)})")
