@@ -52,12 +52,6 @@ def list_members(base_url: str) -> set[str]:
 
 
 @pytest.fixture
-def sandbox(tmp_path):
-    with run_in_thread(tmp_path / "sandbox", port=0, token=TOKEN, rate_limits=False) as server:
-        yield server
-
-
-@pytest.fixture
 def env():
     return {"TEST_KLAVIYO_KEY": TOKEN}
 

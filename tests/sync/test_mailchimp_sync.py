@@ -32,12 +32,6 @@ def statuses(base_url: str) -> dict[str, str]:
     return {m["email_address"]: m["status"] for m in body["members"]}
 
 
-@pytest.fixture
-def sandbox(tmp_path):
-    with run_in_thread(tmp_path / "sandbox", port=0, token=TOKEN, rate_limits=False) as server:
-        yield server
-
-
 def test_mailchimp_adds_rejects_per_member_and_archives(duck_warehouse, sandbox, tmp_path):
     [sync] = load_syncs(config(tmp_path / "syncs.yml", sandbox.base_url))
     bad = {"profile_id": "p_bad", "email": "not-an-email"}

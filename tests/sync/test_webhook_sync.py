@@ -31,12 +31,6 @@ def deliveries(base_url: str) -> list[dict]:
     return [d["body"] for d in requests.get(f"{base_url}/_sandbox/webhook/cart", timeout=10).json()["deliveries"]]
 
 
-@pytest.fixture
-def sandbox(tmp_path):
-    with run_in_thread(tmp_path / "sandbox", port=0, token=TOKEN, rate_limits=False) as server:
-        yield server
-
-
 def test_webhook_receives_signed_adds_then_only_the_diff(duck_warehouse, sandbox, tmp_path):
     [sync] = load_syncs(config(tmp_path / "syncs.yml", sandbox.base_url))
     set_audience(duck_warehouse, people(1_200) + people(3, start=5_000, is_holdout=True))
