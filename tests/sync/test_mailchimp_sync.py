@@ -10,7 +10,6 @@ from sync_helpers import people, set_audience
 
 from syncs.config import SyncConfigError, load_syncs
 from syncs.engine import run_sync
-from syncs.sandbox.server import run_in_thread
 
 TOKEN = "sandbox-token"
 ENV = {"MC_KEY": f"{TOKEN}-us1"}

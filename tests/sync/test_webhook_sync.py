@@ -5,13 +5,11 @@ import os
 import socket
 from pathlib import Path
 
-import pytest
 import requests
 import sqlalchemy as sa
 
 from syncs.config import load_syncs
 from syncs.engine import run_sync
-from syncs.sandbox.server import run_in_thread
 from syncs.state import ensure_state
 from sync_helpers import people, set_audience
 
