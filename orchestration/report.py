@@ -31,7 +31,7 @@ QUERIES = {
     "lift": "select audience, channel, members, holdout, lift, lift_ci_low, lift_ci_high, member_rate, "
             "holdout_rate, member_conversions, holdout_conversions, conversion_window_days "
             "from analytics.audience_lift order by audience, channel",
-    "as_of": "select max(as_of) from analytics.audience_membership_history",
+    "as_of": "select max(as_of) from analytics.revenue_by_stage",
 }
 
 

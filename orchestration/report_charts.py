@@ -23,7 +23,7 @@ def _svg(chart_id: str, width: int, height: int, body: str, label: str) -> str:
 
 
 def _empty(chart_id: str, label: str, why: str) -> str:
-    return _svg(chart_id, 640, 60, f'<text x="10" y="35" fill="#666">{escape(why)}</text>', label)
+    return _svg(chart_id, 760, 60, f'<text x="10" y="35" fill="#666">{escape(why)}</text>', label)
 
 
 def stage_rank(stage: str) -> int:
@@ -147,7 +147,8 @@ def audience_sizes(chart_id: str, rows: Sequence[tuple]) -> str:
     for as_of, audience, _channel, members, holdout in rows:
         series[audience][as_of] += int(members) + int(holdout)
     if not series:
-        return _empty(chart_id, label, "No audience snapshots yet: each build appends one.")
+        return _empty(chart_id, label, "No audience members in any build yet (members need consent for a "
+                                        "channel); each build appends a snapshot.")
     times = sorted({t for points in series.values() for t in points})
     top = max(v for points in series.values() for v in points.values()) or 1
     width, height, left, right, plot_top, bottom = 760, 300, 50, 230, 10, 260
@@ -184,7 +185,7 @@ def holdout_lift(chart_id: str, rows: Sequence[tuple]) -> str:
     label = "Holdout lift (member minus holdout conversion, 95% CI)"
     measured = [r for r in rows if r[4] is not None and r[5] is not None]
     if not rows:
-        return _empty(chart_id, label, "No audience history yet.")
+        return _empty(chart_id, label, "No audience members in any build yet: nothing to compare with the holdout.")
     lows = [float(r[5]) for r in measured] + [0.0]
     highs = [float(r[6]) for r in measured] + [0.0]
     lo, hi = min(lows), max(highs)

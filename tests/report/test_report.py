@@ -28,6 +28,7 @@ def test_report_shows_the_figures_of_the_marts(report_warehouse, tmp_path):
     # The past test_lift snapshot: 10 members (6 converted), 10 holdout (2 converted).
     assert "test_lift · email (10/10)" in html and "+40.0 pts [" in html
     assert "<td>60.0%</td>" in html and "<td>20.0%</td>" in html
+    assert "as of 2026-06-01 00:00:00" in html
     # Two builds -> two audience snapshots on the time axis.
     assert "2026-02-21 00:00" in html and "2026-06-01 00:00" in html
     # The funnel lists churned profiles (ch_in) and their count.
