@@ -19,7 +19,7 @@ from tqdm import tqdm
 from syncs.config import MissingSecret, SyncConfig, environment, load_syncs
 from syncs.destinations.base import DestinationError
 from syncs.destinations.registry import UnsupportedDestination, limits, open_client
-from syncs.plan import Plan, build_diff, estimate, pages
+from syncs.plan import Plan, SourceMissing, build_diff, check_source, estimate, pages
 from syncs.state import (SyncLocked, acquire_lock, ensure_state, mark_removed, mark_synced, now, record_rejections,
                          record_run, release_lock)
 from syncs.warehouse import Warehouse
@@ -71,6 +71,7 @@ def run_sync(warehouse: Warehouse, sync: SyncConfig, *, dry_run: bool = False, f
         except SyncLocked as exc:
             return SyncResult(sync.name, "blocked", message=str(exc))
         try:
+            check_source(conn, sync, warehouse.marts_schema)
             plan = build_diff(conn, sync)
             estimate(plan, spec.add_batch_size, spec.remove_batch_size, spec.calls_per_second,
                      spec.calls_per_add_batch)
@@ -117,7 +118,7 @@ def run_sync(warehouse: Warehouse, sync: SyncConfig, *, dry_run: bool = False, f
                 bar.update(len(page))
             bar.close()
             result.status = "success"
-        except (DestinationError, MissingSecret) as exc:
+        except (DestinationError, MissingSecret, SourceMissing) as exc:
             result.message = str(exc)
         except Exception as exc:  # recorded in sync_runs, then re-raised for the caller
             result.message = f"{type(exc).__name__}: {exc}"

@@ -16,6 +16,16 @@ from syncs.warehouse import STATE_SCHEMA
 DIFF_TABLE = "_lifeline_diff"
 
 
+class SourceMissing(RuntimeError):
+    """The sync's source model is not in the warehouse (dbt has not built it)."""
+
+
+def check_source(conn: sa.Connection, sync: SyncConfig, schema: str) -> None:
+    if not sa.inspect(conn).has_table(sync.source.model, schema=schema):
+        raise SourceMissing(f"sync {sync.name}: table {schema}.{sync.source.model} does not exist in the warehouse; "
+                            f"run `lifeline build` first (nothing was sent)")
+
+
 def source_sql(sync: SyncConfig) -> tuple[str, dict]:
     """Rows to be in the destination: key, row_hash (md5 over the synced fields) and the fields."""
     filters = ["not is_holdout", "channel = :channel"]

@@ -86,3 +86,11 @@ def test_a_second_run_of_the_same_sync_is_refused_while_the_first_holds_the_lock
                      {"o": f"{socket.gethostname()}:999999999"})
     engine.dispose()
     assert run_sync(duck_warehouse, sync, env={"HOOK_SECRET": TOKEN}, progress=False).adds == 3
+
+
+def test_missing_source_table_fails_clearly_before_any_request(any_warehouse, sandbox, tmp_path):
+    [sync] = load_syncs(config(tmp_path / "syncs.yml", sandbox.base_url))
+    result = run_sync(any_warehouse, sync, env={"HOOK_SECRET": TOKEN}, progress=False)
+    assert result.status == "failed" and "audience_members does not exist" in result.message
+    assert "lifeline build" in result.message
+    assert deliveries(sandbox.base_url) == []
