@@ -54,6 +54,7 @@ class Destination(_Strict):
     api_key_env: str | None = None
     list_name: str | None = None   # klaviyo: the list, found by name or created
     list_id: str | None = None     # mailchimp: the audience (list) id
+    format: Literal["csv", "parquet"] = "csv"  # file: base_url is the output folder
     revision: str = "2026-07-15"
     # false only against a sandbox started without rate limits (tests); real platforms need them
     client_rate_limits: bool = True

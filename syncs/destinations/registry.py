@@ -4,10 +4,10 @@ from __future__ import annotations
 from typing import Mapping
 
 from syncs.config import SyncConfig
-from syncs.destinations import klaviyo, mailchimp, webhook
+from syncs.destinations import file, klaviyo, mailchimp, webhook
 from syncs.destinations.base import MembershipClient
 
-SUPPORTED = ("klaviyo", "mailchimp", "webhook")
+SUPPORTED = ("klaviyo", "mailchimp", "webhook", "file")
 
 
 class UnsupportedDestination(ValueError):
@@ -22,6 +22,8 @@ def open_client(sync: SyncConfig, env: Mapping[str, str]) -> MembershipClient:
         return klaviyo.KlaviyoList(client, dest.list_name or sync.name)
     if dest.type == "webhook":
         return webhook.WebhookClient(dest.resolved_base_url(env), dest.api_key(env), sync.name)
+    if dest.type == "file":
+        return file.FileDestination(dest.resolved_base_url(env), sync.name, dest.format)
     if dest.type == "mailchimp":
         return mailchimp.MailchimpList(dest.resolved_base_url(env), dest.api_key(env), dest.list_id or "")
     raise UnsupportedDestination(f"sync {sync.name}: destination type {dest.type} has no client yet "
@@ -36,5 +38,7 @@ def limits(sync: SyncConfig) -> type[MembershipClient]:
         return webhook.WebhookClient
     if sync.destination.type == "mailchimp":
         return mailchimp.MailchimpList
+    if sync.destination.type == "file":
+        return file.FileDestination
     raise UnsupportedDestination(f"sync {sync.name}: destination type {sync.destination.type} has no client yet "
                                  f"(supported: {', '.join(SUPPORTED)})")
