@@ -54,6 +54,9 @@ def safety_problem(sync: SyncConfig, plan: Plan) -> str | None:
 
 def run_sync(warehouse: Warehouse, sync: SyncConfig, *, dry_run: bool = False, force: bool = False,
              progress: bool = True, env: Mapping[str, str] | None = None) -> SyncResult:
+    if sync.mode != "add_remove":
+        return SyncResult(sync.name, "failed", message=f"sync {sync.name}: mode {sync.mode} is not implemented yet; "
+                                                       "use mode add_remove")
     try:
         spec = limits(sync)
     except UnsupportedDestination as exc:

@@ -94,3 +94,13 @@ def test_missing_source_table_fails_clearly_before_any_request(any_warehouse, sa
     assert result.status == "failed" and "audience_members does not exist" in result.message
     assert "lifeline build" in result.message
     assert deliveries(sandbox.base_url) == []
+
+
+def test_unimplemented_mode_fails_clearly_instead_of_running_as_add_remove(duck_warehouse, sandbox, tmp_path):
+    path = config(tmp_path / "syncs.yml", sandbox.base_url)
+    path.write_text(path.read_text() + "    mode: trigger\n")
+    [sync] = load_syncs(path)
+    set_audience(duck_warehouse, people(2))
+    result = run_sync(duck_warehouse, sync, env={"HOOK_SECRET": TOKEN}, progress=False)
+    assert result.status == "failed" and "mode trigger is not implemented" in result.message
+    assert deliveries(sandbox.base_url) == []
