@@ -91,20 +91,37 @@ def load(path: Path, replace: bool, fmt: str) -> None:
 @click.option("--select", "-s", multiple=True, help="dbt selection, passed through (repeatable).")
 @click.option("--exclude", multiple=True, help="dbt exclusion, passed through (repeatable).")
 @click.option("--skip-checks", is_flag=True, help="Do not run the Great Expectations suites.")
+@click.option("--var", "dbt_var", multiple=True, metavar="NAME=VALUE",
+              help="Set a dbt var (repeatable), e.g. --var at_risk_p_alive_below=0.3; VALUE is YAML.")
 def build(as_of: str | None, full_refresh: bool, select: tuple[str, ...], exclude: tuple[str, ...],
-          skip_checks: bool) -> None:
+          skip_checks: bool, dbt_var: tuple[str, ...]) -> None:
     """Run the dbt models and the data-quality checks."""
     from orchestration.pipeline import build as run_build
 
     warehouse = _warehouse()
     try:
         summary = run_build(warehouse, parse_as_of(as_of), full_refresh=full_refresh, select=select, exclude=exclude,
-                            checks=not skip_checks, stream=True, echo=lambda m: click.secho(f"==> {m}", bold=True))
+                            checks=not skip_checks, stream=True, extra_vars=parse_vars(dbt_var),
+                            echo=lambda m: click.secho(f"==> {m}", bold=True))
     except DbtError as exc:
         raise click.ClickException(str(exc)) from exc
     _print_checks(summary.checks)
     if summary.blocking_failures:
         raise click.ClickException("data-quality checks failed: syncs are blocked until the data is fixed")
+
+
+def parse_vars(pairs: tuple[str, ...]) -> dict[str, object]:
+    import yaml
+
+    values: dict[str, object] = {}
+    for pair in pairs:
+        name, sep, raw = pair.partition("=")
+        if not sep or not name.strip():
+            raise click.BadParameter(f"{pair!r} is not NAME=VALUE", param_hint="--var")
+        if name.strip() == "as_of":
+            raise click.BadParameter("use --as-of for as_of", param_hint="--var")
+        values[name.strip()] = yaml.safe_load(raw)
+    return values
 
 
 def _print_checks(checks: list) -> None:
@@ -148,13 +165,22 @@ def _print_sync_results(results: list) -> None:
 @click.option("--port", default=8787, show_default=True, type=int)
 @click.option("--reset", is_flag=True, help="Start with empty destinations.")
 @click.option("--no-rate-limits", is_flag=True, help="Turn the platforms' documented rate limits off.")
-def sandbox(port: int, reset: bool, no_rate_limits: bool) -> None:
+@click.option("--faults", default=None, metavar="SPEC",
+              help="Inject faults, e.g. 'klaviyo:error_rate=0.1,latency_ms=20;twilio:drop_rate=0.05' "
+                   "(default: LIFELINE_SANDBOX_FAULTS).")
+def sandbox(port: int, reset: bool, no_rate_limits: bool, faults: str | None) -> None:
     """Serve the sandbox destinations (Klaviyo, Mailchimp, Braze, Twilio, Meta, Google, TikTok, webhook) on loopback."""
     from syncs.sandbox.server import serve
 
     state_dir = lifeline_home() / "sandbox"
     click.echo(f"sandbox on http://127.0.0.1:{port} (state in {state_dir}); Ctrl-C stops it")
-    serve(host="127.0.0.1", port=port, state_dir=state_dir, reset=reset, rate_limits=not no_rate_limits)
+    from syncs.sandbox.faults import parse_faults
+
+    try:
+        spec = parse_faults(faults) if faults else None
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--faults") from exc
+    serve(host="127.0.0.1", port=port, state_dir=state_dir, reset=reset, rate_limits=not no_rate_limits, faults=spec)
 
 
 @main.command()

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Callable, Sequence
+from typing import Callable, Mapping, Sequence
 
 from orchestration.dbt_runner import DbtResult, run_dbt
 from syncs.warehouse import Warehouse
@@ -57,24 +57,25 @@ def run_checks(warehouse: Warehouse, as_of: datetime) -> list:
 
 def build(warehouse: Warehouse, as_of: datetime, *, full_refresh: bool = False, select: Sequence[str] = (),
           exclude: Sequence[str] = (), checks: bool = True, stream: bool = False,
+          extra_vars: Mapping[str, object] | None = None,
           echo: Callable[[str], None] = lambda _msg: None) -> BuildSummary:
     summary = BuildSummary()
     if select or exclude:
         echo(f"dbt build {' '.join(_selection_args(select, exclude, full_refresh))}")
         summary.dbt_runs.append(run_dbt(warehouse, "build", _selection_args(select, exclude, full_refresh),
-                                        as_of=as_of, stream=stream))
+                                        as_of=as_of, extra_vars=extra_vars, stream=stream))
         if any(SUMMARY_MODEL in s for s in select):
             summary.predictions = run_predictions(warehouse, as_of)
     else:
         echo("dbt build: staging, identity and purchase summary")
         # cautious: a test runs in the phase where all of its parents are built.
         summary.dbt_runs.append(run_dbt(warehouse, "build", _selection_args([f"+{SUMMARY_MODEL}"], [], full_refresh)
-                                        + ["--indirect-selection", "cautious"], as_of=as_of, stream=stream))
+                                        + ["--indirect-selection", "cautious"], as_of=as_of, extra_vars=extra_vars, stream=stream))
         echo("prediction step: BG/NBD purchase cadence")
         summary.predictions = run_predictions(warehouse, as_of)
         echo("dbt build: profiles, lifecycle and audiences")
         summary.dbt_runs.append(run_dbt(warehouse, "build", _selection_args([], [f"+{SUMMARY_MODEL}"], full_refresh),
-                                        as_of=as_of, stream=stream))
+                                        as_of=as_of, extra_vars=extra_vars, stream=stream))
     if checks:
         echo("data-quality checks: Great Expectations suites")
         summary.checks = run_checks(warehouse, as_of)

@@ -75,3 +75,25 @@ def test_bad_as_of_is_rejected(env):
 def test_unknown_warehouse_is_a_clear_error(env):
     result = CliRunner().invoke(main, ["load", str(MINI)], env={**env, "LIFELINE_WAREHOUSE": "oracle"})
     assert result.exit_code == 1 and "'duckdb'" in result.output and "'postgres'" in result.output
+
+
+def test_build_passes_dbt_vars_through(env):
+    runner = CliRunner()
+    assert runner.invoke(main, ["load", str(MINI), "--replace"], env=env).exit_code == 0
+    result = runner.invoke(main, ["build", "--as-of", "2026-11-01T00:00:00Z", "--skip-checks",
+                                  "--var", "holdout_percent=100"], env=env)
+    assert result.exit_code == 0, result.output
+    con = duckdb.connect(env["LIFELINE_DUCKDB_PATH"], read_only=True)
+    members, held_out = con.execute("select count(*), count(*) filter (where is_holdout) from audience_members").fetchone()
+    con.close()
+    assert members > 0 and held_out == members  # every member held out: the var reached dbt
+
+
+@pytest.mark.parametrize("args, message", [
+    (["build", "--var", "no_equals_sign"], "is not NAME=VALUE"),
+    (["build", "--var", "as_of=2026-01-01"], "use --as-of"),
+    (["sandbox", "--faults", "klaviyo"], "bad faults entry"),
+])
+def test_bad_options_are_clear_errors(env, args, message):
+    result = CliRunner().invoke(main, args, env=env)
+    assert result.exit_code == 2 and message in result.output
