@@ -23,11 +23,7 @@ final as (
         events.phone,
         events.properties
     from events
-    join record_profiles
-        on record_profiles.anonymous_id_key = coalesce(events.anonymous_id, '')
-        and record_profiles.user_id_key = coalesce(events.user_id, '')
-        and record_profiles.email_key = coalesce(events.email, '')
-        and record_profiles.phone_key = coalesce(events.phone, '')
+    {{ lifeline.join_record_profiles('events.anonymous_id', 'events.user_id', 'events.email', 'events.phone') }}
 )
 
 select * from final

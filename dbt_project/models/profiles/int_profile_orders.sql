@@ -19,11 +19,7 @@ attributed as (
         orders.total,
         orders.currency
     from orders
-    join record_profiles
-        on record_profiles.anonymous_id_key = coalesce(orders.anonymous_id, '')
-        and record_profiles.user_id_key = coalesce(orders.customer_id, '')
-        and record_profiles.email_key = coalesce(orders.email, '')
-        and record_profiles.phone_key = coalesce(orders.phone, '')
+    {{ lifeline.join_record_profiles('orders.anonymous_id', 'orders.customer_id', 'orders.email', 'orders.phone') }}
 ),
 
 final as (
