@@ -21,11 +21,9 @@ import dagster as dg
 
 from orchestration.alerts import Alert, send_alert
 from orchestration.config import LifelineConfig
-from orchestration.contract import RAW_TABLES
 from orchestration.raw_assets import pending_files
 
 DBT_OP = "lifeline_dbt"
-RAW_KEYS = [dg.AssetKey(["raw", name]) for name in RAW_TABLES]
 
 
 def build_jobs(config: LifelineConfig) -> list[dg.UnresolvedAssetJobDefinition]:

@@ -18,7 +18,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import duckdb
-import sqlalchemy as sa
 
 from orchestration.contract import RAW_TABLES, RawTable
 from syncs.warehouse import RAW_SCHEMA, Warehouse
