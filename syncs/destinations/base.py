@@ -1,8 +1,20 @@
-"""What every destination client offers the engine, and what it returns per row."""
+"""What every destination client offers the engine, and what it returns per row.
+
+Rows handed to a client are dicts read from the warehouse diff: key (the profile_id), row_hash,
+email, phone, first_name, last_name, payload (JSON text of personalisation fields),
+destination_id (what the platform returned when the row was first acknowledged, or None) and op
+(add | update | remove). Trigger rows carry idempotency_key as well. A client never logs raw PII.
+
+Which protocol a client implements decides which sync modes it supports:
+- MembershipClient: add_remove and mirror (mirror also needs `members()` to read the destination);
+- ProfileClient: upsert (profile attributes, no membership);
+- MessageClient: trigger (one message per idempotency key);
+- ForgetClient: GDPR deletion through the platform's deletion API.
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Iterator, Protocol, runtime_checkable
 
 
 @dataclass(frozen=True)
@@ -18,6 +30,7 @@ class DestinationError(RuntimeError):
     """A whole request failed permanently (auth, bad configuration): the run stops, nothing is marked."""
 
 
+@runtime_checkable
 class MembershipClient(Protocol):
     """A destination holding a set of members (add_remove mode)."""
 
@@ -30,3 +43,46 @@ class MembershipClient(Protocol):
     def add(self, rows: list[dict]) -> list[RowResult]: ...
 
     def remove(self, rows: list[dict]) -> list[RowResult]: ...
+
+
+@runtime_checkable
+class MirrorableClient(MembershipClient, Protocol):
+    """A membership destination whose members can be read back (mirror mode removes strangers)."""
+
+    def members(self) -> Iterator[dict]:
+        """Every current member as {"destination_id": ..., "key": profile_id or None}."""
+        ...
+
+
+@runtime_checkable
+class ProfileClient(Protocol):
+    """A destination of profile attributes (upsert mode): rows are created or updated, never removed."""
+
+    upsert_batch_size: int
+    calls_per_second: float
+    retries: list[int]
+
+    def upsert(self, rows: list[dict]) -> list[RowResult]: ...
+
+
+@runtime_checkable
+class MessageClient(Protocol):
+    """A destination that sends one message per row (trigger mode). `send` must return a RowResult for
+    every row: ok with the platform's message id, or a permanent per-row failure (code, message)."""
+
+    send_batch_size: int
+    calls_per_second: float
+    retries: list[int]
+
+    def send(self, rows: list[dict]) -> list[RowResult]: ...
+
+
+@runtime_checkable
+class ForgetClient(Protocol):
+    """GDPR erasure: delete people from the platform through its deletion API. Rows carry key,
+    email, phone and destination_id; the client picks the identifiers the platform accepts."""
+
+    forget_batch_size: int
+    retries: list[int]
+
+    def forget(self, rows: list[dict]) -> list[RowResult]: ...
