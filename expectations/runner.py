@@ -3,7 +3,10 @@
     result = run_suite(warehouse, "raw.events", params={"as_of": as_of})
     if not result.success: ...   # an ERROR expectation failed: block the downstream syncs
 
-Each run validates SQL inside the warehouse (GE query assets; nothing is pulled into pandas),
+Each run validates SQL inside the warehouse (GE table assets on the table itself, or on a view in
+the `lifeline_dq` schema for an audience; nothing is pulled into pandas or Python). Not query
+assets: GE reads a query asset's columns by running the whole query and fetching every row
+(`column_reflection_fallback`), which pulled entire raw tables into Python,
 writes the full GE result as JSON under `results_dir` (default `.lifeline/dq/`) and one row per
 expectation into `lifeline_state.dq_results`. DuckDB and PostgreSQL take the same path; DuckDB's
 data source keeps its connection open until rows are fetched (expectations/gx_duckdb.py).
@@ -27,6 +30,7 @@ from great_expectations.core.expectation_validation_result import ExpectationVal
 from expectations import sql, suites
 from expectations.params import DQParams
 from expectations.context import ephemeral_context, require_warehouse, warehouse_datasource
+from expectations.gx_duckdb import refresh_snapshot
 from expectations.store import ResultRow, last_accepted_value, write_results
 from syncs.warehouse import RAW_SCHEMA, Warehouse
 
@@ -70,7 +74,8 @@ class SuiteResult:
 class _Plan:
     suite: ExpectationSuite
     asset: str   # what is validated, for people: a table name or a description
-    query: str   # the SQL GE validates
+    schema: str  # the relation GE validates (a table, or a view made for the audience suites)
+    table: str
 
 
 # -- plan ------------------------------------------------------------------------------------
@@ -103,12 +108,12 @@ def _plan(warehouse: Warehouse, engine: sa.Engine, suite_name: str, table: str |
         relation = sql.qualified(schema, name)
         suite = suites.raw_suite(raw_table, as_of=params.as_of, columns=_columns(engine, relation),
                                  future_tolerance=timedelta(days=params.future_tolerance_days))
-        return _Plan(suite, f"{schema}.{name}", f"select * from {relation}")
+        return _Plan(suite, f"{schema}.{name}", schema, name)
     if suite_name == "profiles":
         schema, name = _split_table(table or PROFILES_TABLE, warehouse.marts_schema)
         suite = suites.profiles_suite(contactability_min=params.contactability_min,
                                       contactability_max=params.contactability_max)
-        return _Plan(suite, f"{schema}.{name}", f"select * from {sql.qualified(schema, name)}")
+        return _Plan(suite, f"{schema}.{name}", schema, name)
     match = re.fullmatch(r"audience\.(.+)\.([^.]+)", suite_name)
     if match:
         audience, channel = match.groups()
@@ -117,7 +122,8 @@ def _plan(warehouse: Warehouse, engine: sa.Engine, suite_name: str, table: str |
                                       previous_size=int(json.loads(previous)) if previous else None,
                                       max_size_change=params.max_size_change)
         query = sql.audience_query(warehouse, audience, channel, members_table=table or MEMBERS_TABLE)
-        return _Plan(suite, f"{table or MEMBERS_TABLE}[audience={audience}, channel={channel}]", query)
+        view = sql.audience_view(engine, warehouse, suite_name, query)
+        return _Plan(suite, f"{table or MEMBERS_TABLE}[audience={audience}, channel={channel}]", sql.DQ_SCHEMA, view)
     raise UnknownSuiteError(
         f"unknown suite {suite_name!r}: use raw.<table> ({', '.join(sorted(suites.RAW_TABLES))}), "
         "'profiles', or audience.<audience>.<channel>; available_suites(warehouse) lists them")
@@ -168,9 +174,8 @@ class _Session:
         require_warehouse(self.warehouse)
         self.engine = self.warehouse.engine()
         self._stack.callback(self.engine.dispose)
-        if self.warehouse.kind == "postgres":
-            with self.engine.begin() as connection:
-                sql.prepare_scratch_schema(connection, self.warehouse)
+        with self.engine.begin() as connection:
+            sql.prepare_scratch_schema(connection, self.warehouse)
         self.context = ephemeral_context()
         self.datasource = self._stack.enter_context(warehouse_datasource(self.context, self.warehouse))
         return self
@@ -180,8 +185,9 @@ class _Session:
 
     def run(self, suite_name: str, table: str | None, params: DQParams) -> SuiteResult:
         plan = _plan(self.warehouse, self.engine, suite_name, table, params)
-        asset = self.datasource.add_query_asset(name=f"{_safe_filename(suite_name)}__{uuid.uuid4().hex[:8]}",
-                                                query=plan.query)
+        refresh_snapshot(self.datasource)
+        asset = self.datasource.add_table_asset(name=f"{_safe_filename(suite_name)}__{uuid.uuid4().hex[:8]}",
+                                                table_name=plan.table, schema_name=plan.schema)
         try:
             batch = asset.add_batch_definition_whole_table("all").get_batch()
             validation = batch.validate(plan.suite, result_format=RESULT_FORMAT)

@@ -1,7 +1,7 @@
 """The SQL the suites validate, written once for DuckDB and PostgreSQL.
 
-Everything here runs inside the warehouse (GE query assets and ``UnexpectedRowsExpectation``
-queries); nothing pulls a table into Python. The few dialect differences (JSON validity) are
+Everything here runs inside the warehouse (GE table assets, views in the ``lifeline_dq`` schema
+and ``UnexpectedRowsExpectation`` queries); nothing pulls a table into Python. The few dialect differences (JSON validity) are
 isolated in :func:`prepare_scratch_schema` and :func:`json_valid_sql`.
 """
 from __future__ import annotations
@@ -97,3 +97,14 @@ def audience_query(warehouse: Warehouse, audience: str, channel: str, *,
         f" where m.audience = {quote_literal(audience)} and m.channel = {quote_literal(channel)}"
         " and not coalesce(m.is_holdout, false)"
     )
+
+
+def audience_view(engine: sa.Engine, warehouse: Warehouse, suite_name: str, query: str) -> str:
+    """(Re)create the view `lifeline_dq.<suite>` over an audience query; returns the view's name.
+    A view, so that GE validates it as a table asset inside the warehouse."""
+    name = "aud__" + "".join(c if c.isalnum() else "_" for c in suite_name.removeprefix("audience."))
+    with engine.begin() as connection:
+        prepare_scratch_schema(connection, warehouse)
+        connection.execute(sa.text(f"drop view if exists {qualified(DQ_SCHEMA, name)}"))
+        connection.execute(sa.text(f"create view {qualified(DQ_SCHEMA, name)} as {query}"))
+    return name
