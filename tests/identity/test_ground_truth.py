@@ -43,8 +43,11 @@ def test_generator_ground_truth_is_reproduced_on_10000_people(duck_warehouse, tm
               "predicted_pairs": score.predicted_pairs, "rounds": stats["rounds"]}
     record_property("identity_score", json.dumps(report))
     print("identity ground truth:", json.dumps(report))
-    assert score.precision >= 0.99, report
-    assert score.linkable_recall >= 0.99, report
+    # Exact: no two people merged, and everyone the data can link is linked. The only pairs missed
+    # (recall 0.9945) are cookies of visitors who never identified: no row links two such cookies.
+    assert score.precision == 1.0, report
+    assert score.linkable_recall == 1.0, report
+    assert score.recall < 1.0 and score.true_pairs - score.predicted_pairs > 0, report  # the unlinkable pairs exist
     # The shared kiosk cookie is kept out of stitching.
     kiosk = summary.get("kiosk_anonymous_id")
     if kiosk:
