@@ -11,7 +11,8 @@ Sections:
                subprocess per group, peak RSS from wait4) plus the prediction step
   incremental  append 1% new events, rebuild; seconds as a share of the full build
   identity     benchmarks/bench_identity.py (stitching vs scipy connected_components)
-  sync         benchmarks/bench_sync.py (sandbox throughput, diff of a 10M-row audience)
+  sync         benchmarks/bench_sync.py (records/s vs drt-core, share of the rate limit, peak RSS at 10M)
+  diff         benchmarks/bench_diff.py (build_diff + all pages of a 10M-row audience after a 1% change)
   freshness    benchmarks/bench_freshness.py (landing file -> destination through the sensor)
 """
 from __future__ import annotations
@@ -169,7 +170,7 @@ def write_markdown(results: dict) -> str:
         for r in results["incremental"]:
             lines.append(f"| {r['people']:,} | {r['full_s']} | {r['incremental_s']} | {r['share']:.1%} |")
         lines.append("")
-    for section in ("identity", "sync", "freshness"):
+    for section in ("identity", "sync", "diff", "freshness"):
         if results.get(section):
             lines += [f"## {section}", "", "```json", json.dumps(results[section], indent=2), "```", ""]
     return "\n".join(lines)
@@ -178,7 +179,7 @@ def write_markdown(results: dict) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--scales", default="100000", help="comma-separated people counts (e.g. 100000,1000000,5000000)")
-    parser.add_argument("--only", default="build,incremental,identity,sync,freshness")
+    parser.add_argument("--only", default="build,incremental,identity,sync,diff,freshness")
     parser.add_argument("--work", default=str(ROOT / "benchmarks" / ".data"))
     args = parser.parse_args()
     scales = [int(s) for s in args.scales.split(",") if s]
@@ -190,7 +191,8 @@ def main() -> None:
         results["build"] = [bench_build(n, work) for n in scales]
     if "incremental" in only:
         results["incremental"] = [bench_incremental(scales[0], work)]
-    for section, module in (("identity", "bench_identity"), ("sync", "bench_sync"), ("freshness", "bench_freshness")):
+    for section, module in (("identity", "bench_identity"), ("sync", "bench_sync"), ("diff", "bench_diff"),
+                            ("freshness", "bench_freshness")):
         if section in only:
             results[section] = optional_section(module, work=work)
     RESULTS_JSON.write_text(json.dumps(results, indent=2, default=str))

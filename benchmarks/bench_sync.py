@@ -1,0 +1,360 @@
+"""Sync benchmark: Lifeline's run_sync against drt-core, pushing the same audience to the same sandbox.
+
+    python benchmarks/bench_sync.py [--rows 1000000] [--limited-rows 30000] [--memory-rows 10000000]
+                                    [--repeats 3] [--quick] [--only throughput,limited,memory]
+
+Sections (every sync runs in its own process, measured by wall time and peak RSS from wait4;
+the sandbox runs in a process of its own behind a request counter, benchmarks/sync_children.py):
+  throughput  rate limits off. A fresh sandbox per tool and repeat; the initial sync of --rows
+              members, then a 1% change (a third each removed, updated, added) synced again.
+              Lifeline: run_sync with its Klaviyo destination (bulk-import jobs into a list,
+              client rate limits off). drt-core: its rest_api destination POSTing the same
+              bulk-import bodies to the same endpoint (benchmarks/drt_runner.py says why that is the
+              fairest like-for-like choice); from DuckDB drt can only resend everything. Tools
+              alternate order between repeats; medians with min/max. Target: >= 3x drt.
+  limited     the sandbox with its documented Klaviyo limits (bulk-import class M: 10/s, 150/min)
+              and Lifeline's client honouring them, --limited-rows members. Share of the allowed
+              rate = the fewest seconds the server's fixed windows allow for the calls made, over
+              the seconds taken. Destination contents are checked against the audience.
+              Target: >= 90%, zero lost rows.
+  memory      peak RSS of a run_sync of --memory-rows members to the file destination (CSV; the
+              sandbox's SQLite list store would take many minutes to hold 10M). Target: < 1 GB.
+Writes benchmarks/results_sync.json and appends a section to benchmarks/results.md.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import shutil
+import socket
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import duckdb
+import requests
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from benchmarks import drt_runner  # noqa: E402
+from benchmarks.report import append_markdown, run_measured, spread  # noqa: E402
+from benchmarks.synthetic_audience import (AUDIENCE, CHANNEL, Change, apply_change, change_for,  # noqa: E402
+                                           create_audience, synced_keys)
+from syncs.config import Destination, Source, SyncConfig  # noqa: E402
+from syncs.warehouse import Warehouse  # noqa: E402
+
+RESULTS_JSON = ROOT / "benchmarks" / "results_sync.json"
+TOKEN = "bench-token"
+KLAVIYO_M = ((10, 1.0), (150, 60.0))  # the sandbox's klaviyo:M class (syncs/sandbox/limits.py)
+LIFELINE_LIST = "lifeline_bench"
+DRT_LIST = "drt_bench"
+
+
+# -- processes -------------------------------------------------------------------------------
+class Sandbox:
+    """The sandbox in its own process, fresh state, behind a request counter."""
+
+    def __init__(self, state_dir: Path, rate_limits: bool):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        self.base_url = f"http://127.0.0.1:{self.port}"
+        self.state_dir = state_dir
+        self.proc = subprocess.Popen([sys.executable, "-m", "benchmarks.sync_children", "serve", str(self.port),
+                                      str(state_dir), TOKEN, "limits" if rate_limits else "nolimits"],
+                                     cwd=ROOT, env=dict(os.environ, LIFELINE_SANDBOX_FAULTS=""))
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                requests.get(f"{self.base_url}/_sandbox/health", timeout=1).raise_for_status()
+                return
+            except requests.RequestException:
+                if self.proc.poll() is not None or time.monotonic() > deadline:
+                    self.stop()
+                    raise RuntimeError("the sandbox process did not start; run "
+                                       "`python -m benchmarks.sync_children serve ...` to see why")
+                time.sleep(0.1)
+
+    def counts(self) -> dict:
+        return requests.get(f"{self.base_url}/_bench/counts", timeout=10).json()
+
+    def create_list(self, name: str) -> str:
+        response = requests.post(f"{self.base_url}/klaviyo/api/lists", timeout=10, json={
+            "data": {"type": "list", "attributes": {"name": name}}},
+            headers={"Authorization": f"Klaviyo-API-Key {TOKEN}", "revision": "2026-07-15",
+                     "Content-Type": "application/vnd.api+json"})
+        response.raise_for_status()
+        return response.json()["data"]["id"]
+
+    def list_keys(self, list_name: str) -> set[str]:
+        """external_id of every member of the named list, read from the sandbox's store (read-only)."""
+        db = sqlite3.connect(f"file:{self.state_dir / 'sandbox.sqlite3'}?mode=ro", uri=True)
+        try:
+            return {k for (k,) in db.execute(
+                "select p.external_id from kl_list_members m join kl_lists l on l.id = m.list_id "
+                "join kl_profiles p on p.id = m.profile_id where l.name = ?", (list_name,))}
+        finally:
+            db.close()
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(15)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+def klaviyo_sync(base_url: str, rate_limits: bool) -> SyncConfig:
+    return SyncConfig(name="bench_klaviyo", source=Source(audience=AUDIENCE, channel=CHANNEL),
+                      destination=Destination(type="klaviyo", base_url=f"{base_url}/klaviyo", list_name=LIFELINE_LIST,
+                                              api_key_env="BENCH_KLAVIYO_KEY", client_rate_limits=rate_limits))
+
+
+def run_lifeline(db: Path, sync: SyncConfig) -> dict:
+    env = dict(os.environ, BENCH_KLAVIYO_KEY=TOKEN)
+    measured = run_measured([sys.executable, "-m", "benchmarks.sync_children", "lifeline", str(db),
+                             sync.model_dump_json()], env=env, cwd=ROOT)
+    lines = [line for line in measured.output.splitlines() if line.startswith("{")]
+    if measured.returncode != 0 or not lines:
+        raise RuntimeError(f"the Lifeline sync process failed ({measured.returncode}): {measured.output[-2000:]}")
+    result = json.loads(lines[-1])
+    if result["status"] != "success":
+        raise RuntimeError(f"the Lifeline sync did not succeed: {result}")
+    return {"seconds": round(measured.seconds, 2), "peak_rss_mb": round(measured.peak_rss_mb), "result": result}
+
+
+def audience_db(path: Path, rows: int) -> None:
+    engine = Warehouse(kind="duckdb", duckdb_path=path).engine()
+    with engine.connect() as conn:
+        create_audience(conn, rows)
+    engine.dispose()
+
+
+def change_db(path: Path, rows: int, change: Change) -> set[str]:
+    engine = Warehouse(kind="duckdb", duckdb_path=path).engine()
+    with engine.connect() as conn:
+        apply_change(conn, rows, change)
+        keys = synced_keys(conn)
+    engine.dispose()
+    return keys
+
+
+def check(expected: set[str], held: set[str]) -> dict:
+    return {"expected": len(expected), "held": len(held), "lost": len(expected - held), "stale": len(held - expected)}
+
+
+# -- sections --------------------------------------------------------------------------------
+def one_tool(tool: str, base_db: Path, tmp: Path, rows: int, change: Change) -> dict:
+    db = tmp / f"{tool}.duckdb"
+    shutil.copy(base_db, db)
+    sandbox = Sandbox(tmp / f"sandbox_{tool}", rate_limits=False)
+    try:
+        if tool == "lifeline":
+            sync = klaviyo_sync(sandbox.base_url, rate_limits=False)
+            initial = run_lifeline(db, sync)
+        else:
+            project = tmp / "drt_project"
+            drt_runner.write_project(project, db, sandbox.base_url, TOKEN, sandbox.create_list(DRT_LIST))
+            m = drt_runner.run_drt(project)
+            initial = {"seconds": round(m.seconds, 2), "peak_rss_mb": round(m.peak_rss_mb)}
+        after_initial = sandbox.counts()["requests"]
+        expected = change_db(db, rows, change)
+        if tool == "lifeline":
+            changed = run_lifeline(db, sync)
+        else:
+            m = drt_runner.run_drt(project)
+            changed = {"seconds": round(m.seconds, 2), "peak_rss_mb": round(m.peak_rss_mb)}
+        held = sandbox.list_keys(LIFELINE_LIST if tool == "lifeline" else DRT_LIST)
+        return {"initial": initial, "change": changed, "requests_initial": after_initial,
+                "requests_total": sandbox.counts()["requests"], "destination": check(expected, held)}
+    finally:
+        sandbox.stop()
+        db.unlink(missing_ok=True)
+        shutil.rmtree(tmp / f"sandbox_{tool}", ignore_errors=True)
+
+
+def bench_throughput(rows: int, repeats: int, tmp: Path) -> dict:
+    base = tmp / "base.duckdb"
+    audience_db(base, rows)
+    change = change_for(rows)
+    runs: dict[str, list[dict]] = {"lifeline": [], "drt": []}
+    for r in range(repeats):
+        for tool in (("lifeline", "drt") if r % 2 == 0 else ("drt", "lifeline")):
+            runs[tool].append(one_tool(tool, base, tmp, rows, change))
+    base.unlink()
+    summary: dict = {"rows": rows, "change": {"removes": change.removes, "updates": change.updates,
+                                              "adds": change.adds}, "repeats": repeats, "runs": runs}
+    for tool, tool_runs in runs.items():
+        summary[tool] = {
+            "initial_records_per_s": spread([rows / t["initial"]["seconds"] for t in tool_runs]),
+            "initial_s": spread([t["initial"]["seconds"] for t in tool_runs]),
+            "change_s": spread([t["change"]["seconds"] for t in tool_runs]),
+            # records that had to change, per second of the run that brought the destination up to date
+            "change_records_per_s": spread([change.total / t["change"]["seconds"] for t in tool_runs]),
+            "peak_rss_mb": max(max(t["initial"]["peak_rss_mb"], t["change"]["peak_rss_mb"]) for t in tool_runs),
+            "lost_after_change": max(t["destination"]["lost"] for t in tool_runs),
+            "stale_after_change": max(t["destination"]["stale"] for t in tool_runs),
+        }
+    # Ratios per repeat (the two tools ran back to back), then their median: robust to drift in load.
+    summary["ratio_initial"] = spread([d["initial"]["seconds"] / l["initial"]["seconds"]
+                                       for l, d in zip(runs["lifeline"], runs["drt"])])
+    summary["ratio_change"] = spread([d["change"]["seconds"] / l["change"]["seconds"]
+                                      for l, d in zip(runs["lifeline"], runs["drt"])])
+    summary["target_ratio"] = 3.0
+    return summary
+
+
+def fixed_window_seconds(calls: int, start: float, windows: tuple[tuple[int, float], ...]) -> float:
+    """Fewest seconds `calls` requests need from `start` under clock-aligned fixed windows (as the
+    sandbox counts them): each call is sent at the earliest moment every window has room."""
+    t = start
+    used: dict[tuple[int, int], int] = {}
+    for _ in range(calls):
+        while True:
+            full = [(i, w) for i, (limit, w) in enumerate(windows) if used.get((i, math.floor(t / w)), 0) >= limit]
+            if not full:
+                break
+            t = max((math.floor(t / w) + 1) * w for _, w in full)
+        for i, (_, w) in enumerate(windows):
+            used[(i, math.floor(t / w))] = used.get((i, math.floor(t / w)), 0) + 1
+    return t - start
+
+
+def bench_limited(rows: int, tmp: Path) -> dict:
+    db = tmp / "limited.duckdb"
+    audience_db(db, rows)
+    sandbox = Sandbox(tmp / "sandbox_limited", rate_limits=True)
+    try:
+        engine = Warehouse(kind="duckdb", duckdb_path=db).engine()
+        with engine.connect() as conn:
+            expected = synced_keys(conn)
+        engine.dispose()
+        run = run_lifeline(db, klaviyo_sync(sandbox.base_url, rate_limits=True))
+        counts = sandbox.counts()
+        held = sandbox.list_keys(LIFELINE_LIST)
+    finally:
+        sandbox.stop()
+        shutil.rmtree(tmp / "sandbox_limited", ignore_errors=True)
+        db.unlink(missing_ok=True)
+    requests_ = counts["requests"]
+    m_calls = sum(n for k, n in requests_.items() if k.startswith("klaviyo:bulk-import") and not k.endswith(" 429"))
+    throttled = sum(n for k, n in requests_.items() if k.endswith(" 429"))
+    busy = counts["last"] - counts["first"]
+    allowed = fixed_window_seconds(m_calls, counts["first"], KLAVIYO_M)
+    return {"rows": rows, "sync": run, "requests": requests_, "class_m_calls": m_calls, "throttled_429": throttled,
+            "seconds_first_to_last_call": round(busy, 2), "fewest_seconds_allowed": round(allowed, 2),
+            "share_of_allowed_rate": round(allowed / busy, 3) if busy else None,
+            "calls_per_s": round(m_calls / busy, 3) if busy else None, "steady_limit_calls_per_s": 150 / 60,
+            "destination": check(expected, held), "target_share": 0.9}
+
+
+def bench_memory(rows: int, tmp: Path) -> dict:
+    db = tmp / "memory.duckdb"
+    started = time.perf_counter()
+    audience_db(db, rows)
+    setup_s = time.perf_counter() - started
+    out = tmp / "memory_out"
+    sync = SyncConfig(name="bench_file", source=Source(audience=AUDIENCE, channel=CHANNEL),
+                      destination=Destination(type="file", base_url=str(out), format="csv"))
+    try:
+        run = run_lifeline(db, sync)
+        con = duckdb.connect()
+        total, distinct = con.execute(f"select count(*), count(distinct key) from read_csv('{out}/*.csv', "
+                                      "all_varchar=true)").fetchone()
+        con.close()
+    finally:
+        shutil.rmtree(out, ignore_errors=True)
+        db.unlink(missing_ok=True)
+    return {"rows": rows, "destination": "file (csv)", "setup_s": round(setup_s, 1), "sync": run,
+            "records_per_s": round(rows / run["seconds"]), "rows_written": total, "distinct_keys": distinct,
+            "target_peak_rss_mb": 1024, "meets_target": run["peak_rss_mb"] < 1024}
+
+
+# -- report ----------------------------------------------------------------------------------
+def sync_table(results: dict) -> list[str]:
+    lines: list[str] = []
+    t = results.get("throughput")
+    if t:
+        lines += [f"Throughput, rate limits off, {t['rows']:,} members, {t['repeats']} repeats (median, min-max). "
+                  f"drt-core {results['versions'].get('drt-core')}: rest_api destination, same bulk-import "
+                  "bodies to the same sandbox endpoint; from DuckDB drt resends everything for a change.", "",
+                  "| tool | initial records/s | initial s | 1% change s | changed records/s | peak RSS MB | "
+                  "lost / stale rows after change |", "|---|---|---|---|---|---|---|"]
+        for tool in ("lifeline", "drt"):
+            s = t[tool]
+            lines.append(f"| {tool} | {s['initial_records_per_s']['median']:,.0f} "
+                         f"({s['initial_records_per_s']['min']:,.0f}-{s['initial_records_per_s']['max']:,.0f}) | "
+                         f"{s['initial_s']['median']} | {s['change_s']['median']} | "
+                         f"{s['change_records_per_s']['median']:,.0f} | {s['peak_rss_mb']} | "
+                         f"{s['lost_after_change']} / {s['stale_after_change']} |")
+        lines += ["", f"Lifeline / drt: initial {t['ratio_initial']['median']}x "
+                  f"({t['ratio_initial']['min']}-{t['ratio_initial']['max']}), 1% change "
+                  f"{t['ratio_change']['median']}x ({t['ratio_change']['min']}-{t['ratio_change']['max']}); "
+                  f"target >= {t['target_ratio']:g}x.", ""]
+    lim = results.get("limited")
+    if lim:
+        lines += [f"Rate limits on ({lim['rows']:,} members, Klaviyo class M 10/s + 150/min): "
+                  f"{lim['class_m_calls']} calls in {lim['seconds_first_to_last_call']} s, the fixed windows allow "
+                  f"{lim['fewest_seconds_allowed']} s: {lim['share_of_allowed_rate']:.1%} of the allowed rate "
+                  f"(target >= 90%); {lim['throttled_429']} answers 429; lost rows {lim['destination']['lost']}, "
+                  f"stale {lim['destination']['stale']}.", ""]
+    mem = results.get("memory")
+    if mem:
+        lines += [f"Memory: run_sync of {mem['rows']:,} members to the {mem['destination']} destination: peak RSS "
+                  f"{mem['sync']['peak_rss_mb']} MB (target < 1024 MB), {mem['sync']['seconds']} s "
+                  f"({mem['records_per_s']:,} records/s), {mem['distinct_keys']:,} distinct keys written.", ""]
+    return lines
+
+
+def run(rows: int = 1_000_000, limited_rows: int = 30_000, memory_rows: int = 10_000_000, repeats: int = 3,
+        only: tuple[str, ...] = ("throughput", "limited", "memory"), work: Path | None = None,
+        out: Path = RESULTS_JSON, markdown: Path | None = None) -> dict:
+    from importlib import metadata
+
+    # Sections not run this time keep their figures from `out` (run them one at a time if you like).
+    results: dict = json.loads(out.read_text()) if out.exists() else {}
+    results.update({"versions": {p: metadata.version(p) for p in ("drt-core", "duckdb", "requests", "httpx")},
+                    "cpus": os.cpu_count(), "load_average_at_start": round(os.getloadavg()[0], 2)})
+    with tempfile.TemporaryDirectory(dir=work) as tmp:
+        if "throughput" in only:
+            results["throughput"] = bench_throughput(rows, repeats, Path(tmp))
+        if "limited" in only:
+            results["limited"] = bench_limited(limited_rows, Path(tmp))
+        if "memory" in only:
+            results["memory"] = bench_memory(memory_rows, Path(tmp))
+    results["load_average_at_end"] = round(os.getloadavg()[0], 2)
+    out.write_text(json.dumps(results, indent=2) + "\n")
+    append_markdown(markdown, "Sync: Lifeline vs drt-core, rate limits, memory", sync_table(results))
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rows", type=int, default=1_000_000, help="members for the throughput comparison")
+    parser.add_argument("--limited-rows", type=int, default=30_000, help="members for the rate-limited run")
+    parser.add_argument("--memory-rows", type=int, default=10_000_000, help="members for the peak-RSS run")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--only", default="throughput,limited,memory",
+                        help="sections to run; the others keep their figures from --out")
+    parser.add_argument("--quick", action="store_true", help="20k / 2k / 100k members, 2 repeats")
+    parser.add_argument("--out", type=Path, default=RESULTS_JSON)
+    parser.add_argument("--markdown", default=str(ROOT / "benchmarks" / "results.md"),
+                        help="file to append the section to ('' skips)")
+    args = parser.parse_args()
+    if args.quick:
+        args.rows, args.limited_rows, args.memory_rows, args.repeats = 20_000, 2_000, 100_000, 2
+    results = run(args.rows, args.limited_rows, args.memory_rows, args.repeats, tuple(args.only.split(",")),
+                  out=args.out, markdown=Path(args.markdown) if args.markdown else None)
+    print("\n".join(sync_table(results)))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,97 @@
+"""Processes started by benchmarks/bench_sync.py, each measured on its own (wall time, peak RSS):
+
+    python -m benchmarks.sync_children serve PORT STATE_DIR TOKEN (limits|nolimits)
+        the sandbox (syncs.sandbox.server.create_app) behind a request counter; GET /_bench/counts
+        answers {"requests": {"<class> <status>": n}, "first": t, "last": t} for the calls since start
+    python -m benchmarks.sync_children lifeline DUCKDB_PATH CONFIG_JSON
+        one run_sync of the SyncConfig in CONFIG_JSON; prints the SyncResult as one JSON line
+"""
+from __future__ import annotations
+
+import gc
+import json
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+
+class RequestCounter:
+    """ASGI wrapper counting requests by (path class, status) and the time of the first and last."""
+
+    def __init__(self, app: Any):
+        self.app = app
+        self.counts: Counter[str] = Counter()
+        self.first: float | None = None
+        self.last: float | None = None
+
+    @staticmethod
+    def path_class(path: str) -> str:
+        parts = [p for p in path.split("/") if p]
+        if parts[:3] == ["klaviyo", "api", "profile-bulk-import-jobs"]:
+            return "klaviyo:bulk-import-create" if len(parts) == 3 else "klaviyo:bulk-import-read"
+        return "/".join(parts[:3])
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        if scope["path"] == "/_bench/counts":
+            body = json.dumps({"requests": dict(self.counts), "first": self.first, "last": self.last}).encode()
+            await send({"type": "http.response.start", "status": 200,
+                        "headers": [(b"content-type", b"application/json")]})
+            await send({"type": "http.response.body", "body": body})
+            return
+        if self.first is None:
+            self.first = time.time()
+        status = [0]
+
+        async def counting_send(message: dict) -> None:
+            if message["type"] == "http.response.start":
+                status[0] = message["status"]
+            await send(message)
+
+        await self.app(scope, receive, counting_send)
+        self.last = time.time()
+        self.counts[f"{self.path_class(scope['path'])} {status[0]}"] += 1
+
+
+def serve(port: int, state_dir: Path, token: str, rate_limits: bool) -> None:
+    import uvicorn
+
+    from syncs.sandbox.server import create_app
+
+    app = create_app(state_dir, token=token, rate_limits=rate_limits, reset=True)
+    gc.set_threshold(50_000, 20, 100)  # as syncs.sandbox.server.serve does for a serving process
+    gc.freeze()
+    uvicorn.run(RequestCounter(app), host="127.0.0.1", port=port, log_level="warning", access_log=False,
+                lifespan="on")
+
+
+def lifeline(duckdb_path: Path, config_json: str) -> None:
+    from syncs.config import SyncConfig
+    from syncs.engine import run_sync
+    from syncs.warehouse import Warehouse
+
+    sync = SyncConfig.model_validate_json(config_json)
+    result = run_sync(Warehouse(kind="duckdb", duckdb_path=duckdb_path), sync, force=True, progress=False)
+    print(json.dumps({"status": result.status, "adds": result.adds, "updates": result.updates,
+                      "removes": result.removes, "rejections": result.rejections, "retries": result.retries,
+                      "duration_s": round(result.duration_s, 3), "message": result.message[:500]}))
+
+
+def main(argv: list[str]) -> None:
+    if argv[:1] == ["serve"] and len(argv) == 5:
+        serve(int(argv[1]), Path(argv[2]), argv[3], argv[4] == "limits")
+    elif argv[:1] == ["lifeline"] and len(argv) == 3:
+        lifeline(Path(argv[1]), argv[2])
+    else:
+        raise SystemExit(__doc__)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
