@@ -39,6 +39,13 @@ from_events as (
     where event_type in ('subscribe', 'unsubscribe')
 ),
 
+{#- A message row has either a recipient email or a recipient phone, never both: two hash joins
+    (an OR in one join condition made a nested-loop join). -#}
+opt_outs as (
+    select * from {{ ref('stg_message_events') }}
+    where event in ('unsubscribed', 'complained', 'opted_out')
+),
+
 from_messages as (
     select
         identity_map.profile_id,
@@ -46,11 +53,19 @@ from_messages as (
         'unsubscribed' as status,
         messages.occurred_at as signaled_at,
         'message_events' as source
-    from {{ ref('stg_message_events') }} as messages
+    from opt_outs as messages
     join identity_map
-        on (identity_map.identifier_type = 'email' and identity_map.identifier_value = messages.recipient_email)
-        or (identity_map.identifier_type = 'phone' and identity_map.identifier_value = messages.recipient_phone)
-    where messages.event in ('unsubscribed', 'complained', 'opted_out')
+        on identity_map.identifier_type = 'email' and identity_map.identifier_value = messages.recipient_email
+    union all
+    select
+        identity_map.profile_id,
+        case when messages.event = 'opted_out' then 'sms' else messages.channel end,
+        'unsubscribed',
+        messages.occurred_at,
+        'message_events'
+    from opt_outs as messages
+    join identity_map
+        on identity_map.identifier_type = 'phone' and identity_map.identifier_value = messages.recipient_phone
 ),
 
 final as (

@@ -1,5 +1,23 @@
+{#- Usable events up to as_of, one per event_id.
+
+    Incremental (macros/incremental_events.sql): a run re-reads from base_events the usable rows
+    in the window (max stored occurred_at - var event_lookback_days, or vars partition_start /
+    partition_end) and delete+inserts them on event_id; a duplicate that now wins replaces the
+    stored copy. Rows older than the window must be unchanged (counted), else every row is
+    re-read; so is everything when as_of moves back before stored events. -#}
+{{ config(
+    materialized='incremental',
+    unique_key='event_id',
+    incremental_strategy=('merge' if target.type == 'bigquery' else 'delete+insert'),
+    on_schema_change='fail'
+) }}
+{%- set usable -%}
+(select * from {{ ref('base_events') }} where drop_reason is null and occurred_at <= {{ lifeline.as_of() }})
+{%- endset -%}
+{%- set checked_relation = lifeline.incremental_slice(usable, 'stg_events_slice', 'source.event_id', 'event_id',
+        'source.occurred_at', 'stg_events') %}
 with checked as (
-    select * from {{ ref('base_events') }}
+    select * from {{ checked_relation }} as usable
 ),
 
 final as (
@@ -19,8 +37,6 @@ final as (
         value,
         properties
     from checked
-    where drop_reason is null
-      and occurred_at <= {{ lifeline.as_of() }}
 )
 
 select * from final

@@ -1,9 +1,24 @@
+{#- Usable message events up to as_of, one per (message_id, event, occurred_at) = message_key.
+    Incremental like stg_events (macros/incremental_events.sql): delete+insert on message_key of
+    the usable base_message_events rows in the window. -#}
+{{ config(
+    materialized='incremental',
+    unique_key='message_key',
+    incremental_strategy=('merge' if target.type == 'bigquery' else 'delete+insert'),
+    on_schema_change='fail'
+) }}
+{%- set usable -%}
+(select * from {{ ref('base_message_events') }} where drop_reason is null and occurred_at <= {{ lifeline.as_of() }})
+{%- endset -%}
+{%- set checked_relation = lifeline.incremental_slice(usable, 'stg_message_events_slice', 'source.message_key',
+        'message_key', 'source.occurred_at', 'stg_message_events') %}
 with checked as (
-    select * from {{ ref('base_message_events') }}
+    select * from {{ checked_relation }} as usable
 ),
 
 final as (
     select
+        message_key,
         message_id,
         channel,
         event,
@@ -13,8 +28,6 @@ final as (
         campaign,
         external_id
     from checked
-    where drop_reason is null
-      and occurred_at <= {{ lifeline.as_of() }}
 )
 
 select * from final

@@ -1,7 +1,26 @@
 {#- Every raw event, typed and normalised, with the reason it cannot be used (drop_reason) and the
-    identifiers that were repaired. stg_events keeps the usable rows; quarantine lists the rest. -#}
+    identifiers that were repaired. stg_events keeps the usable rows; quarantine lists the rest.
+
+    Incremental (macros/incremental_events.sql): a run reprocesses the raw rows in the window
+    (max stored occurred_at - var event_lookback_days, or vars partition_start/partition_end) and
+    every raw row sharing an event_key with them, so a duplicate event_id is ranked against all
+    its copies as in a full refresh; delete+insert on event_key (event_id, or 'row:' || row_hash
+    when there is none). Known limit: a customer's changed country re-reads the phones of that
+    customer's events only inside the window (`lifeline build --full-refresh` re-reads all). -#}
+{{ config(
+    materialized='incremental',
+    unique_key='event_key',
+    incremental_strategy=('merge' if target.type == 'bigquery' else 'delete+insert'),
+    on_schema_change='fail'
+) }}
+{%- set raw_relation = lifeline.incremental_slice(
+        source('raw', 'events'), 'base_events_slice',
+        "case when " ~ lifeline.clean_text('source.event_id') ~ " is null then 'row:' || "
+            ~ lifeline.raw_event_row_hash('source') ~ " else " ~ lifeline.clean_text('source.event_id') ~ " end",
+        'event_key', lifeline.parse_timestamp('source.occurred_at'), 'base_events',
+        stored_filter='drop_reason is null') %}
 with source as (
-    select * from {{ source('raw', 'events') }}
+    select * from {{ raw_relation }}
 ),
 
 default_country as (
@@ -34,17 +53,7 @@ typed as (
         {{ lifeline.parse_number('source.value') }} as value,
         cast(source.properties as {{ dbt.type_string() }}) as properties,
         coalesce(customer_calling_codes.calling_code, default_country.calling_code) as default_calling_code,
-        md5(
-            coalesce(cast(source.event_id as {{ dbt.type_string() }}), '') || '|'
-            || coalesce(cast(source.event_type as {{ dbt.type_string() }}), '') || '|'
-            || coalesce(cast(source.occurred_at as {{ dbt.type_string() }}), '') || '|'
-            || coalesce(cast(source.anonymous_id as {{ dbt.type_string() }}), '') || '|'
-            || coalesce(cast(source.user_id as {{ dbt.type_string() }}), '') || '|'
-            || coalesce(cast(source.email as {{ dbt.type_string() }}), '') || '|'
-            || coalesce(cast(source.phone as {{ dbt.type_string() }}), '') || '|'
-            || coalesce(cast(source.product_id as {{ dbt.type_string() }}), '') || '|'
-            || coalesce(cast(source.properties as {{ dbt.type_string() }}), '')
-        ) as row_hash
+        {{ lifeline.raw_event_row_hash('source') }} as row_hash
     from source
     cross join default_country
     left join customer_calling_codes
@@ -70,6 +79,7 @@ ranked as (
 
 final as (
     select
+        coalesce(event_id, 'row:' || row_hash) as event_key,
         event_id,
         event_type,
         occurred_at,

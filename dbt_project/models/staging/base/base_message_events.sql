@@ -1,5 +1,23 @@
+{#- Every raw message event typed, with the reason it cannot be used (drop_reason).
+
+    Incremental like base_events (macros/incremental_events.sql): a run reprocesses the raw rows
+    in the window and every raw row with the same message_key (message_id, event, occurred_at:
+    the grain duplicates are ranked in), delete+insert on message_key. -#}
+{{ config(
+    materialized='incremental',
+    unique_key='message_key',
+    incremental_strategy=('merge' if target.type == 'bigquery' else 'delete+insert'),
+    on_schema_change='fail'
+) }}
+{%- set raw_relation = lifeline.incremental_slice(
+        source('raw', 'message_events'), 'base_message_events_slice',
+        lifeline.message_event_key(lifeline.clean_text('source.message_id'),
+                                   'lower(trim(cast(source.event as ' ~ dbt.type_string() ~ ')))',
+                                   lifeline.parse_timestamp('source.occurred_at')),
+        'message_key', lifeline.parse_timestamp('source.occurred_at'), 'base_message_events',
+        stored_filter='drop_reason is null') %}
 with source as (
-    select * from {{ source('raw', 'message_events') }}
+    select * from {{ raw_relation }}
 ),
 
 default_country as (
@@ -40,6 +58,7 @@ ranked as (
 
 final as (
     select
+        {{ lifeline.message_event_key('message_id', 'event', 'occurred_at') }} as message_key,
         message_id,
         channel,
         event,
