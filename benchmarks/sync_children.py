@@ -2,8 +2,9 @@
 
     python -m benchmarks.sync_children serve PORT STATE_DIR TOKEN (limits|nolimits)
         the sandbox (syncs.sandbox.server.create_app) behind a request counter; GET /_bench/counts
-        answers {"requests": {"<class> <status>": n}, "first": t, "last": t} for the calls since start
-    python -m benchmarks.sync_children lifeline DUCKDB_PATH CONFIG_JSON
+        answers {"requests": {"<class> <status>": n}, "first": t, "last": t}: counts since start, and
+        the start of the first and the end of the last platform call (not /_sandbox control calls)
+    python -m benchmarks.sync_children lifeline DUCKDB_PATH CONFIG_JSON [DUCKDB_MEMORY_LIMIT]
         one run_sync of the SyncConfig in CONFIG_JSON; prints the SyncResult as one JSON line
 """
 from __future__ import annotations
@@ -21,7 +22,7 @@ sys.path.insert(0, str(ROOT))
 
 
 class RequestCounter:
-    """ASGI wrapper counting requests by (path class, status) and the time of the first and last."""
+    """ASGI wrapper counting requests by (path class, status) and timing the first and last platform call."""
 
     def __init__(self, app: Any):
         self.app = app
@@ -46,7 +47,8 @@ class RequestCounter:
                         "headers": [(b"content-type", b"application/json")]})
             await send({"type": "http.response.body", "body": body})
             return
-        if self.first is None:
+        platform_call = not scope["path"].startswith("/_sandbox")
+        if platform_call and self.first is None:
             self.first = time.time()
         status = [0]
 
@@ -56,7 +58,8 @@ class RequestCounter:
             await send(message)
 
         await self.app(scope, receive, counting_send)
-        self.last = time.time()
+        if platform_call:
+            self.last = time.time()
         self.counts[f"{self.path_class(scope['path'])} {status[0]}"] += 1
 
 
@@ -72,13 +75,21 @@ def serve(port: int, state_dir: Path, token: str, rate_limits: bool) -> None:
                 lifespan="on")
 
 
-def lifeline(duckdb_path: Path, config_json: str) -> None:
+def lifeline(duckdb_path: Path, config_json: str, memory_limit: str = "") -> None:
+    """`memory_limit` (e.g. '512MB') caps DuckDB's buffer pool for this run, an experiment: run_sync
+    itself opens the warehouse without a limit (DuckDB's default is 80% of RAM)."""
     from syncs.config import SyncConfig
     from syncs.engine import run_sync
     from syncs.warehouse import Warehouse
 
+    class CappedWarehouse(Warehouse):
+        def engine(self, **kwargs: Any):
+            config = {"memory_limit": memory_limit, "temp_directory": str(duckdb_path) + ".tmp"}
+            return super().engine(connect_args={"config": config}, **kwargs)
+
     sync = SyncConfig.model_validate_json(config_json)
-    result = run_sync(Warehouse(kind="duckdb", duckdb_path=duckdb_path), sync, force=True, progress=False)
+    warehouse = (CappedWarehouse if memory_limit else Warehouse)(kind="duckdb", duckdb_path=duckdb_path)
+    result = run_sync(warehouse, sync, force=True, progress=False)
     print(json.dumps({"status": result.status, "adds": result.adds, "updates": result.updates,
                       "removes": result.removes, "rejections": result.rejections, "retries": result.retries,
                       "duration_s": round(result.duration_s, 3), "message": result.message[:500]}))
@@ -87,8 +98,8 @@ def lifeline(duckdb_path: Path, config_json: str) -> None:
 def main(argv: list[str]) -> None:
     if argv[:1] == ["serve"] and len(argv) == 5:
         serve(int(argv[1]), Path(argv[2]), argv[3], argv[4] == "limits")
-    elif argv[:1] == ["lifeline"] and len(argv) == 3:
-        lifeline(Path(argv[1]), argv[2])
+    elif argv[:1] == ["lifeline"] and len(argv) in (3, 4):
+        lifeline(Path(argv[1]), argv[2], *argv[3:])
     else:
         raise SystemExit(__doc__)
 
