@@ -7,6 +7,7 @@ with orders as (
 record_profiles as (
     select * from {{ ref('int_record_profiles') }}
     where source_table = 'orders'
+      and profile_id is not null
 ),
 
 attributed as (
