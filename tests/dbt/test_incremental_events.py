@@ -145,7 +145,7 @@ def test_partition_window_and_an_event_older_than_the_look_back(duck_warehouse, 
 
 def test_a_partition_var_that_is_not_a_timestamp_fails_clearly(duck_warehouse, batches):
     load(duck_warehouse, batches["first"], replace=True)
-    run_dbt(duck_warehouse, "build", ["--select", "base_events", "--full-refresh"], as_of=AS_OF)
+    run_dbt(duck_warehouse, "build", ["--select", "+base_events", "--full-refresh"], as_of=AS_OF)
     failed = run_dbt(duck_warehouse, "build", ["--select", "base_events"], as_of=AS_OF,
                      extra_vars={"partition_start": "last week"}, check=False)
     assert failed.returncode != 0
@@ -154,3 +154,17 @@ def test_a_partition_var_that_is_not_a_timestamp_fails_clearly(duck_warehouse, b
     with engine.connect() as conn:
         assert conn.execute(sa.text("select count(*) from staging.base_events")).scalar() > 0
     engine.dispose()
+
+
+def test_as_of_moved_back_equals_full_refresh_at_that_time(duck_warehouse, batches):
+    load(duck_warehouse, batches["first"], replace=True)
+    load(duck_warehouse, batches["later"], replace=False)
+    run_dbt(duck_warehouse, "build", ["--full-refresh"], as_of=AS_OF)
+    earlier = datetime(2026, 10, 30)  # inside the look-back window of the stored events
+    run_dbt(duck_warehouse, "build", as_of=earlier)
+    incremental = snapshot(duck_warehouse)
+    run_dbt(duck_warehouse, "build", ["--full-refresh"], as_of=earlier)
+    full = snapshot(duck_warehouse)
+    for relation in COMPARED:
+        assert incremental[relation] == full[relation], f"{relation} differs after as_of moved back"
+    assert max(r[2] for r in full["staging.stg_events"]) <= "2026-10-30 00:00:00"

@@ -4,12 +4,13 @@
     in the window (max stored occurred_at - var event_lookback_days, or vars partition_start /
     partition_end) and delete+inserts them on event_id; a duplicate that now wins replaces the
     stored copy. Rows older than the window must be unchanged (counted), else every row is
-    re-read; so is everything when as_of moves back before stored events. -#}
+    re-read; when as_of moves back, the post-hook deletes the rows after it. -#}
 {{ config(
     materialized='incremental',
     unique_key='event_id',
     incremental_strategy=('merge' if target.type == 'bigquery' else 'delete+insert'),
-    on_schema_change='fail'
+    on_schema_change='fail',
+    post_hook="delete from {{ this }} where occurred_at > {{ lifeline.as_of() }}"
 ) }}
 {%- set usable -%}
 (select * from {{ ref('base_events') }} where drop_reason is null and occurred_at <= {{ lifeline.as_of() }})

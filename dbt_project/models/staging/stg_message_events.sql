@@ -5,7 +5,8 @@
     materialized='incremental',
     unique_key='message_key',
     incremental_strategy=('merge' if target.type == 'bigquery' else 'delete+insert'),
-    on_schema_change='fail'
+    on_schema_change='fail',
+    post_hook="delete from {{ this }} where occurred_at > {{ lifeline.as_of() }}"
 ) }}
 {%- set usable -%}
 (select * from {{ ref('base_message_events') }} where drop_reason is null and occurred_at <= {{ lifeline.as_of() }})
