@@ -168,3 +168,15 @@ def test_as_of_moved_back_equals_full_refresh_at_that_time(duck_warehouse, batch
     for relation in COMPARED:
         assert incremental[relation] == full[relation], f"{relation} differs after as_of moved back"
     assert max(r[2] for r in full["staging.stg_events"]) <= "2026-10-30 00:00:00"
+
+
+def test_raw_replaced_with_fewer_rows_equals_full_refresh(duck_warehouse, batches):
+    # `lifeline load --replace` with less data: stored rows must go, events must lose profiles.
+    load(duck_warehouse, batches["first"], replace=True)
+    load(duck_warehouse, batches["later"], replace=False)
+    run_dbt(duck_warehouse, "build", ["--full-refresh"], as_of=AS_OF)
+    load(duck_warehouse, batches["first"], replace=True)
+    lines = slice_lines(run_dbt(duck_warehouse, "build", as_of=AS_OF))
+    assert "reprocessing every row" in lines["base_events"], lines
+    full = assert_equals_full_refresh(duck_warehouse)
+    assert not any(r[0] == "late-1" for r in full["staging.stg_events"])
