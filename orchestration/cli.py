@@ -11,6 +11,7 @@ from pathlib import Path
 import click
 
 from orchestration.dbt_runner import PROJECT_ROOT, DbtError, telemetry_off_env
+from syncs.feedback.cli import feedback
 from syncs.warehouse import Warehouse, WarehouseConfigError
 
 DEMO_SEED = 42
@@ -225,6 +226,8 @@ def demo(people: int, seed: int, port: int, regenerate: bool) -> None:
     except DbtError as exc:
         raise click.ClickException(str(exc)) from exc
 
+
+main.add_command(feedback)
 
 if __name__ == "__main__":
     main()

@@ -64,12 +64,24 @@ class Thresholds(_Strict):
     raw_freshness_hours: float = Field(26.0, gt=0)
 
 
+class Feedback(_Strict):
+    """The feedback loop (syncs/feedback): secrets come only from the environment variables named here."""
+    port: int = Field(8788, ge=1, le=65535, description="loopback port of `lifeline feedback serve`")
+    public_url: str | None = Field(None, description="the public base URL Twilio calls, when behind a proxy")
+    twilio_auth_token_env: str = "TWILIO_AUTH_TOKEN"
+    webhook_secret_env: str = "LIFELINE_WEBHOOK_SECRET"
+    webhook_tolerance_s: int = Field(300, ge=1)
+    klaviyo_api_key_env: str = "KLAVIYO_API_KEY"
+    klaviyo_base_url: str = "http://127.0.0.1:8787/_sandbox/klaviyo"
+
+
 class LifelineConfig(_Strict):
     landing_dir: Path = Path("landing")
     sensor_interval_seconds: int = Field(30, ge=5)
     schedules: Schedules = Schedules()
     alerts: AlertChannels = AlertChannels()
     thresholds: Thresholds = Thresholds()
+    feedback: Feedback = Feedback()
 
 
 def config_path(env: dict[str, str] | None = None) -> Path | None:

@@ -6,18 +6,26 @@ of Klaviyo list members (email: sent, delivered, opened, clicked) and Twilio mes
 delivered, clicked) as engaged. Re-running with the same seed adds nothing new.
 `GET /_sandbox/message_events` returns the rows: message_id, channel, event, occurred_at,
 recipient, campaign, external_id (the profile's external_id, i.e. the project's profile_id).
+`unsubscribe_rate` (default 0) also marks a share of the email recipients `unsubscribed`.
+
+`GET /_sandbox/klaviyo/api/events` serves the email rows as Klaviyo's `GET /api/events` does
+(JSON:API `event` resources with `metric` and `profile` relationships, `include=metric,profile`,
+`filter=greater-or-equal(datetime,...)` or `greater-than`, `sort=datetime`, `page[size]` up to 200,
+`links.next`), so the feedback puller can point its base URL at `{sandbox}/_sandbox/klaviyo`.
 """
 from __future__ import annotations
 
 import hashlib
 import json
+import re
 from datetime import datetime, timedelta
+from urllib.parse import urlencode
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from syncs.sandbox.common import Context, now_iso
+from syncs.sandbox.common import Context, decode_cursor, encode_cursor, now_iso
 
 COLUMNS = ("message_id", "channel", "event", "occurred_at", "recipient", "campaign", "external_id")
 
@@ -33,7 +41,8 @@ def shifted(base: str, minutes: int) -> str:
     return at.isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
-def email_rows(db, seed: int, open_rate: float, click_rate: float, at: str) -> list[tuple]:
+def email_rows(db, seed: int, open_rate: float, click_rate: float, at: str,
+               unsubscribe_rate: float = 0.0) -> list[tuple]:
     rows = []
     for list_name, email, ext, pid in db.execute(
             "select l.name, p.email, p.external_id, p.id from kl_list_members m join kl_lists l on l.id = m.list_id "
@@ -45,6 +54,8 @@ def email_rows(db, seed: int, open_rate: float, click_rate: float, at: str) -> l
             rows.append((*base, "opened", shifted(at, 30), email, list_name, ext))
             if draw(seed, "click", message_id) < click_rate / max(open_rate, 1e-9):
                 rows.append((*base, "clicked", shifted(at, 35), email, list_name, ext))
+        if unsubscribe_rate and draw(seed, "unsubscribe", message_id) < unsubscribe_rate:
+            rows.append((*base, "unsubscribed", shifted(at, 40), email, list_name, ext))
     return rows
 
 
@@ -67,6 +78,9 @@ def control_routes(ctx: Context) -> list[Route]:
             body = json.loads(await request.body() or b"{}")
             seed = int(body.get("seed", 0))
             open_rate, click_rate = float(body.get("open_rate", 0.4)), float(body.get("click_rate", 0.1))
+            unsubscribe_rate = float(body.get("unsubscribe_rate", 0.0))
+            if not 0 <= unsubscribe_rate <= 1:
+                raise ValueError("need 0 <= unsubscribe_rate <= 1")
             at = str(body.get("occurred_at") or now_iso())
             shifted(at, 0)
             if not (0 <= click_rate <= open_rate <= 1):
@@ -74,7 +88,7 @@ def control_routes(ctx: Context) -> list[Route]:
         except (ValueError, TypeError) as exc:
             return JSONResponse({"error": f"bad engagement request: {exc}"}, status_code=400)
         with ctx.store.tx() as db:
-            rows = email_rows(db, seed, open_rate, click_rate, at) + sms_rows(db, seed, click_rate, at)
+            rows = email_rows(db, seed, open_rate, click_rate, at, unsubscribe_rate) + sms_rows(db, seed, click_rate, at)
             before = db.total_changes
             db.executemany(f"insert or ignore into message_events ({', '.join(COLUMNS)}) values (?,?,?,?,?,?,?)", rows)
             added = db.total_changes - before
@@ -86,8 +100,75 @@ def control_routes(ctx: Context) -> list[Route]:
                               "event").fetchall()
         return JSONResponse({"message_events": [dict(zip(COLUMNS, r)) for r in rows]})
 
+    async def klaviyo_events_route(request: Request) -> JSONResponse:
+        return await klaviyo_events(request, ctx)
+
     return [Route("/simulate/engagement", simulate, methods=["POST"]),
-            Route("/message_events", events, methods=["GET"])]
+            Route("/message_events", events, methods=["GET"]),
+            Route("/klaviyo/api/events", klaviyo_events_route, methods=["GET"])]
+
+
+KLAVIYO_METRIC = {"delivered": "Received Email", "opened": "Opened Email", "clicked": "Clicked Email",
+                  "bounced": "Bounced Email", "unsubscribed": "Unsubscribed from Email Marketing",
+                  "complained": "Marked Email as Spam", "failed": "Dropped Email"}
+DATETIME_FILTER = re.compile(r"^(greater-or-equal|greater-than)\(datetime,([^)]+)\)$")
+
+
+def _klaviyo_error(status: int, detail: str) -> JSONResponse:
+    return JSONResponse({"errors": [{"status": status, "code": "invalid" if status == 400 else "not_authenticated",
+                                     "title": "Invalid input." if status == 400 else "Authentication failed.",
+                                     "detail": detail}]}, status_code=status)
+
+
+def _instant(value: str) -> datetime:
+    return datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+
+
+async def klaviyo_events(request: Request, ctx: Context) -> JSONResponse:
+    if request.headers.get("authorization") != f"Klaviyo-API-Key {ctx.token}":
+        return _klaviyo_error(401, "Missing or invalid private key.")
+    q = request.query_params
+    try:
+        size = int(q.get("page[size]", "100"))
+        offset = int(decode_cursor(q["page[cursor]"])) if q.get("page[cursor]") else 0
+        if not 1 <= size <= 200:
+            raise ValueError("page[size] must be between 1 and 200")
+        match = DATETIME_FILTER.match(q.get("filter", "")) if q.get("filter") else None
+        if q.get("filter") and not match:
+            raise ValueError("filter supports greater-or-equal(datetime,X) or greater-than(datetime,X)")
+        since = _instant(match.group(2)) if match else None
+    except ValueError as exc:
+        return _klaviyo_error(400, str(exc))
+    with ctx.store.tx() as db:
+        rows = db.execute("select e.message_id, e.event, e.occurred_at, e.recipient, e.campaign, e.external_id, "
+                          "(select p.id from kl_profiles p where p.external_id = e.external_id or p.email = "
+                          "e.recipient order by p.external_id = e.external_id desc limit 1) "
+                          "from message_events e where e.channel = 'email' "
+                          "order by e.occurred_at, e.message_id, e.event").fetchall()
+    rows = [r for r in rows if r[1] in KLAVIYO_METRIC and r[6]]
+    if since is not None:
+        op = match.group(1)
+        rows = [r for r in rows if (_instant(r[2]) >= since if op == "greater-or-equal" else _instant(r[2]) > since)]
+    page = rows[offset:offset + size]
+    data, included = [], {}
+    for message_id, event, at, email, campaign, ext, profile_id in page:
+        metric_id = hashlib.sha256(KLAVIYO_METRIC[event].encode()).hexdigest()[:6].upper()
+        data.append({"type": "event", "id": hashlib.sha256(f"{message_id}|{event}".encode()).hexdigest()[:26],
+                     "attributes": {"timestamp": int(_instant(at).timestamp()),
+                                    "datetime": _instant(at).isoformat(),
+                                    "event_properties": {"$message": message_id, "Campaign Name": campaign}},
+                     "relationships": {"metric": {"data": {"type": "metric", "id": metric_id}},
+                                       "profile": {"data": {"type": "profile", "id": profile_id}}}})
+        included[("metric", metric_id)] = {"type": "metric", "id": metric_id,
+                                           "attributes": {"name": KLAVIYO_METRIC[event]}}
+        included[("profile", profile_id)] = {"type": "profile", "id": profile_id,
+                                             "attributes": {"email": email, "external_id": ext}}
+    nxt = None
+    if offset + size < len(rows):
+        params = {**dict(q), "page[cursor]": encode_cursor(str(offset + size))}
+        nxt = f"{str(request.url).split('?', 1)[0]}?{urlencode(params)}"
+    return JSONResponse({"data": data, "included": list(included.values()) if "include" in q else [],
+                         "links": {"self": str(request.url), "next": nxt, "prev": None}})
 
 
 def summary(db) -> dict:
