@@ -15,6 +15,7 @@ import threading
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
+import duckdb
 import sqlalchemy as sa
 
 from orchestration.load import load_files
@@ -39,17 +40,23 @@ class MessageEventWriter:
             return len(fresh)
 
     def _existing_keys(self, message_ids: list[str]) -> set[tuple[str, str]]:
+        chunks = [message_ids[i:i + KEY_CHUNK] for i in range(0, len(message_ids), KEY_CHUNK)]
+        sql = f"select message_id, lower(trim(event)) from {RAW_SCHEMA}.{TABLE} where message_id in "
+        if self.warehouse.kind == "duckdb":
+            # Plain duckdb.connect, configured as orchestration.load's, so both can be open in one process.
+            with duckdb.connect(str(self.warehouse.duckdb_path)) as con:
+                if not con.execute("select count(*) from information_schema.tables where table_schema = ? and "
+                                   "table_name = ?", [RAW_SCHEMA, TABLE]).fetchone()[0]:
+                    return set()
+                return {(m, e) for ids in chunks
+                        for m, e in con.execute(sql + f"({', '.join('?' * len(ids))})", ids).fetchall()}
         engine = self.warehouse.engine()
         try:
             with engine.connect() as conn:
                 if not sa.inspect(conn).has_table(TABLE, schema=RAW_SCHEMA):
                     return set()
-                found: set[tuple[str, str]] = set()
-                query = sa.text(f"select message_id, lower(trim(event)) from {RAW_SCHEMA}.{TABLE} "
-                                "where message_id in :ids").bindparams(sa.bindparam("ids", expanding=True))
-                for start in range(0, len(message_ids), KEY_CHUNK):
-                    found.update((m, e) for m, e in conn.execute(query, {"ids": message_ids[start:start + KEY_CHUNK]}))
-                return found
+                query = sa.text(sql + ":ids").bindparams(sa.bindparam("ids", expanding=True))
+                return {(m, e) for ids in chunks for m, e in conn.execute(query, {"ids": ids})}
         finally:
             engine.dispose()
 
