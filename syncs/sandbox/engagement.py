@@ -141,8 +141,8 @@ async def klaviyo_events(request: Request, ctx: Context) -> JSONResponse:
         return _klaviyo_error(400, str(exc))
     with ctx.store.tx() as db:
         rows = db.execute("select e.message_id, e.event, e.occurred_at, e.recipient, e.campaign, e.external_id, "
-                          "(select p.id from kl_profiles p where p.external_id = e.external_id or p.email = "
-                          "e.recipient order by p.external_id = e.external_id desc limit 1) "
+                          "coalesce((select p.id from kl_profiles p where p.external_id = e.external_id limit 1), "
+                          "(select p.id from kl_profiles p where p.email = e.recipient limit 1)) "
                           "from message_events e where e.channel = 'email' "
                           "order by e.occurred_at, e.message_id, e.event").fetchall()
     rows = [r for r in rows if r[1] in KLAVIYO_METRIC and r[6]]
