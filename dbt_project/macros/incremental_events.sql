@@ -18,7 +18,8 @@
     than the look-back arrived, or the raw table was replaced), the run reprocesses every raw row
     and says so in the log; `--full-refresh` does the same on purpose. -#}
 
-{#- 'YYYY-MM-DD HH:MM:SS' (UTC, naive) from a var holding an ISO-8601 timestamp, or none. -#}
+{#- A naive UTC datetime from a var holding an ISO-8601 timestamp (offsets converted), or none
+    when the var is unset; anything else fails the run naming the var. -#}
 {% macro window_var_timestamp(name) -%}
   {%- set raw_value = var(name, none) -%}
   {%- if raw_value is none or raw_value | string | trim in ('', 'null', 'None') -%}{{ return(none) }}{%- endif -%}
