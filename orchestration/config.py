@@ -72,7 +72,7 @@ class Feedback(_Strict):
     webhook_secret_env: str = "LIFELINE_WEBHOOK_SECRET"
     webhook_tolerance_s: int = Field(300, ge=1)
     klaviyo_api_key_env: str = "KLAVIYO_API_KEY"
-    klaviyo_base_url: str = "http://127.0.0.1:8787/_sandbox/klaviyo"
+    klaviyo_base_url: str = "http://127.0.0.1:8787/klaviyo"
 
 
 class LifelineConfig(_Strict):

@@ -8,10 +8,10 @@ delivered, clicked) as engaged. Re-running with the same seed adds nothing new.
 recipient, campaign, external_id (the profile's external_id, i.e. the project's profile_id).
 `unsubscribe_rate` (default 0) also marks a share of the email recipients `unsubscribed`.
 
-`GET /_sandbox/klaviyo/api/events` serves the email rows as Klaviyo's `GET /api/events` does
+`GET /klaviyo/api/events` (routed in klaviyo.py, with Klaviyo's auth and rate class) serves the email rows as Klaviyo's `GET /api/events` does
 (JSON:API `event` resources with `metric` and `profile` relationships, `include=metric,profile`,
 `filter=greater-or-equal(datetime,...)` or `greater-than`, `sort=datetime`, `page[size]` up to 200,
-`links.next`), so the feedback puller can point its base URL at `{sandbox}/_sandbox/klaviyo`.
+`links.next`), so the feedback puller can point its base URL at `{sandbox}/klaviyo`, as at Klaviyo.
 """
 from __future__ import annotations
 
@@ -100,12 +100,8 @@ def control_routes(ctx: Context) -> list[Route]:
                               "event").fetchall()
         return JSONResponse({"message_events": [dict(zip(COLUMNS, r)) for r in rows]})
 
-    async def klaviyo_events_route(request: Request) -> JSONResponse:
-        return await klaviyo_events(request, ctx)
-
     return [Route("/simulate/engagement", simulate, methods=["POST"]),
-            Route("/message_events", events, methods=["GET"]),
-            Route("/klaviyo/api/events", klaviyo_events_route, methods=["GET"])]
+            Route("/message_events", events, methods=["GET"])]
 
 
 KLAVIYO_METRIC = {"delivered": "Received Email", "opened": "Opened Email", "clicked": "Clicked Email",

@@ -24,6 +24,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route
 
+from syncs.sandbox import engagement
 from syncs.sandbox.common import (Context, chunked, decode_cursor, dumps, encode_cursor, now_iso, short_id,
                                   ulid, ulids, valid_e164, valid_email)
 
@@ -777,6 +778,7 @@ def routes(ctx: Context) -> Mount:
         ("/profile-subscription-bulk-create-jobs", subscribe, "L", ["POST"]),
         ("/profile-subscription-bulk-delete-jobs", unsubscribe, "L", ["POST"]),
         ("/data-privacy-deletion-jobs", privacy_delete, "S", ["POST"]),
+        ("/events", engagement.klaviyo_events, "XL", ["GET"]),  # opens/clicks of simulate/engagement
     ]
     api = [r(p, h, c, m) for p, h, c, m in table] + [r(p + "/", h, c, m) for p, h, c, m in table]
     return Mount("/klaviyo", routes=[Mount("/api", routes=api)])

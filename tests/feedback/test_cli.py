@@ -13,7 +13,7 @@ def test_pull_without_key_says_which_variable_and_with_key_pulls(sandbox, duck_w
     monkeypatch.setenv("LIFELINE_DUCKDB_PATH", str(duck_warehouse.duckdb_path))
     monkeypatch.setenv("LIFELINE_CONFIG", str(tmp_path / "lifeline.yml"))
     (tmp_path / "lifeline.yml").write_text(f"feedback:\n  klaviyo_api_key_env: TEST_KLAVIYO_KEY\n"
-                                           f"  klaviyo_base_url: {sandbox.base_url}/_sandbox/klaviyo\n")
+                                           f"  klaviyo_base_url: {sandbox.base_url}/klaviyo\n")
     monkeypatch.delenv("TEST_KLAVIYO_KEY", raising=False)
     missing = CliRunner().invoke(main, ["feedback", "pull"])
     assert missing.exit_code == 1 and "TEST_KLAVIYO_KEY is not set" in missing.output

@@ -35,7 +35,7 @@ def test_pull_pages_resumes_from_its_cursor_and_writes_each_event_once(sandbox, 
     expected = sorted((r["external_id"], r["event"]) for r in events if r["event"] != "sent")
     assert {"opened", "clicked", "unsubscribed", "delivered"} <= {e for _, e in expected}
     writer, cursors = MessageEventWriter(duck_warehouse), CursorStore(duck_warehouse)
-    base = f"{sandbox.base_url}/_sandbox/klaviyo"
+    base = f"{sandbox.base_url}/klaviyo"
 
     # 40 'delivered' share one second: the first pull stops two pages past them.
     first = pull_klaviyo_events(writer, cursors, base, TOKEN, page_size=10, max_pages=5)
@@ -57,7 +57,7 @@ def test_refused_key_names_the_setting_and_moves_nothing(sandbox, duck_warehouse
     seed_engagement(sandbox.base_url, people=5)
     cursors = CursorStore(duck_warehouse)
     with pytest.raises(KlaviyoPullError, match="klaviyo_api_key_env"):
-        pull_klaviyo_events(MessageEventWriter(duck_warehouse), cursors, f"{sandbox.base_url}/_sandbox/klaviyo",
+        pull_klaviyo_events(MessageEventWriter(duck_warehouse), cursors, f"{sandbox.base_url}/klaviyo",
                             "wrong-key")
     assert cursors.get(SOURCE) is None and message_events(duck_warehouse) == []
 
