@@ -12,7 +12,7 @@ import click
 
 from orchestration.dbt_runner import PROJECT_ROOT, DbtError, telemetry_off_env
 from syncs.feedback.cli import feedback
-from syncs.warehouse import Warehouse, WarehouseConfigError
+from syncs.warehouse import Warehouse, WarehouseBusy, WarehouseConfigError
 
 DEMO_SEED = 42
 DEMO_PEOPLE = 2_000
@@ -40,6 +40,16 @@ def _warehouse() -> Warehouse:
         raise click.ClickException(str(exc)) from exc
 
 
+def _available_warehouse(wait_s: float = 0.0) -> Warehouse:
+    """The warehouse, once no other process holds its DuckDB file (waiting up to wait_s)."""
+    warehouse = _warehouse()
+    try:
+        warehouse.wait_until_available(wait_s)
+    except WarehouseBusy as exc:
+        raise click.ClickException(str(exc)) from exc
+    return warehouse
+
+
 def _port_free(port: int) -> bool:
     with socket.socket() as s:
         try:
@@ -65,7 +75,7 @@ def load(path: Path, replace: bool, fmt: str) -> None:
     """Load raw input files (CSV, Parquet, JSON Lines) into the warehouse `raw` schema."""
     from orchestration.load import LoadError, load as load_files
 
-    warehouse = _warehouse()
+    warehouse = _available_warehouse()
     source = path
     if fmt != "contract":
         from seeds.adapters import AdapterError, convert
@@ -99,7 +109,7 @@ def build(as_of: str | None, full_refresh: bool, select: tuple[str, ...], exclud
     """Run the dbt models and the data-quality checks."""
     from orchestration.pipeline import build as run_build
 
-    warehouse = _warehouse()
+    warehouse = _available_warehouse()
     try:
         summary = run_build(warehouse, parse_as_of(as_of), full_refresh=full_refresh, select=select, exclude=exclude,
                             checks=not skip_checks, stream=True, extra_vars=parse_vars(dbt_var),
@@ -140,12 +150,15 @@ def _print_checks(checks: list) -> None:
 @click.option("--force", is_flag=True, help="Override the safety limits on removals and additions.")
 @click.option("--config", "config_path", type=click.Path(path_type=Path), default=None,
               help="syncs.yml to use (default: ./syncs.yml, else the project's).")
-def sync(names: tuple[str, ...], dry_run: bool, force: bool, config_path: Path | None) -> None:
+@click.option("--wait", "wait_s", default=0.0, type=click.FloatRange(0), metavar="SECONDS", show_default=True,
+              help="If another run holds the warehouse or the sync's lock, wait this long before giving up.")
+def sync(names: tuple[str, ...], dry_run: bool, force: bool, config_path: Path | None, wait_s: float) -> None:
     """Compute each sync's diff in the warehouse and push only the changes."""
     from syncs.engine import run_syncs
 
-    results = run_syncs(_warehouse(), config_path or _default_syncs_file(), list(names) or None,
-                        dry_run=dry_run, force=force, progress=sys.stderr.isatty())
+    warehouse = _available_warehouse(wait_s)
+    results = run_syncs(warehouse, config_path or _default_syncs_file(), list(names) or None,
+                        dry_run=dry_run, force=force, progress=sys.stderr.isatty(), wait_s=wait_s)
     _print_sync_results(results)
     if any(r.status in ("failed", "blocked") for r in results):
         raise click.ClickException("one or more syncs did not complete (see above)")
@@ -207,7 +220,7 @@ def report(out_path: Path | None) -> None:
 
     target = out_path or lifeline_home() / "report.html"
     target.parent.mkdir(parents=True, exist_ok=True)
-    written = write_report(_warehouse(), target)
+    written = write_report(_available_warehouse(), target)
     click.echo(f"report written to {written} (open it in a browser; it works offline)")
 
 
@@ -221,7 +234,7 @@ def demo(people: int, seed: int, port: int, regenerate: bool) -> None:
     from orchestration.demo import run_demo
 
     try:
-        run_demo(_warehouse(), home=lifeline_home(), people=people, seed=seed,
+        run_demo(_available_warehouse(), home=lifeline_home(), people=people, seed=seed,
                  port=port if _port_free(port) else 0, regenerate=regenerate, echo=click.echo)
     except DbtError as exc:
         raise click.ClickException(str(exc)) from exc

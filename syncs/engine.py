@@ -53,7 +53,7 @@ def safety_problem(sync: SyncConfig, plan: Plan) -> str | None:
 
 
 def run_sync(warehouse: Warehouse, sync: SyncConfig, *, dry_run: bool = False, force: bool = False,
-             progress: bool = True, env: Mapping[str, str] | None = None) -> SyncResult:
+             progress: bool = True, env: Mapping[str, str] | None = None, wait_s: float = 0.0) -> SyncResult:
     if sync.mode != "add_remove":
         return SyncResult(sync.name, "failed", message=f"sync {sync.name}: mode {sync.mode} is not implemented yet; "
                                                        "use mode add_remove")
@@ -70,7 +70,7 @@ def run_sync(warehouse: Warehouse, sync: SyncConfig, *, dry_run: bool = False, f
     with engine.connect() as conn:
         ensure_state(conn)
         try:
-            acquire_lock(conn, sync.name)
+            acquire_lock(conn, sync.name, wait_s=wait_s)
         except SyncLocked as exc:
             return SyncResult(sync.name, "blocked", message=str(exc))
         try:
@@ -144,7 +144,8 @@ def run_sync(warehouse: Warehouse, sync: SyncConfig, *, dry_run: bool = False, f
 
 
 def run_syncs(warehouse: Warehouse, config_path: Path, names: list[str] | None = None, *, dry_run: bool = False,
-              force: bool = False, progress: bool = True, env: Mapping[str, str] | None = None) -> list[SyncResult]:
+              force: bool = False, progress: bool = True, env: Mapping[str, str] | None = None,
+              wait_s: float = 0.0) -> list[SyncResult]:
     syncs = load_syncs(config_path)
     if names:
         unknown = sorted(set(names) - {s.name for s in syncs})
@@ -152,6 +153,7 @@ def run_syncs(warehouse: Warehouse, config_path: Path, names: list[str] | None =
             raise ValueError(f"no sync named {', '.join(unknown)} in {config_path} "
                              f"(have: {', '.join(s.name for s in syncs)})")
         syncs = [s for s in syncs if s.name in names]
-    return [run_sync(warehouse, s, dry_run=dry_run, force=force, progress=progress, env=env) for s in syncs]
+    return [run_sync(warehouse, s, dry_run=dry_run, force=force, progress=progress, env=env, wait_s=wait_s)
+            for s in syncs]
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import socket
+import time
 from datetime import datetime, timezone
 
 import sqlalchemy as sa
@@ -67,20 +68,37 @@ def _owner_alive(owner: str) -> bool:
         return True
 
 
-def acquire_lock(conn: sa.Connection, sync_name: str) -> None:
+def acquire_lock(conn: sa.Connection, sync_name: str, wait_s: float = 0.0, poll_s: float = 1.0) -> None:
     """One run per sync: a lock row in the warehouse (plus an advisory lock on PostgreSQL).
-    A lock left by a process that died on this host is taken over."""
+    A lock left by a process that died on this host is taken over. While another live run holds
+    it, wait up to `wait_s` seconds, then raise SyncLocked."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            _try_lock(conn, sync_name)
+            return
+        except SyncLocked:
+            conn.rollback()
+            if time.monotonic() >= deadline:
+                raise
+            time.sleep(poll_s)
+
+
+def _try_lock(conn: sa.Connection, sync_name: str) -> None:
     if conn.dialect.name == "postgresql":
         got = conn.execute(sa.text("select pg_try_advisory_lock(hashtext(:n))"), {"n": f"lifeline:{sync_name}"}).scalar()
         if not got:
             raise SyncLocked(f"sync {sync_name} is already running (PostgreSQL advisory lock held); "
-                             "wait for it to finish or stop it")
+                             "wait for it to finish, or rerun with --wait SECONDS")
     row = conn.execute(sa.text(f"select owner from {STATE_SCHEMA}.sync_locks where sync_name = :n"),
                        {"n": sync_name}).fetchone()
     if row is not None:
         if _owner_alive(row[0]) and row[0] != owner_id():
-            raise SyncLocked(f"sync {sync_name} is already running (lock held by {row[0]}); "
-                             "wait for it to finish, or delete the row in lifeline_state.sync_locks if that process is gone")
+            if conn.dialect.name == "postgresql":
+                conn.execute(sa.text("select pg_advisory_unlock(hashtext(:n))"), {"n": f"lifeline:{sync_name}"})
+            raise SyncLocked(f"sync {sync_name} is already running (lock held by {row[0]}); wait for it to finish "
+                             "or rerun with --wait SECONDS; if that process is gone, delete its row in "
+                             "lifeline_state.sync_locks")
         conn.execute(sa.text(f"delete from {STATE_SCHEMA}.sync_locks where sync_name = :n"), {"n": sync_name})
     conn.execute(sa.text(f"insert into {STATE_SCHEMA}.sync_locks values (:n, :o, :t)"),
                  {"n": sync_name, "o": owner_id(), "t": now()})

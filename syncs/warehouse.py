@@ -10,6 +10,8 @@ Everything that needs the warehouse builds a :class:`Warehouse` from the environ
 from __future__ import annotations
 
 import os
+import re
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, Mapping
@@ -34,6 +36,10 @@ def default_duckdb_memory_limit(share: float = 0.75) -> str:
 
 class WarehouseConfigError(ValueError):
     """The environment names a warehouse we cannot use; the message says what to set."""
+
+
+class WarehouseBusy(RuntimeError):
+    """Another process holds the DuckDB file (DuckDB allows one writer process); nothing was changed."""
 
 
 @dataclass(frozen=True)
@@ -89,6 +95,30 @@ class Warehouse:
             self.duckdb_path.parent.mkdir(parents=True, exist_ok=True)
             return sa.create_engine(self.sqlalchemy_url, poolclass=sa.pool.SingletonThreadPool, **kwargs)
         return sa.create_engine(self.sqlalchemy_url, pool_pre_ping=True, **kwargs)
+
+    def wait_until_available(self, wait_s: float = 0.0, poll_s: float = 0.5) -> None:
+        """DuckDB lets one process open the file for writing. Wait up to `wait_s` seconds for another
+        process to let go of it, then raise WarehouseBusy naming the file and the holder."""
+        if self.kind != "duckdb" or self.duckdb_path is None or not self.duckdb_path.exists():
+            return
+        import duckdb
+
+        deadline = time.monotonic() + wait_s
+        while True:
+            try:
+                duckdb.connect(str(self.duckdb_path)).close()
+                return
+            except duckdb.IOException as exc:
+                if "lock" not in str(exc).lower():
+                    raise
+                if time.monotonic() >= deadline:
+                    holder = re.search(r"held in (.+?\(PID \d+\))", str(exc))
+                    raise WarehouseBusy(
+                        f"the DuckDB warehouse {self.duckdb_path} is in use by another process"
+                        f"{' (' + holder.group(1) + ')' if holder else ''}; nothing was changed. Wait for it to "
+                        f"finish (a lifeline command, a Dagster run or an open DuckDB shell) and rerun, or pass "
+                        f"--wait SECONDS to wait for it.") from exc
+                time.sleep(poll_s)
 
     # -- dbt ----------------------------------------------------------------------------
     @property
