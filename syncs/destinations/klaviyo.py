@@ -1,9 +1,12 @@
 """Klaviyo list membership (https://a.klaviyo.com, revision 2026-07-15; shared/destinations.md §1).
 
 Adding: `POST /api/profile-bulk-import-jobs` with relationships.lists, up to 10,000 profiles and
-5 MB per job; the job is polled, its import-errors become per-row rejections, and its profiles
-give each row's Klaviyo profile id (matched by external_id = our profile_id), kept in sync_state
-for removals. Removing: `DELETE /api/lists/{id}/relationships/profiles`, up to 1,000 ids.
+5 MB per job; the job is polled and its import-errors become per-row rejections. When the job's
+counts account for every row (completed + failed = total) the other rows are acknowledged without
+reading the job's profiles back (that read-back was 100 GETs per 10,000 rows, most of an initial
+sync's calls); otherwise the profiles are read and only the rows found are acknowledged.
+Removing: `DELETE /api/lists/{id}/relationships/profiles`, up to 1,000 ids; rows without a stored
+Klaviyo id are resolved first with `GET /api/profiles?filter=any(external_id,[...])`, 100 a call.
 No subscription calls: list membership never changes consent, and so never triggers the
 "not in the named list -> globally unsubscribed" trap of the subscription endpoints.
 """
@@ -12,6 +15,7 @@ from __future__ import annotations
 import json
 import time
 from typing import Iterable
+from urllib.parse import urlencode
 
 import requests
 
@@ -22,6 +26,7 @@ from syncs.http import limiter, session
 BULK_IMPORT_MAX_PROFILES = 10_000
 BULK_IMPORT_MAX_BYTES = 5_000_000
 LIST_RELATIONSHIP_MAX = 1_000
+PROFILE_FILTER_MAX = 100  # values in one any(external_id,[...]) filter of GET /api/profiles
 RATE_M = [(10, 1), (150, 60)]
 RATE_L = [(75, 1), (700, 60)]
 NO_LIMIT = [(100_000, 1)]  # only for a sandbox run without rate limits
@@ -95,6 +100,13 @@ class KlaviyoClient:
                 if key:
                     rejected[key] = RowResult(key, False, code=attrs.get("code"),
                                               message=(attrs.get("detail") or attrs.get("title") or "")[:500])
+        attrs = job["attributes"]
+        if (attrs.get("total_count") == len(rows) and attrs.get("status") == "complete"
+                and attrs.get("completed_count", 0) + attrs.get("failed_count", 0) == len(rows)
+                and len(rejected) == attrs.get("failed_count", 0)):
+            # Every row is accounted for by the job's counts: all but the reported failures were
+            # imported. Klaviyo ids are looked up only when a row is removed (few rows, later).
+            return [rejected.get(r["key"]) or RowResult(r["key"], True) for r in rows]
         ids = {p["attributes"].get("external_id"): p["id"]
                for p in self._pages(f"/api/profile-bulk-import-jobs/{job_id}/profiles?page[size]=100", self.rate_m)}
         results = []
@@ -108,12 +120,25 @@ class KlaviyoClient:
                                          message="the import job neither imported nor rejected this profile"))
         return results
 
+    def profile_ids(self, external_ids: list[str]) -> dict[str, str]:
+        """Klaviyo profile ids of our profiles (external_id = profile_id), 100 per request."""
+        found: dict[str, str] = {}
+        for start in range(0, len(external_ids), PROFILE_FILTER_MAX):
+            chunk = external_ids[start:start + PROFILE_FILTER_MAX]
+            query = urlencode({"filter": f"any(external_id,{json.dumps(chunk)})", "page[size]": 100})
+            for profile in self._pages(f"/api/profiles?{query}", self.rate_l):
+                found[profile["attributes"].get("external_id")] = profile["id"]
+        return found
+
     def remove(self, list_id: str, rows: list[dict]) -> list[RowResult]:
-        with_ids = [r for r in rows if r.get("destination_id")]
-        if with_ids:
-            body = {"data": [{"type": "profile", "id": r["destination_id"]} for r in with_ids]}
+        missing = [r["key"] for r in rows if not r.get("destination_id")]
+        looked_up = self.profile_ids(missing) if missing else {}
+        ids = {r["key"]: r.get("destination_id") or looked_up.get(r["key"]) for r in rows}
+        with_ids = [pid for pid in ids.values() if pid]
+        if with_ids:  # a profile Klaviyo no longer has is not in the list either
+            body = {"data": [{"type": "profile", "id": pid} for pid in with_ids]}
             self._call("DELETE", f"/api/lists/{list_id}/relationships/profiles", self.rate_m, data=json.dumps(body))
-        return [RowResult(r["key"], True, destination_id=r.get("destination_id")) for r in rows]
+        return [RowResult(r["key"], True, destination_id=ids[r["key"]]) for r in rows]
 
 
 def _attributes(row: dict) -> dict:
@@ -159,7 +184,7 @@ class KlaviyoList:
     add_batch_size = BULK_IMPORT_MAX_PROFILES
     remove_batch_size = LIST_RELATIONSHIP_MAX
     calls_per_second = RATE_M[1][0] / RATE_M[1][1]
-    calls_per_add_batch = 3  # create job, poll, read its profiles (more pages for bigger jobs)
+    calls_per_add_batch = 2  # create the job, poll it (its profiles are read only if its counts don't add up)
 
     def __init__(self, client: KlaviyoClient, list_name: str):
         self.client = client

@@ -177,7 +177,10 @@ def keyset_page(request: Request, rows: list, size: int, render: Callable[[tuple
 def filtered_page(request: Request, ctx: Context, select: str, flt: tuple[str, str] | None, size: int,
                   after: str | None, render: Callable[[tuple], dict]) -> JSONResponse:
     sql, args = f"{select} where id > ?", [after or ""]
-    if flt:
+    if flt and isinstance(flt[1], list):
+        sql += f" and {flt[0]} in ({', '.join('?' * len(flt[1]))})"
+        args.extend(match_key(flt[0], v) if flt[0] in IDENTIFIERS else v for v in flt[1])
+    elif flt:
         sql += f" and {flt[0]} = ?"
         args.append(match_key(flt[0], flt[1]) if flt[0] in IDENTIFIERS else flt[1])
     with ctx.store.tx() as db:
@@ -376,15 +379,28 @@ def list_resource(request: Request, row: tuple) -> dict:
 
 
 FILTER_RE = re.compile(r'^equals\((\w+),\s*"((?:[^"\\]|\\.)*)"\)$')
+ANY_FILTER_RE = re.compile(r'^any\((\w+),\s*(\[.*\])\)$')
+ANY_MAX_VALUES = 100
 
 
-def parse_filter(request: Request, allowed: tuple[str, ...]) -> tuple[str, str] | None:
+def parse_filter(request: Request, allowed: tuple[str, ...]) -> tuple[str, Any] | None:
+    """`equals(field,"value")`, or `any(field,["a","b"])` (at most 100 values) on the allowed fields."""
     raw = request.query_params.get("filter")
     if not raw:
         return None
+    many = ANY_FILTER_RE.match(raw.strip())
+    if many and many.group(1) in allowed:
+        try:
+            values = json.loads(many.group(2))
+        except json.JSONDecodeError:
+            values = None
+        if not isinstance(values, list) or not values or len(values) > ANY_MAX_VALUES \
+                or not all(isinstance(v, str) for v in values):
+            raise invalid(f"any({many.group(1)},[...]) takes 1 to {ANY_MAX_VALUES} quoted strings.", parameter="filter")
+        return many.group(1), values
     m = FILTER_RE.match(raw.strip())
     if not m or m.group(1) not in allowed:
-        raise invalid(f"Unsupported filter {raw!r}; supported: equals(<field>,\"value\") on "
+        raise invalid(f"Unsupported filter {raw!r}; supported: equals(<field>,\"value\") or any(<field>,[\"a\",...]) on "
                       f"{', '.join(allowed)}.", parameter="filter")
     return m.group(1), m.group(2)
 

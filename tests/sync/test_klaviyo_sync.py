@@ -119,6 +119,11 @@ def test_batches_stay_within_klaviyo_limits(duck_warehouse, sandbox, env, tmp_pa
     assert max(deletes) == 1_000 and sum(deletes) == 10_400
     assert all(len(r.body or b"") <= 5_000_000 for r in wire)
     assert len(list_members(sandbox.base_url)) == 100
+    # The import jobs' counts acknowledge the rows: no job's profiles are read back; the removed
+    # rows' Klaviyo ids are looked up 100 per GET /api/profiles?filter=any(external_id,[...]).
+    assert not [r for r in wire if "/profile-bulk-import-jobs/" in r.path_url and "/profiles" in r.path_url]
+    lookups = [r for r in wire if r.method == "GET" and "/api/profiles?" in r.path_url]
+    assert len(lookups) == 104 and all("any%28external_id" in r.path_url for r in lookups)
 
 
 def test_safety_limit_blocks_a_mass_removal_and_force_overrides(duck_warehouse, sandbox, env, tmp_path):
