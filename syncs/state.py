@@ -115,14 +115,34 @@ def release_lock(conn: sa.Connection, sync_name: str) -> None:
 
 
 ACK_TABLE = "_lifeline_ack"
-_STAGE_CHUNK = 500  # rows per multi-row VALUES statement (executemany is row-at-a-time on DuckDB)
+_STAGE_CHUNK = 500  # rows per multi-row VALUES statement, for dialects without a bulk path
 
 
 def _stage(conn: sa.Connection, rows: list[dict]) -> None:
-    """Put acknowledged (key, row_hash, destination_id) rows in a temporary table, in few statements."""
+    """Put acknowledged (key, row_hash, destination_id) rows in a temporary table, in bulk: an Arrow
+    table scanned by DuckDB, psycopg2's execute_values on PostgreSQL (a VALUES statement with 1,500
+    bound parameters per 500 rows cost two thirds of a file-destination sync)."""
     conn.execute(sa.text(f"create temporary table if not exists {ACK_TABLE} "
                          "(key varchar, row_hash varchar, destination_id varchar)"))
     conn.execute(sa.text(f"delete from {ACK_TABLE}"))
+    columns = {c: [row.get(c) for row in rows] for c in ("key", "row_hash", "destination_id")}
+    raw = conn.connection.driver_connection
+    if conn.dialect.name == "duckdb":
+        import pyarrow as pa
+
+        raw.register("_lifeline_ack_rows", pa.table({c: pa.array(v, pa.string()) for c, v in columns.items()}))
+        try:
+            conn.execute(sa.text(f"insert into {ACK_TABLE} select key, row_hash, destination_id from _lifeline_ack_rows"))
+        finally:
+            raw.unregister("_lifeline_ack_rows")
+        return
+    if conn.dialect.name == "postgresql":
+        from psycopg2.extras import execute_values
+
+        with raw.cursor() as cursor:
+            execute_values(cursor, f"insert into {ACK_TABLE} (key, row_hash, destination_id) values %s",
+                           list(zip(*columns.values())), page_size=5_000)
+        return
     for start in range(0, len(rows), _STAGE_CHUNK):
         chunk = rows[start:start + _STAGE_CHUNK]
         values = ", ".join(f"(:k{i}, :h{i}, :d{i})" for i in range(len(chunk)))
