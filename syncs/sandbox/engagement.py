@@ -149,7 +149,9 @@ async def klaviyo_events(request: Request, ctx: Context) -> JSONResponse:
     data, included = [], {}
     for message_id, event, at, email, campaign, ext, profile_id in page:
         metric_id = hashlib.sha256(KLAVIYO_METRIC[event].encode()).hexdigest()[:6].upper()
-        data.append({"type": "event", "id": hashlib.sha256(f"{message_id}|{event}".encode()).hexdigest()[:26],
+        event_id = hashlib.sha256(f"{message_id}|{event}".encode()).hexdigest()[:26]
+        data.append({"type": "event", "id": event_id,
+                     "links": {"self": f"{str(request.url).split('?', 1)[0].rstrip('/')}/{event_id}/"},
                      "attributes": {"timestamp": int(_instant(at).timestamp()),
                                     "datetime": _instant(at).isoformat(),
                                     "event_properties": {"$message": message_id, "Campaign Name": campaign}},

@@ -194,8 +194,11 @@ def profile_resource(request: Request, row: tuple) -> dict:
     pid, attributes, email_consent, sms_consent, created, updated = row
     attrs = json.loads(attributes)
     attrs.update(created=created, updated=updated)
-    attrs["subscriptions"] = {"email": {"marketing": {"consent": email_consent or "NEVER_SUBSCRIBED"}},
-                              "sms": {"marketing": {"consent": sms_consent or "NEVER_SUBSCRIBED"}}}
+    email, sms = email_consent or "NEVER_SUBSCRIBED", sms_consent or "NEVER_SUBSCRIBED"
+    # can_receive_* are required by the spec's EmailMarketing / SMSMarketing schemas
+    attrs["subscriptions"] = {"email": {"marketing": {"consent": email,
+                                                      "can_receive_email_marketing": email != "UNSUBSCRIBED"}},
+                              "sms": {"marketing": {"consent": sms, "can_receive_sms_marketing": sms == "SUBSCRIBED"}}}
     return {"type": "profile", "id": pid, "attributes": attrs, "links": {"self": api_url(request, f"profiles/{pid}/")}}
 
 
@@ -374,7 +377,8 @@ def list_resource(request: Request, row: tuple) -> dict:
     lid, name, created, updated, opt_in = row
     return {"type": "list", "id": lid,
             "attributes": {"name": name, "created": created, "updated": updated, "opt_in_process": opt_in},
-            "relationships": {"profiles": {"links": {"related": api_url(request, f"lists/{lid}/profiles/")}}},
+            "relationships": {"profiles": {"links": {"self": api_url(request, f"lists/{lid}/relationships/profiles/"),
+                                                     "related": api_url(request, f"lists/{lid}/profiles/")}}},
             "links": {"self": api_url(request, f"lists/{lid}/")}}
 
 
