@@ -448,11 +448,18 @@ async def list_profiles(request: Request, ctx: Context) -> Response:
     lid = request.path_params["list_id"]
     with ctx.store.tx() as db:
         require_list(db, lid)
-        rows = db.execute(f"select {', '.join('p.' + c.strip() for c in PROFILE_COLS.split(','))} "
+        rows = db.execute(f"select {', '.join('p.' + c.strip() for c in PROFILE_COLS.split(','))}, m.added "
                           "from kl_list_members m join kl_profiles p on p.id = m.profile_id "
                           "where m.list_id = ? and m.profile_id > ? order by m.profile_id limit ?",
                           (lid, after or "", size + 1)).fetchall()
-    return keyset_page(request, rows, size, lambda r: profile_resource(request, r))
+    return keyset_page(request, rows, size, lambda r: member_resource(request, r))
+
+
+def member_resource(request: Request, row: tuple) -> dict:
+    """A list member: a profile plus `joined_group_at` (required by the spec's list-member schema)."""
+    resource = profile_resource(request, row[:-1])
+    resource["attributes"]["joined_group_at"] = row[-1]
+    return resource
 
 
 async def list_relationships(request: Request, ctx: Context) -> Response:

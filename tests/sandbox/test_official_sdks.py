@@ -61,6 +61,7 @@ def test_klaviyo_sdk_parses_lists_bulk_import_errors_relationships_events_and_de
     assert imported.email == "a@x.com" and imported.subscriptions.email.marketing.can_receive_email_marketing
     assert k.Profiles.get_profile(pid).data.attributes.external_id == "42"
     assert [p.id for p in k.Profiles.get_profiles(filter='equals(email,"a@x.com")').data] == [pid]
+    assert [m.id for m in k.Lists.get_profiles_for_list(lid).data] == [pid]
 
     k.Lists.remove_profiles_from_list(lid, {"data": [{"type": "profile", "id": pid}]})
     k.Lists.add_profiles_to_list(lid, {"data": [{"type": "profile", "id": pid}]})
