@@ -2,7 +2,7 @@
 
 The SDKs' generated models encode the vendors' OpenAPI specs (klaviyo-api validates every response
 with pydantic models), so a response the sandbox shapes wrongly fails here. Packages: klaviyo-api,
-twilio, mailchimp-marketing (tests skip when one is missing).
+twilio, mailchimp-marketing, facebook-business (tests skip when one is missing).
 """
 from __future__ import annotations
 
@@ -16,6 +16,11 @@ klaviyo_api = pytest.importorskip("klaviyo_api")
 twilio_rest = pytest.importorskip("twilio.rest")
 twilio_exceptions = pytest.importorskip("twilio.base.exceptions")
 mailchimp_marketing = pytest.importorskip("mailchimp_marketing")
+facebook_business = pytest.importorskip("facebook_business")
+from facebook_business.adobjects.customaudience import CustomAudience  # noqa: E402
+from facebook_business.api import FacebookAdsApi  # noqa: E402
+from facebook_business.exceptions import FacebookRequestError  # noqa: E402
+from facebook_business.session import FacebookSession  # noqa: E402
 from mailchimp_marketing.api_client import ApiClientError  # noqa: E402
 from openapi_client.exceptions import UnauthorizedException  # noqa: E402
 
@@ -139,3 +144,26 @@ def test_mailchimp_sdk_raises_its_error_on_a_wrong_key(quiet_sandbox):
     with pytest.raises(ApiClientError) as raised:
         mailchimp(quiet_sandbox, key="wrong").lists.get_list_member("abc123", "a@x.com")
     assert raised.value.status_code == 401
+
+
+def meta_audience(sandbox: SandboxThread, token: str = TOKEN) -> CustomAudience:
+    session = FacebookSession(access_token=token)
+    session.GRAPH = f"{sandbox.base_url}/meta"
+    return CustomAudience("123456", api=FacebookAdsApi(session))
+
+
+def test_meta_sdk_adds_and_removes_hashed_users(quiet_sandbox):
+    audience = meta_audience(quiet_sandbox)
+    added = audience.add_users(CustomAudience.Schema.email_hash, ["A@x.com ", "b@x.com"], is_raw=True)
+    assert (added.status(), added.json()["num_received"], added.json()["num_invalid_entries"]) == (200, 2, 0)
+    removed = audience.remove_users(CustomAudience.Schema.email_hash, ["a@x.com"], is_raw=True)
+    assert removed.json()["num_received"] == 1
+    held = httpx.get(f"{quiet_sandbox.base_url}/_sandbox/meta/audiences").json()["audiences"]["123456"]
+    assert held["count"] == 1  # the SDK's normalisation (trim, lowercase) made "A@x.com " match "a@x.com"
+
+
+def test_meta_sdk_raises_code_190_on_a_wrong_token(quiet_sandbox):
+    with pytest.raises(FacebookRequestError) as raised:
+        meta_audience(quiet_sandbox, token="wrong").add_users(CustomAudience.Schema.email_hash, ["a@x.com"],
+                                                              is_raw=True)
+    assert raised.value.api_error_code() == 190
