@@ -167,3 +167,11 @@ def test_meta_sdk_raises_code_190_on_a_wrong_token(quiet_sandbox):
         meta_audience(quiet_sandbox, token="wrong").add_users(CustomAudience.Schema.email_hash, ["a@x.com"],
                                                               is_raw=True)
     assert raised.value.api_error_code() == 190
+
+
+def test_klaviyo_sdk_reads_the_sandbox_429_and_its_integer_retry_after(start_sandbox):
+    sandbox = start_sandbox(faults={"klaviyo": {"burst_429": 1.0}})
+    with pytest.raises(klaviyo_api.openapi_client.ApiException) as raised:
+        klaviyo(sandbox).Lists.get_lists()
+    assert raised.value.status == 429 and int(raised.value.headers["Retry-After"]) >= 1
+    assert raised.value.data.errors[0].code == "throttled"
