@@ -58,27 +58,42 @@ class Plan:
 
 
 def build_diff(conn: sa.Connection, sync: SyncConfig) -> Plan:
+    """One pass over source and state (a full outer join); rows numbered `seq` in page order
+    (adds and updates by key, then removes by key) and stored in that order, so a page is a seq
+    range that DuckDB's zone maps (or PostgreSQL's index) find without rescanning the diff."""
     source, params = source_sql(sync)
     params["name"] = sync.name
     conn.execute(sa.text(f"drop table if exists {DIFF_TABLE}"))
     conn.execute(sa.text(f"""
         create temporary table {DIFF_TABLE} as
         with source as ({source}),
-        state as (select * from {STATE_SCHEMA}.sync_state where sync_name = :name),
-        rejected as (select key, payload_hash from {STATE_SCHEMA}.rejections where sync_name = :name)
-        select source.key, source.row_hash, source.email, source.phone, source.first_name, source.last_name,
-               source.payload, state.destination_id,
-               case when state.key is null then 'add' else 'update' end as op
-        from source
-        left join state on state.key = source.key
-        left join rejected on rejected.key = source.key and rejected.payload_hash = source.row_hash
-        where rejected.key is null
-          and (state.key is null or state.row_hash <> source.row_hash or state.status <> 'synced')
-        union all
-        select state.key, null, null, null, null, null, null, state.destination_id, 'remove'
-        from state
-        where state.status = 'synced' and not exists (select 1 from source where source.key = state.key)
+        state as (select key, row_hash, destination_id, status from {STATE_SCHEMA}.sync_state where sync_name = :name),
+        rejected as (select key, payload_hash from {STATE_SCHEMA}.rejections where sync_name = :name),
+        joined as (
+            select coalesce(source.key, state.key) as key, source.row_hash, source.email, source.phone,
+                   source.first_name, source.last_name, source.payload, state.destination_id,
+                   case when source.key is null then 'remove' when state.key is null then 'add' else 'update' end as op,
+                   state.row_hash as state_hash, state.status
+            from source
+            full outer join state on state.key = source.key
+        ),
+        changes as (
+            select joined.*
+            from joined
+            left join rejected
+                on joined.op <> 'remove' and rejected.key = joined.key and rejected.payload_hash = joined.row_hash
+            where (joined.op = 'remove' and joined.status = 'synced')
+               or (joined.op <> 'remove' and rejected.key is null
+                   and (joined.op = 'add' or joined.state_hash <> joined.row_hash or joined.status <> 'synced'))
+        )
+        select key, row_hash, email, phone, first_name, last_name, payload, destination_id, op,
+               row_number() over (order by case when op = 'remove' then 1 else 0 end, key) as seq
+        from changes
+        order by seq
     """), params)
+    if conn.dialect.name == "postgresql":
+        conn.execute(sa.text(f"create index on {DIFF_TABLE} (seq)"))
+        conn.execute(sa.text(f"analyze {DIFF_TABLE}"))
     counts = dict(conn.execute(sa.text(f"select op, count(*) from {DIFF_TABLE} group by op")).fetchall())
     current = conn.execute(sa.text(f"select count(*) from {STATE_SCHEMA}.sync_state where sync_name = :n and status = 'synced'"),
                            {"n": sync.name}).scalar()
@@ -91,18 +106,19 @@ def build_diff(conn: sa.Connection, sync: SyncConfig) -> Plan:
 
 
 def pages(conn: sa.Connection, op_filter: tuple[str, ...], page_size: int):
-    """The diff rows of the given ops, page by page, ordered by key."""
-    last = ""
+    """The diff rows of the given ops (add/update, or remove), page by page, ordered by key."""
     ops = ", ".join(f"'{op}'" for op in op_filter)
-    while True:
+    bounds = conn.execute(sa.text(f"select min(seq), max(seq) from {DIFF_TABLE} where op in ({ops})")).fetchone()
+    if bounds is None or bounds[0] is None:
+        return
+    first, last = bounds
+    for start in range(first, last + 1, page_size):
         rows = conn.execute(sa.text(
             f"select key, row_hash, email, phone, first_name, last_name, payload, destination_id, op "
-            f"from {DIFF_TABLE} where op in ({ops}) and key > :last order by key limit :n"),
-            {"last": last, "n": page_size}).mappings().fetchall()
-        if not rows:
-            return
-        yield [dict(r) for r in rows]
-        last = rows[-1]["key"]
+            f"from {DIFF_TABLE} where seq between :lo and :hi and op in ({ops}) order by seq"),
+            {"lo": start, "hi": min(start + page_size - 1, last)}).mappings().fetchall()
+        if rows:
+            yield [dict(r) for r in rows]
 
 
 def estimate(plan: Plan, per_call: int, remove_per_call: int, calls_per_second: float, calls_per_add_batch: int = 3) -> None:
