@@ -2,7 +2,7 @@
 
 The SDKs' generated models encode the vendors' OpenAPI specs (klaviyo-api validates every response
 with pydantic models), so a response the sandbox shapes wrongly fails here. Packages: klaviyo-api,
-twilio, mailchimp-marketing, facebook-business (tests skip when one is missing).
+twilio, mailchimp-marketing, facebook-business (the test extras; a missing one is an error, not a skip).
 """
 from __future__ import annotations
 
@@ -12,11 +12,11 @@ import pytest
 from syncs.sandbox.server import SandboxThread
 from tests.sandbox.conftest import TOKEN
 
-klaviyo_api = pytest.importorskip("klaviyo_api")
-twilio_rest = pytest.importorskip("twilio.rest")
-twilio_exceptions = pytest.importorskip("twilio.base.exceptions")
-mailchimp_marketing = pytest.importorskip("mailchimp_marketing")
-facebook_business = pytest.importorskip("facebook_business")
+import facebook_business  # noqa: E402,F401 - the official SDKs (test extras)
+import klaviyo_api  # noqa: E402
+import mailchimp_marketing  # noqa: E402
+import twilio.base.exceptions as twilio_exceptions  # noqa: E402
+import twilio.rest as twilio_rest  # noqa: E402
 from facebook_business.adobjects.customaudience import CustomAudience  # noqa: E402
 from facebook_business.api import FacebookAdsApi  # noqa: E402
 from facebook_business.exceptions import FacebookRequestError  # noqa: E402
