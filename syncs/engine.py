@@ -8,6 +8,7 @@ unacknowledged batch and converges to exactly the audience.
 from __future__ import annotations
 
 import logging
+import re
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -41,6 +42,20 @@ class SyncResult:
     plan: Plan = field(default_factory=Plan)
 
 
+SYNC_MEMORY_LIMIT = "512MB"  # DuckDB's buffer for the diff; it spills beyond (LIFELINE_SYNC_MEMORY_LIMIT)
+
+
+def limit_memory(conn, env: Mapping[str, str]) -> None:
+    """A sync needs little memory: cap DuckDB (default 80% of RAM) so a 10M-row diff spills instead
+    of growing the process. PostgreSQL does its work in its own server process."""
+    if conn.dialect.name != "duckdb":
+        return
+    value = env.get("LIFELINE_SYNC_MEMORY_LIMIT") or SYNC_MEMORY_LIMIT
+    if not re.fullmatch(r"\d+(\.\d+)?\s*(KB|MB|GB|TB|KiB|MiB|GiB|TiB)", value.strip(), re.IGNORECASE):
+        raise ValueError(f"LIFELINE_SYNC_MEMORY_LIMIT={value!r} is not a size such as 512MB or 2GB")
+    conn.exec_driver_sql(f"set memory_limit = '{value.strip()}'")
+
+
 def safety_problem(sync: SyncConfig, plan: Plan) -> str | None:
     if plan.current and plan.removes > sync.safety.max_remove_share * plan.current:
         return (f"safety limit: would remove {plan.removes} of {plan.current} members "
@@ -68,6 +83,7 @@ def run_sync(warehouse: Warehouse, sync: SyncConfig, *, dry_run: bool = False, f
     result = SyncResult(sync.name, "failed")
     client = None
     with engine.connect() as conn:
+        limit_memory(conn, env)
         ensure_state(conn)
         try:
             acquire_lock(conn, sync.name, wait_s=wait_s)
