@@ -7,6 +7,7 @@ file. Validation errors name the file, the line and the field.
 from __future__ import annotations
 
 import os
+from datetime import date
 from pathlib import Path
 
 import yaml
@@ -75,6 +76,11 @@ class Feedback(_Strict):
     klaviyo_base_url: str = "http://127.0.0.1:8787/klaviyo"
 
 
+class Partitions(_Strict):
+    """Daily UTC partitions of the incremental (event-derived) dbt models."""
+    start_date: date = Field(date(2024, 1, 1), description="first daily partition (YYYY-MM-DD, UTC)")
+
+
 class LifelineConfig(_Strict):
     landing_dir: Path = Path("landing")
     sensor_interval_seconds: int = Field(30, ge=5)
@@ -82,6 +88,7 @@ class LifelineConfig(_Strict):
     alerts: AlertChannels = AlertChannels()
     thresholds: Thresholds = Thresholds()
     feedback: Feedback = Feedback()
+    partitions: Partitions = Partitions()
 
 
 def config_path(env: dict[str, str] | None = None) -> Path | None:
