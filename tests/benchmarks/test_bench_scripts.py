@@ -53,3 +53,14 @@ def test_bench_sync_tiny(tmp_path: Path) -> None:
     memory = results["memory"]
     assert memory["distinct_keys"] == 3000 and memory["sync"]["peak_rss_mb"] > 0
     assert "## Sync: Lifeline vs drt-core" in md.read_text()
+
+
+def test_make_bench_replaces_only_its_own_block_of_results_md():
+    from benchmarks.run import BEGIN, merge_generated
+
+    first = merge_generated("", "# Benchmark results\nold tables\n")
+    kept = first + "\n## Sync: written by bench_sync.py\nfigures\n"
+    second = merge_generated(kept, "# Benchmark results\nnew tables\n")
+    assert second.count(BEGIN) == 1
+    assert "new tables" in second and "old tables" not in second
+    assert "## Sync: written by bench_sync.py\nfigures" in second
