@@ -56,7 +56,13 @@ def test_bench_sync_tiny(tmp_path: Path) -> None:
 
 
 def test_make_bench_replaces_only_its_own_block_of_results_md():
-    from benchmarks.run import BEGIN, merge_generated
+    import importlib.util
+
+    # by path: this test folder is itself a package named `benchmarks`
+    spec = importlib.util.spec_from_file_location("bench_run", ROOT / "benchmarks" / "run.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    BEGIN, merge_generated = module.BEGIN, module.merge_generated
 
     first = merge_generated("", "# Benchmark results\nold tables\n")
     kept = first + "\n## Sync: written by bench_sync.py\nfigures\n"
