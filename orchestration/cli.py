@@ -92,6 +92,8 @@ def load(path: Path, replace: bool, fmt: str) -> None:
         raise click.ClickException(str(exc)) from exc
     for name, result in results.items():
         extra = f" (extra columns kept: {', '.join(result.extra_columns)})" if result.extra_columns else ""
+        if result.erased_rows:
+            extra += f" ({result.erased_rows:,} rows of erased people dropped, see `lifeline forget`)"
         click.echo(f"raw.{name}: {result.rows:,} rows from {len(result.files)} file(s){extra}")
     click.echo(f"loaded into {warehouse.describe()}")
 
@@ -162,6 +164,49 @@ def sync(names: tuple[str, ...], dry_run: bool, force: bool, config_path: Path |
     _print_sync_results(results)
     if any(r.status in ("failed", "blocked") for r in results):
         raise click.ClickException("one or more syncs did not complete (see above)")
+
+
+@main.command()
+@click.option("--email", help="The person's email address.")
+@click.option("--phone", help="The person's phone number in E.164 form (+447700900123).")
+@click.option("--profile-id", "profile_id", help="The person's profile_id.")
+@click.option("--dry-run", is_flag=True, help="Print what would be deleted where, and change nothing.")
+@click.option("--config", "config_path", type=click.Path(path_type=Path), default=None,
+              help="syncs.yml whose destinations are asked to delete the person (default: as for sync).")
+@click.option("--wait", "wait_s", default=0.0, type=click.FloatRange(0), metavar="SECONDS", show_default=True,
+              help="If another run holds the warehouse or a sync's lock, wait this long before giving up.")
+def forget(email: str | None, phone: str | None, profile_id: str | None, dry_run: bool, config_path: Path | None,
+           wait_s: float) -> None:
+    """Erase one person (GDPR): raw rows, marts, sync state and every destination; keeps them out of later loads."""
+    from orchestration.erasure import ErasureError, Subject, forget as run_forget
+    from syncs.config import SyncConfigError
+
+    given = [(k, v) for k, v in (("email", email), ("phone", phone), ("profile_id", profile_id)) if v is not None]
+    if len(given) != 1:
+        raise click.UsageError("name the person with exactly one of --email, --phone or --profile-id")
+    try:
+        subject = Subject.parse(*given[0])
+        report = run_forget(_available_warehouse(wait_s), subject, config_path or _default_syncs_file(),
+                            dry_run=dry_run, wait_s=wait_s)
+    except (ErasureError, SyncConfigError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    _print_erasure(report)
+    if report.status == "partial":
+        raise click.ClickException("erasure incomplete at some destinations (see above)")
+
+
+def _print_erasure(report) -> None:
+    click.echo(f"forget {report.subject_hash[:12]}: {report.status}"
+               + (f" (request {report.request_id})" if report.request_id else "")
+               + f", {report.profiles} profile(s), {report.identifiers} identifier(s)")
+    for table, n in {**{f"raw.{t}": n for t, n in report.raw_rows.items()}, **report.other_rows}.items():
+        if n:
+            click.echo(f"  {table}: {n:,} row(s)")
+    for outcome in report.destinations:
+        click.echo(f"  destination {outcome.sync} ({outcome.type}): {outcome.status}"
+                   + (f" - {outcome.detail}" if outcome.detail else ""))
+    if report.message:
+        click.echo(report.message)
 
 
 def _default_syncs_file() -> Path:

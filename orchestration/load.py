@@ -20,6 +20,7 @@ from pathlib import Path
 import duckdb
 
 from orchestration.contract import RAW_TABLES, RawTable
+from orchestration.erased import load_filter, read_hashes
 from syncs.warehouse import RAW_SCHEMA, Warehouse
 
 SUFFIXES = {".csv": "csv", ".tsv": "csv", ".parquet": "parquet", ".jsonl": "json", ".ndjson": "json",
@@ -36,6 +37,7 @@ class TableLoad:
     files: list[Path] = field(default_factory=list)
     rows: int = 0
     extra_columns: list[str] = field(default_factory=list)
+    erased_rows: int = 0  # rows dropped because they carry an erased person's identifier (`lifeline forget`)
 
 
 def _kind(path: Path) -> str | None:
@@ -144,12 +146,13 @@ def load_files(warehouse: Warehouse, discovered: dict[str, list[Path]], replace:
             # One transaction for the whole load: a file that fails half-way leaves nothing behind.
             con.execute("begin transaction")
             con.execute(f"create schema if not exists {RAW_SCHEMA}")
+            erased = _register_erased(con, read_hashes(con))
             for name, (table, _, select_list, extras, files) in plans.items():
                 current = files
                 rel = _relation(con, files)
                 con.register("_lifeline_incoming", rel)
                 try:
-                    results[name] = _load_duckdb(con, table, select_list, extras, files, replace)
+                    results[name] = _load_duckdb(con, table, select_list, extras, files, replace, erased)
                 finally:
                     con.unregister("_lifeline_incoming")
             for name, table in RAW_TABLES.items():
@@ -170,9 +173,10 @@ def load_files(warehouse: Warehouse, discovered: dict[str, list[Path]], replace:
     try:
         cur = raw.cursor()
         cur.execute(f"create schema if not exists {RAW_SCHEMA}")
+        erased = _register_erased(reader, read_hashes(cur))
         for name, (table, rel, select_list, extras, files) in plans.items():
             current = files
-            results[name] = _load_postgres(cur, reader, rel, table, select_list, extras, files, replace)
+            results[name] = _load_postgres(cur, reader, rel, table, select_list, extras, files, replace, erased)
         for name, table in RAW_TABLES.items():
             cols = ", ".join(f'"{c}" text' for c in table.columns)
             cur.execute(f"create table if not exists {RAW_SCHEMA}.{name} ({cols})")
@@ -190,6 +194,25 @@ def load_files(warehouse: Warehouse, discovered: dict[str, list[Path]], replace:
     return results
 
 
+def _register_erased(con: duckdb.DuckDBPyConnection, hashes: list[str]) -> bool:
+    """Make the erased identifiers' hashes readable as `_lifeline_erased(h)`; False when there are none."""
+    if not hashes:
+        return False
+    import pyarrow as pa
+
+    con.register("_lifeline_erased", pa.table({"h": pa.array(hashes, pa.string())}))
+    return True
+
+
+def _kept(con: duckdb.DuckDBPyConnection, table: RawTable, source: str, erased: bool) -> tuple[str, int]:
+    """The SQL of the incoming rows to keep, and how many rows it drops for carrying an erased identifier."""
+    kept = load_filter(table.name, source, "_lifeline_erased") if erased else None
+    if kept is None:
+        return source, 0
+    total, remaining = (con.execute(f"select count(*) from ({sql}) as t").fetchone()[0] for sql in (source, kept))
+    return kept, total - remaining
+
+
 def _existing_columns_duckdb(con: duckdb.DuckDBPyConnection, name: str) -> list[str] | None:
     rows = con.execute(
         "select column_name from information_schema.columns where table_schema = ? and table_name = ? "
@@ -198,22 +221,23 @@ def _existing_columns_duckdb(con: duckdb.DuckDBPyConnection, name: str) -> list[
 
 
 def _load_duckdb(con, table: RawTable, select_list: str, extras: list[str], files: list[Path],
-                 replace: bool) -> TableLoad:
+                 replace: bool, erased: bool = False) -> TableLoad:
     target = f"{RAW_SCHEMA}.{table.name}"
+    source, dropped = _kept(con, table, f"select {select_list} from _lifeline_incoming", erased)
     existing = None if replace else _existing_columns_duckdb(con, table.name)
     if existing is None:
-        con.execute(f"create or replace table {target} as select {select_list} from _lifeline_incoming")
+        con.execute(f"create or replace table {target} as {source}")
     else:
         for col in extras:
             if col not in existing:
                 con.execute(f'alter table {target} add column "{col}" varchar')
-        con.execute(f"insert into {target} by name select {select_list} from _lifeline_incoming")
-    rows = con.execute(f"select count(*) from (select {select_list} from _lifeline_incoming)").fetchone()[0]
-    return TableLoad(table.name, files, rows, extras)
+        con.execute(f"insert into {target} by name {source}")
+    rows = con.execute(f"select count(*) from ({source})").fetchone()[0]
+    return TableLoad(table.name, files, rows, extras, dropped)
 
 
 def _load_postgres(cur, reader, rel, table: RawTable, select_list: str, extras: list[str],
-                   files: list[Path], replace: bool) -> TableLoad:
+                   files: list[Path], replace: bool, erased: bool = False) -> TableLoad:
     """Stream one table into PostgreSQL with COPY, inside the caller's transaction."""
     target = f"{RAW_SCHEMA}.{table.name}"
     columns = list(table.columns) + extras
@@ -229,7 +253,8 @@ def _load_postgres(cur, reader, rel, table: RawTable, select_list: str, extras: 
                 cur.execute(f'alter table {target} add column "{col}" text')
     reader.register("_lifeline_incoming", rel)
     try:
-        batches = reader.sql(f"select {select_list} from _lifeline_incoming").fetch_record_batch(100_000)
+        source, dropped = _kept(reader, table, f"select {select_list} from _lifeline_incoming", erased)
+        batches = reader.sql(source).fetch_record_batch(100_000)
         collist = ", ".join(f'"{c}"' for c in columns)
         rows = 0
         for batch in batches:
@@ -243,4 +268,4 @@ def _load_postgres(cur, reader, rel, table: RawTable, select_list: str, extras: 
             rows += batch.num_rows
     finally:
         reader.unregister("_lifeline_incoming")
-    return TableLoad(table.name, files, rows, extras)
+    return TableLoad(table.name, files, rows, extras, dropped)

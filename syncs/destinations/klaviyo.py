@@ -27,6 +27,7 @@ BULK_IMPORT_MAX_PROFILES = 10_000
 BULK_IMPORT_MAX_BYTES = 5_000_000
 LIST_RELATIONSHIP_MAX = 1_000
 PROFILE_FILTER_MAX = 100  # values in one any(external_id,[...]) filter of GET /api/profiles
+RATE_S = [(3, 1), (60, 60)]  # data-privacy-deletion-jobs
 RATE_M = [(10, 1), (150, 60)]
 RATE_L = [(75, 1), (700, 60)]
 NO_LIMIT = [(100_000, 1)]  # only for a sandbox run without rate limits
@@ -42,6 +43,7 @@ class KlaviyoClient:
                                   "Accept": JSONAPI, "Content-Type": JSONAPI})
         self.rate_m = limiter(RATE_M if rate_limits else NO_LIMIT)
         self.rate_l = limiter(RATE_L if rate_limits else NO_LIMIT)
+        self.rate_s = limiter(RATE_S if rate_limits else NO_LIMIT)
         self.poll_seconds = poll_seconds
         self.job_timeout_s = job_timeout_s
 
@@ -140,6 +142,25 @@ class KlaviyoClient:
             self._call("DELETE", f"/api/lists/{list_id}/relationships/profiles", self.rate_m, data=json.dumps(body))
         return [RowResult(r["key"], True, destination_id=ids[r["key"]]) for r in rows]
 
+    def forget(self, rows: list[dict]) -> list[RowResult]:
+        """GDPR deletion: one `POST /api/data-privacy-deletion-jobs` per identifier Klaviyo accepts
+        (profile id, email, phone_number; one per job). Profile ids not stored are looked up by
+        external_id. A job for a profile Klaviyo does not have is accepted too (202)."""
+        missing = [r["key"] for r in rows if not r.get("destination_id")]
+        looked_up = self.profile_ids(missing) if missing else {}
+        jobs: set[tuple[str, str]] = set()
+        for row in rows:
+            profile_id = row.get("destination_id") or looked_up.get(row["key"])
+            jobs |= {(field, value) for field, value in (("id", profile_id), ("email", row.get("email")),
+                                                          ("phone_number", row.get("phone"))) if value}
+        for field, value in sorted(jobs):
+            profile = {"type": "profile", "id": value} if field == "id" else \
+                {"type": "profile", "attributes": {field: value}}
+            body = {"data": {"type": "data-privacy-deletion-job", "attributes": {"profile": {"data": profile}}}}
+            self._call("POST", "/api/data-privacy-deletion-jobs", self.rate_s, data=json.dumps(body))
+        return [RowResult(r["key"], True, destination_id=r.get("destination_id") or looked_up.get(r["key"]))
+                for r in rows]
+
 
 def _attributes(row: dict) -> dict:
     attrs = {"external_id": row["key"]}
@@ -185,6 +206,7 @@ class KlaviyoList:
     remove_batch_size = LIST_RELATIONSHIP_MAX
     calls_per_second = RATE_M[1][0] / RATE_M[1][1]
     calls_per_add_batch = 2  # create the job, poll it (its profiles are read only if its counts don't add up)
+    forget_batch_size = PROFILE_FILTER_MAX
 
     def __init__(self, client: KlaviyoClient, list_name: str):
         self.client = client
@@ -202,3 +224,6 @@ class KlaviyoList:
 
     def remove(self, rows: list[dict]) -> list[RowResult]:
         return self.client.remove(self._id(), rows)
+
+    def forget(self, rows: list[dict]) -> list[RowResult]:
+        return self.client.forget(rows)

@@ -30,6 +30,7 @@ class MailchimpList:
     remove_batch_size = BATCH_MEMBERS
     calls_per_second = float(RATE[0][0])
     calls_per_add_batch = 1
+    forget_batch_size = BATCH_MEMBERS
 
     def __init__(self, base_url: str, api_key: str, list_id: str):
         self.base_url = base_url.rstrip("/")
@@ -90,4 +91,18 @@ class MailchimpList:
                 if response.status_code >= 300 and response.status_code != 404:
                     raise DestinationError(f"Mailchimp archive failed with {response.status_code}")
             results.append(RowResult(row["key"], True, destination_id=member))
+        return results
+
+    def forget(self, rows: list[dict]) -> list[RowResult]:
+        """GDPR deletion: `POST /lists/{id}/members/{subscriber_hash}/actions/delete-permanent` for each
+        email (and stored member id); 404 means Mailchimp does not hold them, which is the goal."""
+        results = []
+        for row in rows:
+            members = {m for m in (subscriber_hash(row["email"]) if row.get("email") else None,
+                                   row.get("destination_id")) if m}
+            for member in sorted(members):
+                response = self._request("POST", f"/lists/{self.list_id}/members/{member}/actions/delete-permanent")
+                if response.status_code >= 300 and response.status_code != 404:
+                    raise DestinationError(f"Mailchimp permanent delete failed with {response.status_code}")
+            results.append(RowResult(row["key"], True, destination_id=row.get("destination_id")))
         return results

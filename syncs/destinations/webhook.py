@@ -18,6 +18,7 @@ SIGNATURE_HEADER = "X-Lifeline-Signature"
 BATCH_ROWS = 500          # our own choice: keeps bodies far below the receiver's 5 MB limit
 RATE = [(10, 1)]          # be gentle with a customer's endpoint
 FIELDS = ("email", "phone", "first_name", "last_name", "payload")
+FORGET_FIELDS = ("email", "phone")  # what a receiver needs to find the person to erase
 
 
 def signature(body: bytes, secret: str, timestamp: int) -> str:
@@ -30,6 +31,7 @@ class WebhookClient:
     remove_batch_size = BATCH_ROWS
     calls_per_second = float(RATE[0][0])
     calls_per_add_batch = 1
+    forget_batch_size = BATCH_ROWS
 
     def __init__(self, url: str, secret: str, sync_name: str):
         self.url = url
@@ -40,7 +42,8 @@ class WebhookClient:
 
     def _post(self, op: str, rows: list[dict]) -> list[RowResult]:
         body = json.dumps({"sync": self.sync_name, "op": op,
-                           "rows": [{"key": r["key"], **({f: r.get(f) for f in FIELDS} if op == "add" else {})}
+                           "rows": [{"key": r["key"], **{f: r.get(f) for f in {"add": FIELDS, "forget": FORGET_FIELDS}
+                                                          .get(op, ())}}
                                     for r in rows]}, separators=(",", ":")).encode()
         self.rate.try_acquire("webhook")
         response = self.http.post(self.url, data=body, timeout=60, headers={
@@ -57,3 +60,7 @@ class WebhookClient:
 
     def remove(self, rows: list[dict]) -> list[RowResult]:
         return self._post("remove", rows)
+
+    def forget(self, rows: list[dict]) -> list[RowResult]:
+        """GDPR deletion: a signed `forget` event (op "forget", rows of key, email, phone)."""
+        return self._post("forget", rows)
