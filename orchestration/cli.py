@@ -180,6 +180,7 @@ def forget(email: str | None, phone: str | None, profile_id: str | None, dry_run
     """Erase one person (GDPR): raw rows, marts, sync state and every destination; keeps them out of later loads."""
     from orchestration.erasure import ErasureError, Subject, forget as run_forget
     from syncs.config import SyncConfigError
+    from syncs.state import SyncLocked
 
     given = [(k, v) for k, v in (("email", email), ("phone", phone), ("profile_id", profile_id)) if v is not None]
     if len(given) != 1:
@@ -188,7 +189,7 @@ def forget(email: str | None, phone: str | None, profile_id: str | None, dry_run
         subject = Subject.parse(*given[0])
         report = run_forget(_available_warehouse(wait_s), subject, config_path or _default_syncs_file(),
                             dry_run=dry_run, wait_s=wait_s)
-    except (ErasureError, SyncConfigError) as exc:
+    except (ErasureError, SyncConfigError, SyncLocked) as exc:
         raise click.ClickException(str(exc)) from exc
     _print_erasure(report)
     if report.status == "partial":

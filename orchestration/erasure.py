@@ -355,7 +355,7 @@ def _erase(conn: sa.Connection, subject: Subject, person: Person, syncs: list[Sy
         outcomes = forget_everywhere(syncs, rows, env)
         raw = {t: _apply(conn, f"{RAW_SCHEMA}.{t}", w, True) for t, w in raw_where.items()}
         other = {f"{s}.{t}": _apply(conn, f'"{s}"."{t}"', w, True) for (s, t), w in derived_predicates(conn).items()}
-        status = "done" if all(o.status in ("deleted", "nothing_to_delete") for o in outcomes) else "partial"
+        status = "done" if all(o.status == "deleted" for o in outcomes) else "partial"
         _finish(conn, request_id, status, sum(raw.values()) + sum(other.values()), outcomes)
         conn.commit()
     finally:
@@ -390,8 +390,7 @@ def _unknown_or_retry(conn: sa.Connection, subject: Subject, syncs: list[SyncCon
                            "changed. Check the value (phones in E.164), or run `lifeline build` if their data "
                            "was loaded after the last build.")
     request_id, requested_at, status, destinations = previous
-    failed = [s for s in syncs if (json.loads(destinations or "{}").get(s.name) or {}).get("status")
-              not in ("deleted", "nothing_to_delete")]
+    failed = [s for s in syncs if (json.loads(destinations or "{}").get(s.name) or {}).get("status") != "deleted"]
     if status == "done" or not failed or dry_run:
         return ErasureReport(request_id, "already_erased", subject.hash,
                              message=f"already erased by request {request_id} on {requested_at:%Y-%m-%d %H:%M} UTC"
@@ -403,7 +402,7 @@ def _unknown_or_retry(conn: sa.Connection, subject: Subject, syncs: list[SyncCon
     outcomes = forget_everywhere(failed, {s.name: [row] for s in failed}, env)
     merged = {**json.loads(destinations or "{}"), **{o.sync: {"type": o.type, "status": o.status, "detail": o.detail}
                                                      for o in outcomes}}
-    status = "done" if all(v["status"] in ("deleted", "nothing_to_delete") for v in merged.values()) else "partial"
+    status = "done" if all(v["status"] == "deleted" for v in merged.values()) else "partial"
     conn.execute(sa.text(f"update {REQUESTS} set status = :s, completed_at = :t, destinations = :d "
                          "where request_id = :r"), {"s": status, "t": now(), "d": json.dumps(merged), "r": request_id})
     conn.commit()

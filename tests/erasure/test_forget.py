@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from erasure_helpers import (ALICE, CAROL, ENV, MINI, build, klaviyo_list_emails, klaviyo_profiles,
+from erasure_helpers import (ALICE, AS_OF, CAROL, ENV, MINI, build, klaviyo_list_emails, klaviyo_profiles,
                              mailchimp_status, row_counts, scalar, traces, write_syncs)
 from orchestration.dbt_runner import run_dbt
 from orchestration.erased import identifier_hash
@@ -114,7 +114,7 @@ def test_forget_erases_everywhere_and_a_reload_keeps_them_out(duck: Warehouse, s
     loaded = load(duck, MINI, replace=True)
     assert {t: r.erased_rows for t, r in loaded.items()} == {
         "customers": 2, "events": 7, "message_events": 4, "order_items": 3, "orders": 4, "products": 0}
-    run_dbt(duck, "build", as_of=__import__("datetime").datetime(2026, 11, 1))
+    run_dbt(duck, "build", as_of=AS_OF)
     assert traces(duck, needles(ALICE, alice) + needles(CAROL, carol)) == []
     assert scalar(duck, "select count(*) from profiles") == 10
     assert scalar(duck, "select count(*) from profiles where email = 'bob@example.net'") == 1

@@ -58,7 +58,8 @@ def test_commands_on_a_locked_file_exit_clearly_and_change_nothing(warehouse_fil
     (data / "part.csv").write_text("customer_id,email\nc2,b@example.com\n")
     holder = hold_file(warehouse_file, 60)
     try:
-        for args in (["load", str(tmp_path / "data")], ["build"], ["sync", "--dry-run"]):
+        for args in (["load", str(tmp_path / "data")], ["build"], ["sync", "--dry-run"],
+                     ["forget", "--email", "b@example.com"]):
             done = run_cli(args, warehouse_file, tmp_path)
             assert done.returncode != 0, args
             assert "is in use by another process" in done.stderr and str(warehouse_file) in done.stderr, done.stderr

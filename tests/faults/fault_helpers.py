@@ -1,0 +1,62 @@
+"""The real sandbox app served from a thread behind a request counter, so a fault test can act
+(SIGKILL a sync, restart PostgreSQL) when the N-th platform request arrives, i.e. mid-batch."""
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import uvicorn
+
+from syncs.sandbox.server import create_app
+
+
+class CountingSandbox:
+    """`create_app(state_dir, **opts)` on a free loopback port; `.requests` counts platform requests
+    (not /_sandbox control calls) as they arrive, `.in_flight` those not answered yet."""
+
+    def __init__(self, state_dir: Path, **opts: Any):
+        self.app = create_app(Path(state_dir), **opts)
+        self.requests = 0
+        self.in_flight = 0
+        self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self._sock.bind(("127.0.0.1", 0))
+        self.base_url = f"http://127.0.0.1:{self._sock.getsockname()[1]}"
+        self._server = uvicorn.Server(uvicorn.Config(self._count, interface="asgi3", log_level="warning", access_log=False,
+                                                     lifespan="on"))
+        self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [self._sock]}, daemon=True)
+
+    async def _count(self, scope, receive, send) -> None:
+        if scope["type"] != "http" or scope["path"].startswith("/_sandbox"):
+            await self.app(scope, receive, send)
+            return
+        self.requests += 1
+        self.in_flight += 1
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            self.in_flight -= 1
+
+    def wait_for(self, count: int, alive, poll_s: float = 0.002) -> bool:
+        """Block until `count` requests arrived (True) or `alive()` turns false first (False)."""
+        while self.requests < count:
+            if not alive():
+                return False
+            time.sleep(poll_s)
+        return True
+
+    def __enter__(self) -> "CountingSandbox":
+        self._thread.start()
+        deadline = time.monotonic() + 10
+        while not self._server.started:
+            if time.monotonic() > deadline:
+                raise RuntimeError("the sandbox did not start")
+            time.sleep(0.01)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._server.should_exit = True
+        self._thread.join(timeout=10)
+        self._sock.close()
