@@ -9,6 +9,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import click
+from sqlalchemy import exc as sa_exc
 
 from orchestration.dbt_runner import PROJECT_ROOT, DbtError, telemetry_off_env
 from syncs.feedback.cli import feedback
@@ -159,8 +160,11 @@ def sync(names: tuple[str, ...], dry_run: bool, force: bool, config_path: Path |
     from syncs.engine import run_syncs
 
     warehouse = _available_warehouse(wait_s)
-    results = run_syncs(warehouse, config_path or _default_syncs_file(), list(names) or None,
-                        dry_run=dry_run, force=force, progress=sys.stderr.isatty(), wait_s=wait_s)
+    try:
+        results = run_syncs(warehouse, config_path or _default_syncs_file(), list(names) or None,
+                            dry_run=dry_run, force=force, progress=sys.stderr.isatty(), wait_s=wait_s)
+    except (sa_exc.OperationalError, sa_exc.InterfaceError) as exc:
+        raise _warehouse_lost(warehouse, exc) from exc
     _print_sync_results(results)
     if any(r.status in ("failed", "blocked") for r in results):
         raise click.ClickException("one or more syncs did not complete (see above)")
@@ -208,6 +212,15 @@ def _print_erasure(report) -> None:
                    + (f" - {outcome.detail}" if outcome.detail else ""))
     if report.message:
         click.echo(report.message)
+
+
+def _warehouse_lost(warehouse: Warehouse, exc: Exception) -> click.ClickException:
+    """A sync whose warehouse connection broke (server restarted, network gone): say what is safe."""
+    reason = str(getattr(exc, "orig", exc)).strip().splitlines()[0][:200]
+    return click.ClickException(
+        f"the sync lost its connection to the warehouse ({warehouse.describe()}): {reason}. Rows the destination "
+        "acknowledged before were recorded; the batch in flight was not, and the next run resends it (a resend is "
+        "idempotent). Check that the warehouse is reachable, then rerun `lifeline sync`.")
 
 
 def _default_syncs_file() -> Path:

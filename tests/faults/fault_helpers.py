@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import sqlalchemy as sa
 import uvicorn
 
 from syncs.sandbox.server import create_app
@@ -60,3 +61,13 @@ class CountingSandbox:
         self._server.should_exit = True
         self._thread.join(timeout=10)
         self._sock.close()
+
+
+def synced_emails(warehouse, sync_name: str = "klaviyo_cart") -> set[str]:
+    """The emails (of tests/sync's people()) the sync's state claims as synced."""
+    engine = warehouse.engine()
+    with engine.connect() as conn:
+        keys = {k for (k,) in conn.execute(sa.text(
+            "select key from lifeline_state.sync_state where sync_name = :n and status = 'synced'"), {"n": sync_name})}
+    engine.dispose()
+    return {f"person{int(k.removeprefix('p_'))}@example.com" for k in keys}

@@ -18,9 +18,9 @@ from collections import Counter
 from pathlib import Path
 
 import requests
-import sqlalchemy as sa
 from requests.adapters import HTTPAdapter
 
+from fault_helpers import synced_emails
 from syncs.config import load_syncs
 from syncs.engine import run_sync
 from syncs.http import CountingRetry
@@ -49,15 +49,6 @@ def _phases(base_url: str, stop: threading.Event, rng: random.Random, counts: Co
         requests.post(f"{base_url}/_sandbox/faults", json={"klaviyo": spec, "fault_seed": SEED * 1000 + n}, timeout=5)
         n += 1
         stop.wait(0.5)
-
-
-def _state(warehouse) -> set[str]:
-    engine = warehouse.engine()
-    with engine.connect() as conn:
-        keys = {k for (k,) in conn.execute(sa.text(
-            "select key from lifeline_state.sync_state where sync_name = 'klaviyo_cart' and status = 'synced'"))}
-    engine.dispose()
-    return {f"person{int(k.removeprefix('p_'))}@example.com" for k in keys}
 
 
 def test_sync_converges_under_5xx_timeouts_drops_and_429_bursts_at_once(duck_warehouse, tmp_path, monkeypatch):
@@ -107,7 +98,7 @@ def test_sync_converges_under_5xx_timeouts_drops_and_429_bursts_at_once(duck_war
                 server_faults_off(server.base_url)
                 wanted = {m["email"] for m in members}
                 assert list_members(server.base_url) == wanted, f"round {round_no}: the list differs"
-                assert _state(duck_warehouse) == wanted, f"round {round_no}: the state differs"
+                assert synced_emails(duck_warehouse) == wanted, f"round {round_no}: the state differs"
                 stop.clear()
                 toggler = threading.Thread(target=_phases, args=(server.base_url, stop, random.Random(round_no),
                                                                  counts), daemon=True)

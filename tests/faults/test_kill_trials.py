@@ -19,7 +19,7 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from fault_helpers import CountingSandbox
+from fault_helpers import CountingSandbox, synced_emails
 from syncs.config import load_syncs
 from syncs.engine import run_sync
 from syncs.state import ensure_state
@@ -47,15 +47,6 @@ def hold(warehouse) -> sa.Engine:
     engine = warehouse.engine()
     engine.connect()
     return engine
-
-
-def synced_emails(warehouse) -> set[str]:
-    engine = warehouse.engine()
-    with engine.connect() as conn:
-        keys = {k for (k,) in conn.execute(sa.text(
-            "select key from lifeline_state.sync_state where sync_name = 'klaviyo_cart' and status = 'synced'"))}
-    engine.dispose()
-    return {f"person{int(k.removeprefix('p_'))}@example.com" for k in keys}
 
 
 def test_twenty_seeded_kills_mid_batch_converge_with_honest_state(duck_warehouse, tmp_path):

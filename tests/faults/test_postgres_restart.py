@@ -1,0 +1,69 @@
+"""PostgreSQL restarted under a running `lifeline sync` (a real process): the server goes away while
+the third of six Mailchimp batches is on the wire, so the sync loses its connection between a send
+and the state commit. The run must fail with a clear message (no traceback), no state row may
+claim a member Mailchimp does not hold, and the rerun must converge to exactly the audience."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import requests
+
+from fault_helpers import CountingSandbox, synced_emails
+from syncs.warehouse import Warehouse
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "tests" / "sync"))
+from sync_helpers import people, set_audience  # noqa: E402
+
+TOKEN = "sandbox-token"
+LIFELINE = [sys.executable, "-m", "orchestration.cli"]
+MEMBERS = 3_000  # six batch-subscribe calls of 500
+
+
+def write_config(path: Path, base_url: str) -> Path:
+    path.write_text(f"""syncs:
+  - name: mailchimp_cart
+    source: {{audience: cart_abandonment, channel: email}}
+    destination: {{type: mailchimp, list_id: cart, base_url: {base_url}/mailchimp, api_key_env: TEST_MAILCHIMP_KEY}}
+    safety: {{max_add_multiple: 100}}
+""")
+    return path
+
+
+def mailchimp_members(base_url: str) -> set[str]:
+    emails: set[str] = set()
+    for offset in range(0, MEMBERS + 1_000, 1_000):
+        body = requests.get(f"{base_url}/mailchimp/3.0/lists/cart/members", auth=("x", TOKEN), timeout=10,
+                            params={"count": 1_000, "offset": offset, "status": "subscribed"}).json()
+        emails |= {m["email_address"] for m in body.get("members", [])}
+    return emails
+
+
+def test_postgres_restart_mid_sync_fails_clearly_and_the_rerun_converges(pg_server, pg_warehouse: Warehouse,
+                                                                         tmp_path: Path):
+    members = people(MEMBERS)
+    wanted = {m["email"] for m in members}
+    set_audience(pg_warehouse, members)
+    env = dict(os.environ, PYTHONPATH=str(ROOT), TEST_MAILCHIMP_KEY=TOKEN, **pg_warehouse.dbt_env())
+    with CountingSandbox(tmp_path / "sandbox", token=TOKEN, rate_limits=False,
+                         faults={"mailchimp": {"latency_ms": 400}}) as server:
+        config = write_config(tmp_path / "syncs.yml", server.base_url)
+        command = LIFELINE + ["sync", "--config", str(config)]
+        proc = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True)
+        assert server.wait_for(3, alive=lambda: proc.poll() is None), "the sync ended before its third batch"
+        pg_server.restart()  # fast shutdown: every session is terminated
+        out, err = proc.communicate(timeout=120)
+        assert proc.returncode != 0, out + err
+        assert "Traceback" not in err and "lost its connection to the warehouse" in err, err
+        assert "rerun" in err, err
+        claimed, present = synced_emails(pg_warehouse, "mailchimp_cart"), mailchimp_members(server.base_url)
+        assert claimed <= present, f"{len(claimed - present)} state rows claim members Mailchimp lacks"
+        assert 0 < len(claimed) < MEMBERS  # batches before the restart were recorded, not the rest
+        rerun = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+        assert rerun.returncode == 0, rerun.stdout + rerun.stderr
+        assert mailchimp_members(server.base_url) == wanted
+        assert synced_emails(pg_warehouse, "mailchimp_cart") == wanted
