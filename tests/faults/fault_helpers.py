@@ -1,5 +1,6 @@
 """The real sandbox app served from a thread behind a request counter, so a fault test can act
-(SIGKILL a sync, restart PostgreSQL) when the N-th platform request arrives, i.e. mid-batch."""
+(SIGKILL a sync, restart PostgreSQL) when the N-th platform request arrives, i.e. mid-batch; plus the
+Mailchimp sync and readers the PostgreSQL-restart and two-process tests share."""
 from __future__ import annotations
 
 import socket
@@ -8,10 +9,33 @@ import time
 from pathlib import Path
 from typing import Any
 
+import requests
 import sqlalchemy as sa
 import uvicorn
 
 from syncs.sandbox.server import create_app
+
+TOKEN = "sandbox-token"
+MEMBERS = 3_000  # six batch-subscribe calls of 500 for the Mailchimp tests
+
+
+def write_config(path: Path, base_url: str) -> Path:
+    path.write_text(f"""syncs:
+  - name: mailchimp_cart
+    source: {{audience: cart_abandonment, channel: email}}
+    destination: {{type: mailchimp, list_id: cart, base_url: {base_url}/mailchimp, api_key_env: TEST_MAILCHIMP_KEY}}
+    safety: {{max_add_multiple: 100}}
+""")
+    return path
+
+
+def mailchimp_members(base_url: str) -> set[str]:
+    emails: set[str] = set()
+    for offset in range(0, MEMBERS + 1_000, 1_000):
+        body = requests.get(f"{base_url}/mailchimp/3.0/lists/cart/members", auth=("x", TOKEN), timeout=10,
+                            params={"count": 1_000, "offset": offset, "status": "subscribed"}).json()
+        emails |= {m["email_address"] for m in body.get("members", [])}
+    return emails
 
 
 class CountingSandbox:

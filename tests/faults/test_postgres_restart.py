@@ -9,37 +9,14 @@ import subprocess
 import sys
 from pathlib import Path
 
-import requests
-
-from fault_helpers import CountingSandbox, synced_emails
+from fault_helpers import MEMBERS, TOKEN, CountingSandbox, mailchimp_members, synced_emails, write_config
 from syncs.warehouse import Warehouse
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tests" / "sync"))
 from sync_helpers import people, set_audience  # noqa: E402
 
-TOKEN = "sandbox-token"
 LIFELINE = [sys.executable, "-m", "orchestration.cli"]
-MEMBERS = 3_000  # six batch-subscribe calls of 500
-
-
-def write_config(path: Path, base_url: str) -> Path:
-    path.write_text(f"""syncs:
-  - name: mailchimp_cart
-    source: {{audience: cart_abandonment, channel: email}}
-    destination: {{type: mailchimp, list_id: cart, base_url: {base_url}/mailchimp, api_key_env: TEST_MAILCHIMP_KEY}}
-    safety: {{max_add_multiple: 100}}
-""")
-    return path
-
-
-def mailchimp_members(base_url: str) -> set[str]:
-    emails: set[str] = set()
-    for offset in range(0, MEMBERS + 1_000, 1_000):
-        body = requests.get(f"{base_url}/mailchimp/3.0/lists/cart/members", auth=("x", TOKEN), timeout=10,
-                            params={"count": 1_000, "offset": offset, "status": "subscribed"}).json()
-        emails |= {m["email_address"] for m in body.get("members", [])}
-    return emails
 
 
 def test_postgres_restart_mid_sync_fails_clearly_and_the_rerun_converges(pg_server, pg_warehouse: Warehouse,
