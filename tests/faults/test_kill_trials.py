@@ -82,7 +82,7 @@ def test_twenty_seeded_kills_mid_batch_converge_with_honest_state(duck_warehouse
             wanted = {m["email"] for m in members}
             kill_at = server.requests + rng.randint(1, run_requests)
             gate.dispose()
-            if server.wait_for(kill_at, alive=lambda: proc.poll() is None):
+            if server.wait_for(kill_at, alive=lambda p=proc: p.poll() is None):
                 in_flight = server.in_flight
                 proc.kill()
                 counts["kills"] += 1
