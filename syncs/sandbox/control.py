@@ -39,9 +39,7 @@ def routes(ctx: Context, faults: FaultState, platforms: dict[str, ModuleType],
             specs = validate_faults(body)
         except ValueError as exc:
             return JSONResponse({"error": str(exc)}, status_code=400)
-        if seed is not None:
-            faults.seed = int(seed)
-        faults.set(specs)
+        faults.set(specs, seed=None if seed is None else int(seed))
         return await get_faults(request)
 
     async def set_limits(request: Request) -> JSONResponse:

@@ -72,9 +72,13 @@ class FaultState:
     seed: int = 0
     _rngs: dict[str, random.Random] = field(default_factory=dict)
 
-    def set(self, specs: dict[str, FaultSpec]) -> None:
+    def set(self, specs: dict[str, FaultSpec], seed: int | None = None) -> None:
+        """Replace the faults; a new `seed` restarts the dice, none keeps rolling the same stream
+        (so a caller toggling latency every half second does not replay the same first draws)."""
         self.specs = specs
-        self._rngs.clear()
+        if seed is not None:
+            self.seed = seed
+            self._rngs.clear()
 
     def roll(self, platform: str) -> random.Random:
         if platform not in self._rngs:
