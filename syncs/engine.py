@@ -69,6 +69,10 @@ def safety_problem(sync: SyncConfig, plan: Plan) -> str | None:
 
 def run_sync(warehouse: Warehouse, sync: SyncConfig, *, dry_run: bool = False, force: bool = False,
              progress: bool = True, env: Mapping[str, str] | None = None, wait_s: float = 0.0) -> SyncResult:
+    if sync.mode == "trigger":
+        from syncs.trigger import run_trigger  # imported here: syncs.trigger imports this module
+
+        return run_trigger(warehouse, sync, dry_run=dry_run, force=force, progress=progress, env=env, wait_s=wait_s)
     if sync.mode != "add_remove":
         return SyncResult(sync.name, "failed", message=f"sync {sync.name}: mode {sync.mode} is not implemented yet; "
                                                        "use mode add_remove")
