@@ -5,10 +5,9 @@ from typing import Mapping
 
 from syncs.config import SyncConfig
 from syncs.destinations import file, klaviyo, mailchimp, twilio, webhook
-from syncs.destinations import google, meta, tiktok
 from syncs.destinations.base import MembershipClient
 
-SUPPORTED = ("klaviyo", "mailchimp", "webhook", "file", "twilio", "meta", "google", "tiktok")
+SUPPORTED = ("klaviyo", "mailchimp", "webhook", "file", "twilio")
 
 
 class UnsupportedDestination(ValueError):
@@ -29,12 +28,6 @@ def open_client(sync: SyncConfig, env: Mapping[str, str]) -> MembershipClient:
         return mailchimp.MailchimpList(dest.resolved_base_url(env), dest.api_key(env), dest.list_id or "")
     if dest.type == "twilio":
         return twilio.from_config(dest, env)  # a MessageClient (trigger mode)
-    if dest.type == "meta":
-        return meta.from_config(dest, env)
-    if dest.type == "google":
-        return google.from_config(dest, env)
-    if dest.type == "tiktok":
-        return tiktok.from_config(dest, env)
     raise UnsupportedDestination(f"sync {sync.name}: destination type {dest.type} has no client yet "
                                  f"(supported: {', '.join(SUPPORTED)})")
 
@@ -51,11 +44,5 @@ def limits(sync: SyncConfig) -> type[MembershipClient]:
         return file.FileDestination
     if sync.destination.type == "twilio":
         return twilio.TwilioMessages
-    if sync.destination.type == "meta":
-        return meta.MetaAudience
-    if sync.destination.type == "google":
-        return google.GoogleAudience
-    if sync.destination.type == "tiktok":
-        return tiktok.TikTokAudience
     raise UnsupportedDestination(f"sync {sync.name}: destination type {sync.destination.type} has no client yet "
                                  f"(supported: {', '.join(SUPPORTED)})")
