@@ -5,8 +5,8 @@ number's country calling code and, where the numbering plan tells it, its area c
 zones; the models carry no profile time zone):
 
 1. the number's own zones (`+1 212 ...` -> America/New_York, `+49 151 ...` -> Europe/Berlin);
-2. when the number says nothing (an unassigned range), the zones of a mobile number of its
-   country (`+44` -> Europe/London, the Channel Islands and the Isle of Man);
+2. when the number says nothing (an unassigned range), the zones of its country calling code
+   (`+44` -> Europe/London, the Channel Islands and the Isle of Man; `+1` -> all of NANP);
 3. otherwise `default_timezone`.
 
 A number with several candidate zones (Australian mobiles span UTC+7 to UTC+11) is quiet when it
@@ -86,11 +86,9 @@ def zones_for_phone(phone: str) -> tuple[str, ...]:
     zones = tuple(z for z in phone_zones.time_zones_for_number(number) if z != phone_zones.UNKNOWN_TIMEZONE)
     if zones:
         return zones
-    region = phonenumbers.region_code_for_country_code(number.country_code)
-    example = phonenumbers.example_number_for_type(region, phonenumbers.PhoneNumberType.MOBILE) if region else None
-    if example is None:
-        return ()
-    return tuple(z for z in phone_zones.time_zones_for_number(example) if z != phone_zones.UNKNOWN_TIMEZONE)
+    # the zones of the whole calling code (the library's table keyed by prefix; "1" is all of NANP)
+    country = phone_zones.TIMEZONE_DATA.get(str(number.country_code)) or ()
+    return tuple(z for z in country if z != phone_zones.UNKNOWN_TIMEZONE)
 
 
 @dataclass

@@ -34,7 +34,7 @@ from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait
 
 from syncs.config import Destination, MissingSecret
 from syncs.destinations.base import DestinationError, RowResult
-from syncs.http import limiter, session
+from syncs.http import TRANSIENT, limiter
 
 log = logging.getLogger(__name__)
 
@@ -106,10 +106,11 @@ class TwilioMessages:
         self.from_number = from_number
         self.messaging_service_sid = messaging_service_sid
         self.status_callback = status_callback
-        self.read, self.retries = session()  # GETs are safe to retry on anything transient
-        self.read.auth = (account_sid, auth_token)
-        self.write = requests.Session()      # POSTs are retried only by the rules above
-        self.write.auth = (account_sid, auth_token)
+        # No urllib3 retries: their warnings print the URL, and a message list's URL carries To=<phone>.
+        # GETs are retried below on anything transient; POSTs only by the rules in the module docstring.
+        self.http = requests.Session()
+        self.http.auth = (account_sid, auth_token)
+        self.retries = [0]
         self.rate = limiter(RATE if rate_limits else NO_LIMIT)
         self.max_attempts = max_attempts
         self.backoff_s = backoff_s
@@ -159,7 +160,7 @@ class TwilioMessages:
                     started = _utcnow()
                     self.rate.try_acquire("twilio")
                     try:
-                        response = self.write.post(self.messages_url, data=form, timeout=(5, self.timeout_s))
+                        response = self.http.post(self.messages_url, data=form, timeout=(5, self.timeout_s))
                     except requests.RequestException as exc:
                         uncertain_since = uncertain_since or started - CLOCK_MARGIN
                         raise _Transient(f"no answer from Twilio ({type(exc).__name__})") from None
@@ -202,7 +203,7 @@ class TwilioMessages:
         url: str | None = self.messages_url
         params: dict | None = {"To": to, "PageSize": PAGE_SIZE}
         while url:
-            response = self.read.get(url, params=params, timeout=(5, self.timeout_s))
+            response = self._get(url, params)
             if response.status_code in (401, 403):
                 raise DestinationError(f"Twilio refused the credentials ({response.status_code}) while checking "
                                        "for an earlier message: check the account SID and auth token")
@@ -226,6 +227,27 @@ class TwilioMessages:
                 break
             url, params = self._absolute(nxt), None
         return found
+
+    def _get(self, url: str, params: dict | None) -> requests.Response:
+        """A GET, retried on connection errors, timeouts, 429 and 5xx (reading is always safe to repeat)."""
+        attempts = Retrying(retry=retry_if_exception_type(_Transient), stop=stop_after_attempt(self.max_attempts),
+                            wait=wait_random_exponential(multiplier=self.backoff_s, max=20), reraise=True,
+                            before_sleep=lambda _: self._count_retry())
+        try:
+            for attempt in attempts:
+                with attempt:
+                    self.rate.try_acquire("twilio")
+                    try:
+                        response = self.http.get(url, params=params, timeout=(5, self.timeout_s))
+                    except requests.RequestException as exc:
+                        raise _Transient(f"no answer from Twilio ({type(exc).__name__})") from None
+                    if response.status_code in TRANSIENT:
+                        raise _Transient(f"Twilio answered {response.status_code}")
+                    return response
+        except _Transient as exc:
+            raise DestinationError(f"Twilio's message list kept failing ({exc}) while checking for an earlier "
+                                   "message; nothing was sent twice: rerun later") from None
+        raise AssertionError("unreachable")  # pragma: no cover
 
     def _same_sender(self, message: dict) -> bool:
         if self.messaging_service_sid:
