@@ -146,9 +146,7 @@ class TwilioMessages:
                              message=f"the message is {len(row['body'])} characters; Twilio takes at most {MAX_BODY_CHARS}")
         form = self._form(row)
         uncertain_since: datetime | None = None
-        attempts = Retrying(retry=retry_if_exception_type(_Transient), stop=stop_after_attempt(self.max_attempts),
-                            wait=wait_random_exponential(multiplier=self.backoff_s, max=20), reraise=True,
-                            before_sleep=lambda _: self._count_retry())
+        attempts = self._attempts()
         try:
             for attempt in attempts:
                 with attempt:
@@ -191,6 +189,12 @@ class TwilioMessages:
         self._acknowledged.add(sid)
         return RowResult(key, True, destination_id=sid)
 
+    def _attempts(self) -> Retrying:
+        """Up to max_attempts tries of a block raising _Transient, with jittered exponential backoff."""
+        return Retrying(retry=retry_if_exception_type(_Transient), stop=stop_after_attempt(self.max_attempts),
+                        wait=wait_random_exponential(multiplier=self.backoff_s, max=20), reraise=True,
+                        before_sleep=lambda _: self._count_retry())
+
     def _count_retry(self) -> None:
         self.retries[0] += 1
 
@@ -230,9 +234,7 @@ class TwilioMessages:
 
     def _get(self, url: str, params: dict | None) -> requests.Response:
         """A GET, retried on connection errors, timeouts, 429 and 5xx (reading is always safe to repeat)."""
-        attempts = Retrying(retry=retry_if_exception_type(_Transient), stop=stop_after_attempt(self.max_attempts),
-                            wait=wait_random_exponential(multiplier=self.backoff_s, max=20), reraise=True,
-                            before_sleep=lambda _: self._count_retry())
+        attempts = self._attempts()
         try:
             for attempt in attempts:
                 with attempt:
