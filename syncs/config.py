@@ -18,10 +18,10 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import Literal, Mapping
+from typing import Annotated, Literal, Mapping
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from syncs.message_template import MessageTemplate
 from syncs.quiet_hours import QuietHours
@@ -29,6 +29,31 @@ from syncs.yaml_lines import line_of
 
 DestinationType = Literal["klaviyo", "mailchimp", "braze", "twilio", "meta", "google", "tiktok", "webhook", "file"]
 _ENV_REF = re.compile(r"\$\{([A-Z0-9_]+)(?::-([^}]*))?\}")
+
+
+def _numeric_id(value: object) -> str:
+    text = str(value).strip() if isinstance(value, (int, str)) and not isinstance(value, bool) else ""
+    if not text.isdigit():
+        raise ValueError("must be the platform's numeric id (digits only), e.g. 23850000000000000")
+    return text
+
+
+def _google_customer_id(value: object) -> str:
+    text = str(value).strip() if isinstance(value, (int, str)) and not isinstance(value, bool) else ""
+    if not re.fullmatch(r"\d{3}-?\d{3}-?\d{4}", text):
+        raise ValueError("must be the 10-digit Google Ads customer id, e.g. 123-456-7890")
+    return text.replace("-", "")
+
+
+NumericId = Annotated[str, BeforeValidator(_numeric_id)]
+GoogleCustomerId = Annotated[str, BeforeValidator(_google_customer_id)]
+# The ids each ad platform's audience needs (field -> what it is), checked when syncs.yml is loaded.
+AD_PLATFORM_IDS = {
+    "meta": {"audience_id": "the custom audience id (Ads Manager > Audiences)"},
+    "google": {"customer_id": "the Google Ads account id, e.g. 123-456-7890",
+               "audience_id": "the Customer Match user list id"},
+    "tiktok": {"advertiser_id": "the TikTok advertiser id", "audience_id": "the custom_audience_id"},
+}
 
 
 class SyncConfigError(ValueError):
@@ -56,6 +81,10 @@ class Destination(_Strict):
     api_key_env: str | None = None
     list_name: str | None = None   # klaviyo: the list, found by name or created
     list_id: str | None = None     # mailchimp: the audience (list) id
+    # meta: custom audience id; google: Customer Match user list id; tiktok: custom_audience_id
+    audience_id: NumericId | None = None
+    customer_id: GoogleCustomerId | None = None   # google: the Google Ads account (operating account)
+    advertiser_id: NumericId | None = None        # tiktok: the advertiser account
     format: Literal["csv", "parquet"] = "csv"  # file: base_url is the output folder
     revision: str = "2026-07-15"
     # false only against a sandbox started without rate limits (tests); real platforms need them
@@ -116,6 +145,17 @@ class SyncConfig(_Strict):
         if self.destination.type == "twilio" and self.mode != "trigger":
             raise ValueError(f"sync {self.name}: a twilio destination sends messages; set mode: trigger")
         return self
+
+    @field_validator("destination")
+    @classmethod
+    def _ad_platform_needs_ids(cls, value: Destination) -> Destination:
+        missing = [f"{name} ({meaning})" for name, meaning in AD_PLATFORM_IDS.get(value.type, {}).items()
+                   if not getattr(value, name)]
+        if value.type in AD_PLATFORM_IDS and not value.api_key_env:
+            missing.append("api_key_env (the variable holding the access token)")
+        if missing:
+            raise ValueError(f"a {value.type} destination needs {', '.join(missing)}")
+        return value
 
 
 class SyncsFile(_Strict):

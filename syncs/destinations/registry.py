@@ -5,9 +5,10 @@ from typing import Mapping
 
 from syncs.config import SyncConfig
 from syncs.destinations import file, klaviyo, mailchimp, twilio, webhook
+from syncs.destinations import meta
 from syncs.destinations.base import MembershipClient
 
-SUPPORTED = ("klaviyo", "mailchimp", "webhook", "file", "twilio")
+SUPPORTED = ("klaviyo", "mailchimp", "webhook", "file", "twilio", "meta")
 
 
 class UnsupportedDestination(ValueError):
@@ -28,6 +29,8 @@ def open_client(sync: SyncConfig, env: Mapping[str, str]) -> MembershipClient:
         return mailchimp.MailchimpList(dest.resolved_base_url(env), dest.api_key(env), dest.list_id or "")
     if dest.type == "twilio":
         return twilio.from_config(dest, env)  # a MessageClient (trigger mode)
+    if dest.type == "meta":
+        return meta.from_config(dest, env)
     raise UnsupportedDestination(f"sync {sync.name}: destination type {dest.type} has no client yet "
                                  f"(supported: {', '.join(SUPPORTED)})")
 
@@ -44,5 +47,7 @@ def limits(sync: SyncConfig) -> type[MembershipClient]:
         return file.FileDestination
     if sync.destination.type == "twilio":
         return twilio.TwilioMessages
+    if sync.destination.type == "meta":
+        return meta.MetaAudience
     raise UnsupportedDestination(f"sync {sync.name}: destination type {sync.destination.type} has no client yet "
                                  f"(supported: {', '.join(SUPPORTED)})")
