@@ -17,6 +17,11 @@ the sandbox runs in a process of its own behind a request counter, benchmarks/sy
               rate = the fewest seconds the server's fixed windows allow for the calls made, over
               the seconds taken. Destination contents are checked against the audience.
               Target: >= 90%, zero lost rows.
+  limited_remove  call-bound, limits on: --removes of --remove-rows members leave the audience and
+              one sync removes them (DELETE list relationships, 1,000 ids a call, after GET
+              /api/profiles lookups, 100 a call). Share = the seconds the documented fixed windows
+              need for the same calls in the same order, over the seconds taken; 429s; lost rows.
+              Not in the default --only (about 5 minutes at 300k removals).
   memory      peak RSS of a run_sync of --memory-rows members to the file destination (CSV; the
               sandbox's SQLite list store would take many minutes to hold 10M). Target: < 1 GB. The
               sync is stopped after --memory-timeout seconds; its peak RSS so far is still reported.
@@ -26,7 +31,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import shutil
 import socket
@@ -40,11 +44,13 @@ from pathlib import Path
 
 import duckdb
 import requests
+import sqlalchemy as sa
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks import drt_runner  # noqa: E402
+from benchmarks.rate_windows import DOCUMENTED_TIERS, fixed_window_schedule, klaviyo_tier  # noqa: E402
 from benchmarks.report import append_markdown, run_measured, spread  # noqa: E402
 from benchmarks.synthetic_audience import (AUDIENCE, CHANNEL, Change, apply_change, change_for,  # noqa: E402
                                            create_audience, synced_keys)
@@ -216,22 +222,6 @@ def bench_throughput(rows: int, repeats: int, tmp: Path) -> dict:
     return summary
 
 
-def fixed_window_seconds(calls: int, start: float, windows: tuple[tuple[int, float], ...]) -> float:
-    """Fewest seconds `calls` requests need from `start` under clock-aligned fixed windows (as the
-    sandbox counts them): each call is sent at the earliest moment every window has room."""
-    t = start
-    used: dict[tuple[int, int], int] = {}
-    for _ in range(calls):
-        while True:
-            full = [(i, w) for i, (limit, w) in enumerate(windows) if used.get((i, math.floor(t / w)), 0) >= limit]
-            if not full:
-                break
-            t = max((math.floor(t / w) + 1) * w for _, w in full)
-        for i, (_, w) in enumerate(windows):
-            used[(i, math.floor(t / w))] = used.get((i, math.floor(t / w)), 0) + 1
-    return t - start
-
-
 def bench_limited(rows: int, tmp: Path) -> dict:
     db = tmp / "limited.duckdb"
     audience_db(db, rows)
@@ -252,11 +242,61 @@ def bench_limited(rows: int, tmp: Path) -> dict:
     m_calls = sum(n for k, n in requests_.items() if k.startswith("klaviyo:bulk-import") and not k.endswith(" 429"))
     throttled = sum(n for k, n in requests_.items() if k.endswith(" 429"))
     busy = counts["last"] - counts["first"]
-    allowed = fixed_window_seconds(m_calls, counts["first"], KLAVIYO_M)
+    allowed = fixed_window_schedule(["M"] * m_calls, counts["first"], {"M": KLAVIYO_M})
     return {"rows": rows, "sync": run, "requests": requests_, "class_m_calls": m_calls, "throttled_429": throttled,
             "seconds_first_to_last_call": round(busy, 2), "fewest_seconds_allowed": round(allowed, 2),
             "share_of_allowed_rate": round(allowed / busy, 3) if busy else None,
             "calls_per_s": round(m_calls / busy, 3) if busy else None, "steady_limit_calls_per_s": 150 / 60,
+            "destination": check(expected, held), "target_share": 0.9}
+
+
+def bench_limited_remove(rows: int, removes: int, tmp: Path) -> dict:
+    """Call-bound: `removes` members leave the audience and one rate-limited sync removes them
+    (DELETE /api/lists/{id}/relationships/profiles, 1,000 ids a call, after looking their Klaviyo
+    ids up 100 a call). The sandbox enforces its limits; the client honours the documented ones.
+    Share = the seconds the documented fixed windows need for the same calls in the same order,
+    over the seconds the sync took from its first to its last call."""
+    db = tmp / "limited_remove.duckdb"
+    audience_db(db, rows)
+    sandbox = Sandbox(tmp / "sandbox_limited_remove", rate_limits=True)
+    try:
+        sync = klaviyo_sync(sandbox.base_url, rate_limits=True)
+        initial = run_lifeline(db, sync)
+        engine = Warehouse(kind="duckdb", duckdb_path=db).engine()
+        with engine.connect() as conn:
+            conn.execute(sa.text(f"delete from audience_members where audience = '{AUDIENCE}' and profile_id like 'p%' "
+                                 f"and cast(substr(profile_id, 2) as bigint) <= {removes}"))
+            conn.commit()
+            expected = synced_keys(conn)
+        engine.dispose()
+        requests.post(f"{sandbox.base_url}/_bench/reset", timeout=10).raise_for_status()
+        load_start = os.getloadavg()[0]
+        run = run_lifeline(db, sync)
+        calls = requests.get(f"{sandbox.base_url}/_bench/calls", timeout=30).json()
+        held = sandbox.list_keys(LIFELINE_LIST)
+    finally:
+        sandbox.stop()
+        shutil.rmtree(tmp / "sandbox_limited_remove", ignore_errors=True)
+        db.unlink(missing_ok=True)
+    answered = [c for c in calls if c[2] != 429]
+    throttled = len(calls) - len(answered)
+    tiers = [klaviyo_tier(c[1]) for c in answered]
+    elapsed = calls[-1][0] - calls[0][0]
+    allowed = fixed_window_schedule(tiers, calls[0][0], DOCUMENTED_TIERS)
+    by_call: dict[str, int] = {}
+    for c in answered:
+        by_call[c[1]] = by_call.get(c[1], 0) + 1
+    binding = max(DOCUMENTED_TIERS, key=lambda t: tiers.count(t) / DOCUMENTED_TIERS[t][-1][0])
+    steady_limit, steady_s = DOCUMENTED_TIERS[binding][-1]
+    return {"rows": rows, "removes": removes, "initial_sync": initial, "sync": run, "calls": by_call,
+            "calls_by_tier": {t: tiers.count(t) for t in DOCUMENTED_TIERS}, "throttled_429": throttled,
+            "seconds_first_to_last_call": round(elapsed, 2), "fewest_seconds_allowed": round(allowed, 2),
+            "share_of_allowed_rate": round(allowed / elapsed, 3) if elapsed else None,
+            "binding_tier": binding,
+            # the binding tier's calls against its documented steady rate over the same seconds
+            "binding_calls_per_min": round(tiers.count(binding) / elapsed * 60, 1) if elapsed else None,
+            "binding_steady_per_min": steady_limit * 60 / steady_s,
+            "load_average_at_start": round(load_start, 2), "load_average_at_end": round(os.getloadavg()[0], 2),
             "destination": check(expected, held), "target_share": 0.9}
 
 
@@ -314,9 +354,19 @@ def sync_table(results: dict) -> list[str]:
                   f"{lim['fewest_seconds_allowed']} s: {lim['share_of_allowed_rate']:.1%} of the allowed rate "
                   f"(target >= 90%); {lim['throttled_429']} answers 429; lost rows {lim['destination']['lost']}, "
                   f"stale {lim['destination']['stale']}.", ""]
+    rem = results.get("limited_remove")
+    if rem:
+        lines += [f"Rate limits on, call-bound ({rem['removes']:,} of {rem['rows']:,} members removed: DELETE list "
+                  f"relationships, 1,000 ids a call, after GET /api/profiles lookups, 100 ids a call): "
+                  f"{sum(rem['calls'].values())} calls ({rem['calls_by_tier']}) in {rem['seconds_first_to_last_call']} s; "
+                  f"the documented fixed windows allow them in {rem['fewest_seconds_allowed']} s: "
+                  f"**{rem['share_of_allowed_rate']:.1%}** of the allowed rate (target >= 90%); binding tier "
+                  f"{rem['binding_tier']}: {rem['binding_calls_per_min']}/min of {rem['binding_steady_per_min']:g}/min; "
+                  f"{rem['throttled_429']} answers 429; lost rows {rem['destination']['lost']}, "
+                  f"stale {rem['destination']['stale']}.", ""]
     for key in sorted(k for k in results if k.startswith("memory")):
         mem = results[key]
-        stopped = "" if mem["completed"] else f" (stopped at the {mem['time_limit_s']:g} s limit)"
+        stopped = "" if mem.get("completed", True) else f" (stopped at the {mem['time_limit_s']:g} s limit)"
         lines += [f"Memory (DuckDB memory_limit {mem.get('duckdb_memory_limit', 'default')}): run_sync of "
                   f"{mem['rows']:,} members to the {mem['destination']} destination: peak RSS "
                   f"{mem['sync']['peak_rss_mb']} MB (target < 1024 MB), {mem['sync']['seconds']} s{stopped} "
@@ -326,7 +376,7 @@ def sync_table(results: dict) -> list[str]:
 
 def run(rows: int = 1_000_000, limited_rows: int = 30_000, memory_rows: int = 10_000_000, repeats: int = 3,
         only: tuple[str, ...] = ("throughput", "limited", "memory"), memory_timeout_s: float = 300,
-        memory_limit: str = "", work: Path | None = None,
+        memory_limit: str = "", work: Path | None = None, remove_rows: int = 310_000, removes: int = 300_000,
         out: Path = RESULTS_JSON, markdown: Path | None = None) -> dict:
     from importlib import metadata
 
@@ -339,6 +389,8 @@ def run(rows: int = 1_000_000, limited_rows: int = 30_000, memory_rows: int = 10
             results["throughput"] = bench_throughput(rows, repeats, Path(tmp))
         if "limited" in only:
             results["limited"] = bench_limited(limited_rows, Path(tmp))
+        if "limited_remove" in only:
+            results["limited_remove"] = bench_limited_remove(remove_rows, removes, Path(tmp))
         if "memory" in only:
             key = f"memory_capped_{memory_limit}" if memory_limit else "memory"
             results[key] = bench_memory(memory_rows, Path(tmp), memory_timeout_s, memory_limit)
@@ -357,6 +409,9 @@ def main() -> None:
                         help="seconds before the peak-RSS sync is stopped (its peak so far is reported)")
     parser.add_argument("--duckdb-memory-limit", default="",
                         help="experiment: cap DuckDB's memory in the peak-RSS sync (e.g. 512MB); reported apart")
+    parser.add_argument("--remove-rows", type=int, default=310_000,
+                        help="members synced before the call-bound removal run (limited_remove)")
+    parser.add_argument("--removes", type=int, default=300_000, help="members the limited_remove run removes")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--only", default="throughput,limited,memory",
                         help="sections to run; the others keep their figures from --out")
@@ -368,7 +423,8 @@ def main() -> None:
     if args.quick:
         args.rows, args.limited_rows, args.memory_rows, args.repeats = 20_000, 2_000, 100_000, 2
     results = run(args.rows, args.limited_rows, args.memory_rows, args.repeats, tuple(args.only.split(",")),
-                  args.memory_timeout, args.duckdb_memory_limit, out=args.out, markdown=Path(args.markdown) if args.markdown else None)
+                  args.memory_timeout, args.duckdb_memory_limit, out=args.out, markdown=Path(args.markdown) if args.markdown else None,
+                  remove_rows=args.remove_rows, removes=args.removes)
     print("\n".join(sync_table(results)))
 
 

@@ -28,6 +28,11 @@ import time
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # imported where used: tests load this file by path, beside a `benchmarks` test package
+    from benchmarks.report import Measured
+    from benchmarks.rss_sampler import ChildRssSampler
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -63,9 +68,12 @@ def generate(people: int, out: Path) -> dict:
     return {"seconds": round(time.perf_counter() - started, 2), "rows": summary.get("rows", summary)}
 
 
-def add_timings(groups: dict[str, dict]) -> None:
-    """Sum dbt's per-node execution times by model folder (tests count with their model's folder)."""
-    results = json.loads((ROOT / "dbt_project" / "target" / "run_results.json").read_text())
+def add_timings(groups: dict[str, dict], target: Path, sampler: ChildRssSampler | None = None) -> None:
+    """Sum dbt's per-node execution times by model folder (tests count in "tests") from the
+    run_results.json under `target`; with a sampler, also each folder's peak RSS: the largest
+    sample of the dbt process taken while one of its nodes ran (2 threads: nodes of two folders
+    can run at once, and then both see the sample)."""
+    results = json.loads((target / "run_results.json").read_text())
     for node in results["results"]:
         parts = node["unique_id"].split(".")
         folder = parts[2] if parts[0] == "model" else ("seeds" if parts[0] == "seed" else "tests")
@@ -74,37 +82,92 @@ def add_timings(groups: dict[str, dict]) -> None:
             folder = path.relative_to(ROOT / "dbt_project" / "models").parts[0] if path else "other"
         entry = groups.setdefault(folder, {"seconds": 0.0})
         entry["seconds"] = round(entry["seconds"] + node["execution_time"], 2)
+        span = node_span(node)
+        if sampler is not None and span:
+            entry["peak_rss_mb"] = round(max(entry.get("peak_rss_mb", 0), sampler.peak_between(*span)))
+
+
+def node_span(node: dict) -> tuple[float, float] | None:
+    """Epoch seconds from the start of a node's compile to the end of its execute (dbt's UTC stamps)."""
+    stamps = [datetime.fromisoformat(t[k].replace("Z", "+00:00")).replace(tzinfo=timezone.utc).timestamp()
+              for t in node.get("timing", []) for k in ("started_at", "completed_at") if t.get(k)]
+    return (min(stamps), max(stamps)) if stamps else None
+
+
+def run_child(code: str, what: str) -> Measured:
+    """Run `code` in a Python child of this venv (cwd = repo root); its wall time and peak RSS."""
+    from benchmarks.report import run_measured
+
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    measured = run_measured([sys.executable, "-c", code], env=env, cwd=ROOT, timeout_s=6 * 3600)
+    if measured.returncode != 0:
+        raise SystemExit(f"{what} failed (exit {measured.returncode}):\n{measured.output[-3000:]}")
+    return measured
 
 
 def bench_build(people: int, work: Path) -> dict:
+    """Generate (if not there yet), load and build at one scale. Generation, load and the
+    prediction step each run in their own child process (wall time and peak RSS from wait4); the
+    two dbt phases of the real build (orchestration/pipeline.py) are one dbt process each, whose
+    RSS is sampled every 0.25 s to give each model folder's peak. DuckDB spills to
+    `<database>.tmp` beyond LIFELINE_DUCKDB_MEMORY_LIMIT (see --memory-limit); its peak size is kept."""
+    from benchmarks.rss_sampler import ChildRssSampler
+
     data = work / f"data_{people}"
-    gen = generate(people, data) if not (data / "_truth").exists() else {"seconds": None}
+    load_avg = {"start": [round(x, 2) for x in os.getloadavg()]}
+    gen: dict = {"seconds": None, "peak_rss_mb": None}
+    if not (data / "_truth").exists():
+        g = run_child(f"from seeds.generate import generate; from datetime import datetime, timezone; "
+                      f"from pathlib import Path; generate(Path({str(data)!r}), people={people}, seed=7, "
+                      f"as_of=datetime(2026, 11, 1, tzinfo=timezone.utc))", "generation")
+        gen = {"seconds": round(g.seconds, 2), "peak_rss_mb": round(g.peak_rss_mb)}
     warehouse = Warehouse(kind="duckdb", duckdb_path=work / f"bench_{people}.duckdb")
+    spill = Path(str(warehouse.duckdb_path) + ".tmp")
     if warehouse.duckdb_path.exists():
         warehouse.duckdb_path.unlink()
-    started = time.perf_counter()
-    load(warehouse, data, replace=True)
-    load_s = time.perf_counter() - started
+    shutil.rmtree(spill, ignore_errors=True)
+    wh = f"Warehouse(kind='duckdb', duckdb_path=Path({str(warehouse.duckdb_path)!r}))"
+    loaded = run_child(f"from pathlib import Path; from orchestration.load import load; "
+                       f"from syncs.warehouse import Warehouse; load({wh}, Path({str(data)!r}), replace=True)", "load")
     groups: dict[str, dict] = {}
     phases = []
+    target = work / f"bench_{people}_target"
     # The real build, in its phases (see orchestration/pipeline.py); per-model times from dbt's
-    # run_results.json are summed per model folder, peak RSS is per dbt process (phase).
-    first = run_dbt(warehouse, "build", ["--select", "+customer_purchase_summary", "--indirect-selection", "cautious"],
-                    as_of=AS_OF)
-    add_timings(groups)
-    phases.append({"phase": "staging+identity+summary", "seconds": round(first.seconds, 2), "peak_rss_mb": round(first.peak_rss_mb)})
-    from orchestration.predictions.step import compute_profile_predictions
-
-    t = time.perf_counter()
-    compute_profile_predictions(warehouse, as_of=AS_OF)
-    groups["predictions"] = {"seconds": round(time.perf_counter() - t, 2)}
-    rest = run_dbt(warehouse, "build", ["--exclude", "+customer_purchase_summary"], as_of=AS_OF)
-    add_timings(groups)
-    phases.append({"phase": "profiles+lifecycle+audiences+analytics", "seconds": round(rest.seconds, 2),
-                   "peak_rss_mb": round(rest.peak_rss_mb)})
+    # run_results.json (a private target path: other checkouts' dbt runs cannot overwrite it).
+    with ChildRssSampler(spill_dir=spill) as sampler:
+        first = run_dbt(warehouse, "build", ["--select", "+customer_purchase_summary", "--indirect-selection", "cautious",
+                                             "--target-path", str(target)], as_of=AS_OF)
+        add_timings(groups, target, sampler)
+        phases.append({"phase": "staging+identity+summary", "seconds": round(first.seconds, 2),
+                       "peak_rss_mb": round(first.peak_rss_mb)})
+        pred = run_child(f"from pathlib import Path; from datetime import datetime, timezone; "
+                         f"from syncs.warehouse import Warehouse; "
+                         f"from orchestration.predictions.step import compute_profile_predictions; "
+                         f"compute_profile_predictions({wh}, as_of=datetime(2026, 11, 1, tzinfo=timezone.utc))",
+                         "prediction step")
+        groups["predictions"] = {"seconds": round(pred.seconds, 2), "peak_rss_mb": round(pred.peak_rss_mb)}
+        rest = run_dbt(warehouse, "build", ["--exclude", "+customer_purchase_summary", "--target-path", str(target)],
+                       as_of=AS_OF)
+        add_timings(groups, target, sampler)
+        phases.append({"phase": "profiles+lifecycle+audiences+analytics", "seconds": round(rest.seconds, 2),
+                       "peak_rss_mb": round(rest.peak_rss_mb)})
     total = sum(ph["seconds"] for ph in phases) + groups["predictions"]["seconds"]
-    return {"people": people, "generate_s": gen["seconds"], "load_s": round(load_s, 2), "groups": groups,
-            "phases": phases, "build_s": round(total, 2), "db_mb": round(warehouse.duckdb_path.stat().st_size / 2**20)}
+    load_avg["end"] = [round(x, 2) for x in os.getloadavg()]
+    return {"people": people, "generate_s": gen["seconds"], "generate_peak_rss_mb": gen["peak_rss_mb"],
+            "load_s": round(loaded.seconds, 2), "load_peak_rss_mb": round(loaded.peak_rss_mb), "groups": groups,
+            "phases": phases, "build_s": round(total, 2), "db_mb": round(warehouse.duckdb_path.stat().st_size / 2**20),
+            "peak_spill_mb": round(sampler.peak_spill_mb), "raw_rows": raw_rows(warehouse),
+            "memory_limit": warehouse.dbt_env()["LIFELINE_DUCKDB_MEMORY_LIMIT"], "load_average": load_avg}
+
+
+def raw_rows(warehouse: Warehouse) -> dict[str, int]:
+    import duckdb
+
+    con = duckdb.connect(str(warehouse.duckdb_path), read_only=True)
+    try:
+        return {t: con.execute(f"select count(*) from raw.{t}").fetchone()[0] for t in ("events", "message_events", "orders")}
+    finally:
+        con.close()
 
 
 def node_timings(target: Path, top: int = 12) -> list[dict]:
@@ -175,8 +238,22 @@ def write_markdown(results: dict) -> str:
                 v = b["groups"].get(g)
                 cells.append(f"{v['seconds']} s" if v else "-")
             lines.append(f"| {b['people']:,} | {b['load_s']} | " + " | ".join(cells) + f" | {b['build_s']} |")
-        lines += ["", "Peak memory per build phase (each phase is one dbt process; DuckDB memory_limit = 75% of RAM):", "",
-                  "| people | phase | seconds | peak RSS MB |", "|---|---|---|---|"]
+        lines += ["", "Peak memory: each dbt phase is one process (peak RSS from wait4); a group's peak is the "
+                  "largest RSS sampled (every 0.25 s) while one of its nodes ran; generation, load and predictions "
+                  "are child processes of their own. Spill = peak size of DuckDB's `<database>.tmp`.", "",
+                  "| people | raw events | memory_limit | generate s / MB | load s / MB | "
+                  + " | ".join(GROUPS + ["predictions"]) + " (peak RSS MB) | spill MB | DB MB | load average start / end |",
+                  "|---|---|---|---|---|" + "---|" * (len(GROUPS) + 1) + "---|---|---|"]
+        for b in results["build"]:
+            if "load_peak_rss_mb" not in b:
+                continue
+            peaks = " | ".join(str(b["groups"].get(g, {}).get("peak_rss_mb", "-")) for g in GROUPS + ["predictions"])
+            la = b.get("load_average", {})
+            lines.append(f"| {b['people']:,} | {b.get('raw_rows', {}).get('events', 0):,} | {b.get('memory_limit')} | "
+                         f"{b.get('generate_s')} / {b.get('generate_peak_rss_mb')} | {b['load_s']} / {b['load_peak_rss_mb']} | "
+                         f"{peaks} | {b.get('peak_spill_mb')} | {b.get('db_mb')} | "
+                         f"{la.get('start', ['-'])[0]} / {la.get('end', ['-'])[0]} |")
+        lines += ["", "| people | phase | seconds | peak RSS MB |", "|---|---|---|---|"]
         for b in results["build"]:
             for ph in b["phases"]:
                 lines.append(f"| {b['people']:,} | {ph['phase']} | {ph['seconds']} | {ph['peak_rss_mb']} |")
@@ -211,20 +288,31 @@ def main() -> None:
     parser.add_argument("--scales", default="100000", help="comma-separated people counts (e.g. 100000,1000000,5000000)")
     parser.add_argument("--only", default="build,incremental,identity,sync,diff,freshness")
     parser.add_argument("--work", default=str(ROOT / "benchmarks" / ".data"))
+    parser.add_argument("--memory-limit", default=None,
+                        help="DuckDB memory_limit of every dbt run (e.g. 10GB; default 75%% of RAM); DuckDB spills "
+                             "to <database>.tmp beyond it")
     args = parser.parse_args()
+    if args.memory_limit:
+        os.environ["LIFELINE_DUCKDB_MEMORY_LIMIT"] = args.memory_limit
     scales = [int(s) for s in args.scales.split(",") if s]
     only = set(args.only.split(","))
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
     results: dict = {"machine": machine()}
+    previous = json.loads(RESULTS_JSON.read_text()) if RESULTS_JSON.exists() else {}
     if "build" in only:
-        results["build"] = [bench_build(n, work) for n in scales]
+        # one row per scale: rows of scales not run now are kept from the previous results.json
+        fresh = [bench_build(n, work) for n in scales]
+        kept = [b for b in previous.get("build", []) if b["people"] not in scales]
+        results["build"] = sorted(kept + fresh, key=lambda b: b["people"])
     if "incremental" in only:
         results["incremental"] = [bench_incremental(scales[0], work)]
     for section, module in (("identity", "bench_identity"), ("sync", "bench_sync"), ("diff", "bench_diff"),
                             ("freshness", "bench_freshness")):
         if section in only:
             results[section] = optional_section(module, work=work)
+    for section, figures in previous.items():  # sections not run now keep their last figures
+        results.setdefault(section, figures)
     RESULTS_JSON.write_text(json.dumps(results, indent=2, default=str))
     generated = write_markdown(results)
     RESULTS_MD.write_text(merge_generated(RESULTS_MD.read_text() if RESULTS_MD.exists() else "", generated))

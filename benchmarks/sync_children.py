@@ -3,7 +3,9 @@
     python -m benchmarks.sync_children serve PORT STATE_DIR TOKEN (limits|nolimits)
         the sandbox (syncs.sandbox.server.create_app) behind a request counter; GET /_bench/counts
         answers {"requests": {"<class> <status>": n}, "first": t, "last": t}: counts since start, and
-        the start of the first and the end of the last platform call (not /_sandbox control calls)
+        the start of the first and the end of the last platform call (not /_sandbox control calls);
+        GET /_bench/calls lists every platform call as [start, "<METHOD> <path class>", status] in
+        order of arrival; POST /_bench/reset forgets everything counted so far
     python -m benchmarks.sync_children lifeline DUCKDB_PATH CONFIG_JSON [DUCKDB_MEMORY_LIMIT]
         one run_sync of the SyncConfig in CONFIG_JSON; prints the SyncResult as one JSON line
 """
@@ -29,27 +31,40 @@ class RequestCounter:
         self.counts: Counter[str] = Counter()
         self.first: float | None = None
         self.last: float | None = None
+        self.calls: list[tuple[float, str, int]] = []
+
+    def reset(self) -> None:
+        self.counts.clear()
+        self.calls.clear()
+        self.first = self.last = None
 
     @staticmethod
     def path_class(path: str) -> str:
         parts = [p for p in path.split("/") if p]
         if parts[:3] == ["klaviyo", "api", "profile-bulk-import-jobs"]:
             return "klaviyo:bulk-import-create" if len(parts) == 3 else "klaviyo:bulk-import-read"
+        if parts[:3] == ["klaviyo", "api", "lists"] and parts[-2:] == ["relationships", "profiles"]:
+            return "klaviyo:list-relationships"
         return "/".join(parts[:3])
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        if scope["path"] == "/_bench/counts":
-            body = json.dumps({"requests": dict(self.counts), "first": self.first, "last": self.last}).encode()
+        if scope["path"].startswith("/_bench/"):
+            if scope["path"] == "/_bench/reset":
+                self.reset()
+            payload: Any = self.calls if scope["path"] == "/_bench/calls" else {
+                "requests": dict(self.counts), "first": self.first, "last": self.last}
+            body = json.dumps(payload).encode()
             await send({"type": "http.response.start", "status": 200,
                         "headers": [(b"content-type", b"application/json")]})
             await send({"type": "http.response.body", "body": body})
             return
         platform_call = not scope["path"].startswith("/_sandbox")
+        started = time.time()
         if platform_call and self.first is None:
-            self.first = time.time()
+            self.first = started
         status = [0]
 
         async def counting_send(message: dict) -> None:
@@ -60,6 +75,7 @@ class RequestCounter:
         await self.app(scope, receive, counting_send)
         if platform_call:
             self.last = time.time()
+            self.calls.append((started, f"{scope['method']} {self.path_class(scope['path'])}", status[0]))
         self.counts[f"{self.path_class(scope['path'])} {status[0]}"] += 1
 
 
