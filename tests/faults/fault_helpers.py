@@ -3,6 +3,8 @@
 Mailchimp sync and readers the PostgreSQL-restart and two-process tests share."""
 from __future__ import annotations
 
+import asyncio
+
 import socket
 import threading
 import time
@@ -40,12 +42,15 @@ def mailchimp_members(base_url: str) -> set[str]:
 
 class CountingSandbox:
     """`create_app(state_dir, **opts)` on a free loopback port; `.requests` counts platform requests
-    (not /_sandbox control calls) as they arrive, `.in_flight` those not answered yet."""
+    (not /_sandbox control calls) as they arrive, `.in_flight` those not answered yet. While
+    `.gate` is cleared, platform requests are held (counted, not answered) until it is set again."""
 
     def __init__(self, state_dir: Path, **opts: Any):
         self.app = create_app(Path(state_dir), **opts)
         self.requests = 0
         self.in_flight = 0
+        self.gate = threading.Event()
+        self.gate.set()
         self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self._sock.bind(("127.0.0.1", 0))
         self.base_url = f"http://127.0.0.1:{self._sock.getsockname()[1]}"
@@ -60,6 +65,8 @@ class CountingSandbox:
         self.requests += 1
         self.in_flight += 1
         try:
+            while not self.gate.is_set():
+                await asyncio.sleep(0.005)
             await self.app(scope, receive, send)
         finally:
             self.in_flight -= 1
