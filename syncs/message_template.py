@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import json
 import string
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, field_validator
 

@@ -57,7 +57,7 @@ class QuietHours(BaseModel):
         return value
 
     @model_validator(mode="after")
-    def _not_empty(self) -> "QuietHours":
+    def _not_empty(self) -> QuietHours:
         if self.start == self.end:
             raise ValueError("quiet_hours start and end are equal; write `quiet_hours: null` to send at any hour")
         return self

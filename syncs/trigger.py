@@ -47,9 +47,9 @@ import hashlib
 import logging
 import time
 import uuid
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Callable, Iterator, Mapping
 
 import sqlalchemy as sa
 from tqdm import tqdm
@@ -62,7 +62,15 @@ from syncs.engine import SyncResult, limit_memory
 from syncs.message_template import TemplateFieldMissing
 from syncs.plan import SourceMissing, check_source
 from syncs.quiet_hours import QuietClock
-from syncs.state import SyncLocked, acquire_lock, ensure_state, now, record_rejections, record_run, release_lock
+from syncs.state import (
+    SyncLocked,
+    acquire_lock,
+    ensure_state,
+    now,
+    record_rejections,
+    record_run,
+    release_lock,
+)
 from syncs.warehouse import RAW_SCHEMA, STATE_SCHEMA, Warehouse
 
 log = logging.getLogger(__name__)
@@ -190,32 +198,35 @@ class _Stop(Exception):
     """The platform stopped acknowledging: end the run after committing what was acknowledged."""
 
 
+def unsupported(sync: SyncConfig) -> str | None:
+    """Why this sync cannot run in trigger mode, or None."""
+    try:
+        spec = limits(sync)
+    except UnsupportedDestination as exc:
+        return str(exc)
+    if not hasattr(spec, "send"):
+        return (f"sync {sync.name}: mode trigger is not implemented for destination {sync.destination.type} (it does "
+                "not send messages); use a twilio destination, or mode add_remove")
+    if sync.destination.type == "twilio" and sync.source.channel != "sms":
+        return f"sync {sync.name}: a twilio trigger sends SMS; set source.channel: sms"
+    if sync.message is None:
+        return f"sync {sync.name}: a trigger sync needs message: {{body: \"...\"}} in syncs.yml (the text sent)"
+    return None
+
+
 def run_trigger(warehouse: Warehouse, sync: SyncConfig, *, dry_run: bool = False, force: bool = False,
                 progress: bool = True, env: Mapping[str, str] | None = None, wait_s: float = 0.0,
                 clock: Callable[[], datetime] | None = None) -> SyncResult:
     """Send each due occurrence's message once. `clock` (UTC now) decides quiet hours; tests inject it."""
-    try:
-        spec = limits(sync)
-    except UnsupportedDestination as exc:
-        return TriggerResult(sync.name, "failed", message=str(exc))
-    if not hasattr(spec, "send"):
-        return TriggerResult(sync.name, "failed", message=(
-            f"sync {sync.name}: mode trigger is not implemented for destination {sync.destination.type} (it does not "
-            "send messages); use a twilio destination, or mode add_remove"))
-    if sync.destination.type == "twilio" and sync.source.channel != "sms":
-        return TriggerResult(sync.name, "failed", message=f"sync {sync.name}: a twilio trigger sends SMS; set "
-                                                          "source.channel: sms")
-    if sync.message is None:
-        return TriggerResult(sync.name, "failed", message=f"sync {sync.name}: a trigger sync needs message: {{body: "
-                                                          "\"...\"}} in syncs.yml (the text sent)")
+    problem = unsupported(sync)
+    if problem:
+        return TriggerResult(sync.name, "failed", message=problem)
     env = environment(env)
-    instant = (clock or (lambda: datetime.now(timezone.utc)))()
-    quiet = QuietClock(sync.quiet_hours, instant)
+    quiet = QuietClock(sync.quiet_hours, (clock or (lambda: datetime.now(timezone.utc)))())
     started, started_at = time.perf_counter(), now()
     result = TriggerResult(sync.name, "failed")
-    engine = warehouse.engine()
-    client: MessageClient | None = None
     opt_outs: list[dict] = []
+    engine = warehouse.engine()
     try:
         with engine.connect() as conn:
             limit_memory(conn, env)
@@ -226,35 +237,7 @@ def run_trigger(warehouse: Warehouse, sync: SyncConfig, *, dry_run: bool = False
                 return TriggerResult(sync.name, "blocked", message=str(exc))
             try:
                 check_source(conn, sync, warehouse.marts_schema)
-                total = stage_source(conn, sync)
-                plan = _plan(conn, sync, total, quiet)
-                result.plan.adds, result.plan.current = plan["due"], plan["sent_before"]
-                if dry_run:
-                    result.status, result.adds = "dry_run", plan["due"]
-                    result.deferred, result.already_sent = plan["deferred"], plan["done"]
-                    result.message = (f"would send up to {plan['due']} message(s) ({plan['pending']} of them interrupted "
-                                      f"earlier: checked with {sync.destination.type} first), defer {plan['deferred']} "
-                                      f"(quiet hours); {plan['done']} occurrence(s) already handled")
-                    return result
-                multiple = sync.safety.max_add_multiple
-                if not force and plan["sent_before"] and plan["due"] > multiple * plan["sent_before"]:
-                    result.status = "blocked"
-                    result.message = (f"safety limit: would send {plan['due']} messages, more than {multiple:g}x the "
-                                      f"{plan['sent_before']} sent so far; check the audience, then rerun with --force")
-                    return result
-                result.deferred, result.already_sent = plan["deferred"], plan["done"]
-                if plan["due"]:
-                    result.deferred = result.already_sent = 0  # counted again, page by page
-                    client = open_client(sync, env)  # type: ignore[assignment]
-                    bar = tqdm(total=plan["due"], desc=sync.name, unit="msg", disable=not progress)
-                    try:
-                        for page in occurrences(conn, sync, total):
-                            _run_page(conn, sync, client, page, quiet, result, opt_outs, bar)
-                    finally:
-                        bar.close()
-                opt_outs += _missing_opt_outs(conn, sync, {o["message_id"] for o in opt_outs})
-                result.status = "success"
-                result.message = _summary(result)
+                _execute(conn, sync, env, quiet, result, opt_outs, dry_run=dry_run, force=force, progress=progress)
             except _Stop as exc:
                 result.message = f"{exc}; {_summary(result)}"
             except (DestinationError, MissingSecret, SourceMissing) as exc:
@@ -263,7 +246,6 @@ def run_trigger(warehouse: Warehouse, sync: SyncConfig, *, dry_run: bool = False
                 result.message = f"{type(exc).__name__}: {exc}"
                 raise
             finally:
-                result.retries = client.retries[0] if client else 0
                 result.duration_s = time.perf_counter() - started
                 conn.rollback()
                 if result.status != "dry_run":
@@ -279,6 +261,40 @@ def run_trigger(warehouse: Warehouse, sync: SyncConfig, *, dry_run: bool = False
     log.info("sync %s: %s, sent %d, deferred %d, confirmed %d, rejected %d", sync.name, result.status, result.adds,
              result.deferred, result.confirmed, result.rejections)
     return result
+
+
+def _execute(conn: sa.Connection, sync: SyncConfig, env: Mapping[str, str], quiet: QuietClock,
+             result: TriggerResult, opt_outs: list[dict], *, dry_run: bool, force: bool, progress: bool) -> None:
+    """Plan, then (unless a dry run or a safety stop) resolve pending keys and send, page by page."""
+    total = stage_source(conn, sync)
+    plan = _plan(conn, sync, total, quiet)
+    result.plan.adds, result.plan.current = plan["due"], plan["sent_before"]
+    result.deferred, result.already_sent = plan["deferred"], plan["done"]
+    if dry_run:
+        result.status, result.adds = "dry_run", plan["due"]
+        result.message = (f"would send up to {plan['due']} message(s) ({plan['pending']} of them interrupted earlier: "
+                          f"checked with {sync.destination.type} first), defer {plan['deferred']} (quiet hours); "
+                          f"{plan['done']} occurrence(s) already handled")
+        return
+    multiple = sync.safety.max_add_multiple
+    if not force and plan["sent_before"] and plan["due"] > multiple * plan["sent_before"]:
+        result.status = "blocked"
+        result.message = (f"safety limit: would send {plan['due']} messages, more than {multiple:g}x the "
+                          f"{plan['sent_before']} sent so far; check the audience, then rerun with --force")
+        return
+    if plan["due"]:
+        result.deferred = result.already_sent = 0  # counted again, page by page
+        client: MessageClient = open_client(sync, env)  # type: ignore[assignment]
+        bar = tqdm(total=plan["due"], desc=sync.name, unit="msg", disable=not progress)
+        try:
+            for page in occurrences(conn, sync, total):
+                _run_page(conn, sync, client, page, quiet, result, opt_outs, bar)
+        finally:
+            bar.close()
+            result.retries = client.retries[0]
+    opt_outs += _missing_opt_outs(conn, sync, {o["message_id"] for o in opt_outs})
+    result.status = "success"
+    result.message = _summary(result)
 
 
 def _plan(conn: sa.Connection, sync: SyncConfig, total: int, quiet: QuietClock) -> dict[str, int]:

@@ -25,12 +25,17 @@ from __future__ import annotations
 import email.utils
 import hashlib
 import logging
+from collections.abc import Mapping
 from datetime import datetime, timedelta, timezone
-from typing import Iterable, Mapping
-from urllib.parse import urlencode, urlsplit, urlunsplit, parse_qsl
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import requests
-from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_random_exponential
+from tenacity import (
+    Retrying,
+    retry_if_exception_type,
+    stop_after_attempt,
+    wait_random_exponential,
+)
 
 from syncs.config import Destination, MissingSecret
 from syncs.destinations.base import DestinationError, RowResult

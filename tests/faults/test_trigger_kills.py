@@ -19,13 +19,23 @@ from datetime import timedelta
 from pathlib import Path
 
 from fault_helpers import CountingSandbox
+
 from syncs.config import load_syncs
 from syncs.state import ensure_state
 from syncs.trigger import run_trigger
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tests" / "sync"))
-from trigger_helpers import ENTERED, ENV, TOKEN, key_states, messages, set_sms_audience, sms_people, write_config  # noqa: E402
+from trigger_helpers import (
+    ENTERED,
+    ENV,
+    TOKEN,
+    key_states,
+    messages,
+    set_sms_audience,
+    sms_people,
+    write_config,
+)
 
 LIFELINE = str(Path(sys.executable).parent / "lifeline")
 TRIALS = 5

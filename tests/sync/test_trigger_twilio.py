@@ -14,21 +14,31 @@ import pytest
 import requests
 import sqlalchemy as sa
 from click.testing import CliRunner
-from trigger_helpers import (ACCOUNT_SID, ENV, FROM, TOKEN, key_states, messages, per_recipient, query,
-                             set_sms_audience, sms_people, write_config)
+from trigger_helpers import (
+    ACCOUNT_SID,
+    ENV,
+    FROM,
+    TOKEN,
+    key_states,
+    messages,
+    per_recipient,
+    query,
+    set_sms_audience,
+    sms_people,
+    write_config,
+)
 
 from orchestration.cli import main as lifeline
 from syncs.config import SyncConfigError, load_syncs
 from syncs.engine import run_sync
 from syncs.quiet_hours import QuietClock, QuietHours, zones_for_phone
-from syncs.sandbox.server import run_in_thread
 from syncs.state import ensure_state
 from syncs.trigger import occurrence_key, pending_marker, run_trigger
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "faults"))
-from fault_helpers import CountingSandbox  # noqa: E402
+from fault_helpers import CountingSandbox
 
-DAYTIME = lambda: datetime(2026, 11, 2, 16, 0, tzinfo=timezone.utc)  # noqa: E731  11:00 New York, 17:00 Berlin
+DAYTIME = lambda: datetime(2026, 11, 2, 16, 0, tzinfo=timezone.utc)
 
 
 def sync_of(path: Path):
@@ -185,13 +195,13 @@ def test_quiet_hours_defer_by_the_recipients_zone_and_a_later_run_sends(duck_war
     sync = sync_of(write_config(tmp_path / "syncs.yml", sandbox.base_url, quiet_hours='{start: "21:00", end: "08:00"}'))
     new_york, berlin = sms_people(3), sms_people(2, start=10, country="+491510000")
     set_sms_audience(duck_warehouse, new_york + berlin)
-    evening = lambda: datetime(2026, 11, 2, 23, 30, tzinfo=timezone.utc)  # noqa: E731  18:30 New York, 00:30 Berlin
+    evening = lambda: datetime(2026, 11, 2, 23, 30, tzinfo=timezone.utc)
     first = run(duck_warehouse, sync, clock=evening)
     assert (first.adds, first.deferred) == (3, 2), first.message
     assert set(per_recipient(sandbox.base_url)) == {p["phone"] for p in new_york}
     assert len(key_states(duck_warehouse)) == 3  # the deferred rows are not marked at all
     assert "deferred 2" in query(duck_warehouse, "select message from lifeline_state.sync_runs")[0][0]
-    morning = lambda: datetime(2026, 11, 3, 8, 0, tzinfo=timezone.utc)  # noqa: E731  03:00 New York, 09:00 Berlin
+    morning = lambda: datetime(2026, 11, 3, 8, 0, tzinfo=timezone.utc)
     second = run(duck_warehouse, sync, clock=morning)
     assert (second.adds, second.deferred, second.already_sent) == (2, 0, 3)
     assert per_recipient(sandbox.base_url) == {p["phone"]: 1 for p in new_york + berlin}
