@@ -5,10 +5,10 @@ from typing import Mapping
 
 from syncs.config import SyncConfig
 from syncs.destinations import file, klaviyo, mailchimp, twilio, webhook
-from syncs.destinations import meta
+from syncs.destinations import google, meta
 from syncs.destinations.base import MembershipClient
 
-SUPPORTED = ("klaviyo", "mailchimp", "webhook", "file", "twilio", "meta")
+SUPPORTED = ("klaviyo", "mailchimp", "webhook", "file", "twilio", "meta", "google")
 
 
 class UnsupportedDestination(ValueError):
@@ -31,6 +31,8 @@ def open_client(sync: SyncConfig, env: Mapping[str, str]) -> MembershipClient:
         return twilio.from_config(dest, env)  # a MessageClient (trigger mode)
     if dest.type == "meta":
         return meta.from_config(dest, env)
+    if dest.type == "google":
+        return google.from_config(dest, env)
     raise UnsupportedDestination(f"sync {sync.name}: destination type {dest.type} has no client yet "
                                  f"(supported: {', '.join(SUPPORTED)})")
 
@@ -49,5 +51,7 @@ def limits(sync: SyncConfig) -> type[MembershipClient]:
         return twilio.TwilioMessages
     if sync.destination.type == "meta":
         return meta.MetaAudience
+    if sync.destination.type == "google":
+        return google.GoogleAudience
     raise UnsupportedDestination(f"sync {sync.name}: destination type {sync.destination.type} has no client yet "
                                  f"(supported: {', '.join(SUPPORTED)})")
