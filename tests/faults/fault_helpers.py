@@ -43,7 +43,8 @@ def mailchimp_members(base_url: str) -> set[str]:
 class CountingSandbox:
     """`create_app(state_dir, **opts)` on a free loopback port; `.requests` counts platform requests
     (not /_sandbox control calls) as they arrive, `.in_flight` those not answered yet. While
-    `.gate` is cleared, platform requests are held (counted, not answered) until it is set again."""
+    `.gate` is cleared, platform requests from the `.hold_from`-th on (default: every one) are held
+    (counted, not answered) until it is set again."""
 
     def __init__(self, state_dir: Path, **opts: Any):
         self.app = create_app(Path(state_dir), **opts)
@@ -51,6 +52,7 @@ class CountingSandbox:
         self.in_flight = 0
         self.gate = threading.Event()
         self.gate.set()
+        self.hold_from = 1
         self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self._sock.bind(("127.0.0.1", 0))
         self.base_url = f"http://127.0.0.1:{self._sock.getsockname()[1]}"
@@ -63,9 +65,10 @@ class CountingSandbox:
             await self.app(scope, receive, send)
             return
         self.requests += 1
+        number = self.requests
         self.in_flight += 1
         try:
-            while not self.gate.is_set():
+            while number >= self.hold_from and not self.gate.is_set():
                 await asyncio.sleep(0.005)
             await self.app(scope, receive, send)
         finally:

@@ -56,7 +56,7 @@ def test_commands_on_a_locked_file_exit_clearly_and_change_nothing(warehouse_fil
     data = tmp_path / "data" / "customers"
     data.mkdir(parents=True)
     (data / "part.csv").write_text("customer_id,email\nc2,b@example.com\n")
-    holder = hold_file(warehouse_file, 60)
+    holder = hold_file(warehouse_file, 600)  # killed below; long so a slow machine cannot outlast it
     try:
         for args in (["load", str(tmp_path / "data")], ["build"], ["sync", "--dry-run"],
                      ["forget", "--email", "b@example.com"]):

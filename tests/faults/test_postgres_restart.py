@@ -1,5 +1,6 @@
 """PostgreSQL restarted under a running `lifeline sync` (a real process): the server goes away while
-the third of six Mailchimp batches is on the wire, so the sync loses its connection between a send
+the third of six Mailchimp batches is on the wire (the sandbox holds that request until the restart
+is done, so a slow restart cannot let the sync finish first), so the sync loses its connection between a send
 and the state commit. The run must fail with a clear message (no traceback), no state row may
 claim a member Mailchimp does not hold, and the rerun must converge to exactly the audience."""
 from __future__ import annotations
@@ -26,13 +27,18 @@ def test_postgres_restart_mid_sync_fails_clearly_and_the_rerun_converges(pg_serv
     set_audience(pg_warehouse, members)
     env = dict(os.environ, PYTHONPATH=str(ROOT), TEST_MAILCHIMP_KEY=TOKEN, **pg_warehouse.dbt_env())
     with CountingSandbox(tmp_path / "sandbox", token=TOKEN, rate_limits=False,
-                         faults={"mailchimp": {"latency_ms": 400}}) as server:
+                         faults={"mailchimp": {"latency_ms": 50}}) as server:
         config = write_config(tmp_path / "syncs.yml", server.base_url)
         command = LIFELINE + ["sync", "--config", str(config)]
+        server.hold_from = 3
+        server.gate.clear()
         proc = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                 text=True)
-        assert server.wait_for(3, alive=lambda: proc.poll() is None), "the sync ended before its third batch"
-        pg_server.restart()  # fast shutdown: every session is terminated
+        try:
+            assert server.wait_for(3, alive=lambda: proc.poll() is None), "the sync ended before its third batch"
+            pg_server.restart()  # fast shutdown: every session is terminated
+        finally:
+            server.gate.set()
         out, err = proc.communicate(timeout=120)
         assert proc.returncode != 0, out + err
         assert "Traceback" not in err and "lost its connection to the warehouse" in err, err
