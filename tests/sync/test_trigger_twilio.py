@@ -266,14 +266,15 @@ def test_bad_trigger_messages_are_refused(tmp_path, extra, error):
 
 # -- per-row rejections and opt-outs -------------------------------------------------------------
 def test_missing_fields_and_long_bodies_are_rejected_per_row_and_not_retried(duck_warehouse, sandbox, tmp_path):
-    sync = sync_of(write_config(tmp_path / "syncs.yml", sandbox.base_url, body="{first_name}: {product_name}"))
+    sync = sync_of(write_config(tmp_path / "syncs.yml", sandbox.base_url, body="{first_name|Hello}: {product_name}"))
     people = sms_people(4)
     people[1]["payload"] = json.dumps({"first_name": "NoProduct"})
     people[2]["payload"] = json.dumps({"first_name": "Long", "product_name": "x" * 1_700})
+    people[3]["payload"] = json.dumps({"first_name": None, "product_name": "Tea"})  # the fallback fills it
     set_sms_audience(duck_warehouse, people)
     first = run(duck_warehouse, sync)
     assert (first.status, first.adds, first.rejections) == ("success", 2, 2)
-    assert set(per_recipient(sandbox.base_url)) == {people[0]["phone"], people[3]["phone"]}
+    assert sorted(m["body"] for m in messages(sandbox.base_url)) == ["Ann0: Tea", "Hello: Tea"]
     assert sorted(query(duck_warehouse, "select code from lifeline_state.rejections")) == [
         ("body_too_long",), ("template_field_missing",)]
     again = run(duck_warehouse, sync)
