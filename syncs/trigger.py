@@ -12,7 +12,9 @@ Per batch of due rows, `lifeline_state.trigger_keys`:
 2. the messages are sent, one request each;
 3. each key becomes 'sent' (destination_id = Twilio's message sid, confirmed_at) or 'failed'
    (a permanent per-row error, also in lifeline_state.rejections with Twilio's code), committed.
-Keys that are 'sent' or 'failed' are never sent again.
+Keys that are 'sent' or 'failed' are never sent again. A row whose message cannot be made (a
+template field without a value, a body over the platform's limit) is a rejection without a key:
+once the row or the template changes, it is tried again.
 
 A run first resolves every 'pending' key among its source rows (left by a crash between 1 and 3,
 or by a send whose outcome stayed unknown): it asks the platform for a message to that number with
@@ -165,8 +167,10 @@ def rejected_hashes(conn: sa.Connection, sync_name: str, keys: list[str]) -> dic
         sa.bindparam("keys", expanding=True)), {"n": sync_name, "keys": keys}).fetchall())
 
 
-def payload_hash(row: Mapping) -> str:
-    return _digest(f"{row.get('phone') or ''}|{row.get('payload') or ''}")
+def payload_hash(row: Mapping, sync: SyncConfig) -> str:
+    """What a rejection was about: the row and the template (fixing either retries the row)."""
+    template = sync.message.body if sync.message else ""
+    return _digest(f"{row.get('phone') or ''}|{row.get('payload') or ''}|{template}")
 
 
 # -- state ---------------------------------------------------------------------------------------
@@ -305,7 +309,7 @@ def _plan(conn: sa.Connection, sync: SyncConfig, total: int, quiet: QuietClock) 
         for o in page:
             if o.status in ("sent", "failed"):
                 counts["done"] += 1
-            elif o.status is None and rejected.get(o.key) == payload_hash(o.row):
+            elif o.status is None and rejected.get(o.key) == payload_hash(o.row, sync):
                 counts["done"] += 1
             elif quiet.quiet(o.row["phone"]):
                 counts["deferred"] += 1
@@ -323,7 +327,7 @@ def _run_page(conn: sa.Connection, sync: SyncConfig, client: MessageClient, page
     due: list[tuple[Occurrence, str]] = []
     render_failures: list[dict] = []
     for o in page:
-        if o.status in ("sent", "failed") or (o.status is None and rejected.get(o.key) == payload_hash(o.row)):
+        if o.status in ("sent", "failed") or (o.status is None and rejected.get(o.key) == payload_hash(o.row, sync)):
             result.already_sent += 1
             continue
         if quiet.quiet(o.row["phone"]):
@@ -332,11 +336,18 @@ def _run_page(conn: sa.Connection, sync: SyncConfig, client: MessageClient, page
         if o.status == "pending" and _resolve_pending(conn, sync, client, o, result):
             bar.update(1)
             continue
+        problem = None
         try:
             body = sync.message.render(o.row) if sync.message else ""
+            limit = getattr(client, "max_body_chars", None)
+            if limit and len(body) > limit:
+                problem = ("body_too_long", f"the message is {len(body)} characters; {sync.destination.type} "
+                                            f"takes at most {limit}")
         except TemplateFieldMissing as exc:
-            render_failures.append({"key": o.key, "code": "template_field_missing", "message": str(exc),
-                                    "payload_hash": payload_hash(o.row)})
+            problem = ("template_field_missing", str(exc))
+        if problem:  # not marked: a fixed row or template is tried again
+            render_failures.append({"key": o.key, "code": problem[0], "message": problem[1],
+                                    "payload_hash": payload_hash(o.row, sync)})
             continue
         due.append((o, body))
     record_rejections(conn, sync.name, render_failures)
@@ -354,7 +365,7 @@ def _resolve_pending(conn: sa.Connection, sync: SyncConfig, client: MessageClien
     if to_hash and to_hash != _digest(o.row["phone"])[:16]:
         mark_done(conn, sync.name, o.key, "failed", None)
         record_rejections(conn, sync.name, [{
-            "key": o.key, "code": "phone_changed", "payload_hash": payload_hash(o.row),
+            "key": o.key, "code": "phone_changed", "payload_hash": payload_hash(o.row, sync),
             "message": "the phone number changed after an interrupted send; not sent again, since the earlier "
                        "number cannot be checked for the message"}])
         result.rejections += 1
@@ -390,7 +401,7 @@ def _send_batch(conn: sa.Connection, sync: SyncConfig, client: MessageClient, du
         else:
             mark_done(conn, sync.name, r.key, "failed", None)
             o = by_key[r.key]
-            bad.append({"key": r.key, "code": r.code, "message": r.message, "payload_hash": payload_hash(o.row)})
+            bad.append({"key": r.key, "code": r.code, "message": r.message, "payload_hash": payload_hash(o.row, sync)})
             if r.code == OPTED_OUT:
                 opt_outs.append(opt_out_row(r.key, o.row["phone"], o.row.get("audience") or sync.name,
                                             o.row["profile_id"], now()))

@@ -97,6 +97,7 @@ class TwilioMessages:
     """A MessageClient. Rows carry key (the idempotency key), phone (E.164), body (rendered text),
     profile_id and campaign."""
 
+    max_body_chars = MAX_BODY_CHARS
     send_batch_size = 25       # rows per state commit (one request each): at most this many to check after a crash
     calls_per_second = float(RATE[0][0])
 
@@ -281,7 +282,7 @@ def from_config(dest: Destination, env: Mapping[str, str]) -> TwilioMessages:
     account_sid = env.get(dest.account_sid_env or "")
     if not account_sid:
         raise MissingSecret(f"environment variable {dest.account_sid_env} is not set: export it with the Twilio "
-                            "account SID (AC...), and the auth token in " + str(dest.api_key_env))
+                            "account SID (AC...); the auth token goes in " + str(dest.api_key_env))
     return TwilioMessages(dest.resolved_base_url(env), account_sid, dest.api_key(env), from_number=dest.from_number,
                           messaging_service_sid=dest.messaging_service_sid,
                           status_callback=dest.status_callback, rate_limits=dest.client_rate_limits)
