@@ -1,13 +1,13 @@
 """Meta Custom Audience membership (https://graph.facebook.com/v25.0; shared/destinations.md §2).
 
 Adding: `POST /{audience_id}/users`, removing: `DELETE /{audience_id}/users`, at most 10,000 rows
-and 1 MB of form-encoded payload per call (see MAX_PAYLOAD_BYTES), form-encoded `access_token`, `payload` and `session` (JSON with sorted keys and compact
-separators, as the official SDK sends them). The payload uses the multi-key schema
-`["EMAIL", "PHONE", "FN", "LN"]`: each value is the SHA-256 hex of the value normalised as Meta's
-table says (normalize.meta_*); a missing value is "". No raw email, phone or name leaves the
-machine. A row without a valid email or phone is rejected before sending (FN/LN alone match
-nobody); an invalid name is left out. DELETE carries its parameters in a form body, not the query
-string: 10,000 rows of hashes (~2.6 MB) do not fit in a URL.
+and 1 MB of form-encoded payload per call (see MAX_PAYLOAD_BYTES). Form-encoded `access_token`,
+`payload` and `session` (JSON with sorted keys and compact separators, as the official SDK sends
+them). The payload uses the multi-key schema `["EMAIL", "PHONE", "FN", "LN"]`: each value is the
+SHA-256 hex of the value normalised as Meta's table says (normalize.meta_*); a missing value is
+"". No raw email, phone or name leaves the machine. A row without a valid email or phone is
+rejected before sending (FN/LN alone match nobody); an invalid name is left out. DELETE carries
+its parameters in a form body, not the query string: thousands of hashed rows do not fit in a URL.
 
 Answers: `num_received` must equal the rows sent (else the batch is not acknowledged and is
 retried next run); rows named in `invalid_entry_samples` (keyed by their first value, the EMAIL

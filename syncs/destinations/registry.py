@@ -5,10 +5,10 @@ from typing import Mapping
 
 from syncs.config import SyncConfig
 from syncs.destinations import file, klaviyo, mailchimp, twilio, webhook
-from syncs.destinations import google, meta
+from syncs.destinations import google, meta, tiktok
 from syncs.destinations.base import MembershipClient
 
-SUPPORTED = ("klaviyo", "mailchimp", "webhook", "file", "twilio", "meta", "google")
+SUPPORTED = ("klaviyo", "mailchimp", "webhook", "file", "twilio", "meta", "google", "tiktok")
 
 
 class UnsupportedDestination(ValueError):
@@ -33,6 +33,8 @@ def open_client(sync: SyncConfig, env: Mapping[str, str]) -> MembershipClient:
         return meta.from_config(dest, env)
     if dest.type == "google":
         return google.from_config(dest, env)
+    if dest.type == "tiktok":
+        return tiktok.from_config(dest, env)
     raise UnsupportedDestination(f"sync {sync.name}: destination type {dest.type} has no client yet "
                                  f"(supported: {', '.join(SUPPORTED)})")
 
@@ -53,5 +55,7 @@ def limits(sync: SyncConfig) -> type[MembershipClient]:
         return meta.MetaAudience
     if sync.destination.type == "google":
         return google.GoogleAudience
+    if sync.destination.type == "tiktok":
+        return tiktok.TikTokAudience
     raise UnsupportedDestination(f"sync {sync.name}: destination type {sync.destination.type} has no client yet "
                                  f"(supported: {', '.join(SUPPORTED)})")

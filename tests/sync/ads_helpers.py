@@ -11,6 +11,9 @@ from urllib.parse import unquote_plus
 
 import requests
 import sqlalchemy as sa
+from sync_helpers import people, set_audience
+
+from syncs.engine import run_sync
 
 TOKEN = "sandbox-token"
 
@@ -94,3 +97,16 @@ def assert_no_raw_pii(received: list[Received], members: list[dict]) -> None:
         for text in texts:
             for secret in secrets:
                 assert secret not in text, "a raw identifier reached the platform"
+
+
+def converges_under_faults(warehouse, sandbox, sync, env: dict, platform: str, seed: int) -> None:
+    """30 members, then 20, while the platform answers 30% with its own throttling answer and 20%
+    with a 5xx: both runs succeed, and at least one retry was made (the caller checks the audience)."""
+    requests.post(f"{sandbox.base_url}/_sandbox/faults", json={platform: {"burst_429": 0.3, "error_rate": 0.2},
+                                                               "fault_seed": seed}, timeout=10).raise_for_status()
+    set_audience(warehouse, people(30))
+    first = run_sync(warehouse, sync, env=env, progress=False)
+    set_audience(warehouse, people(20))
+    second = run_sync(warehouse, sync, env=env, progress=False)
+    assert (first.status, second.status, second.removes) == ("success", "success", 10), (first, second)
+    assert first.retries + second.retries > 0

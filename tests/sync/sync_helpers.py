@@ -23,8 +23,8 @@ def set_audience(warehouse, members: list[dict]) -> None:
             table = pa.table({c: [r[c] for r in rows] for c in columns})
             raw = conn.connection.driver_connection
             raw.register("_audience_rows", table)
-            conn.execute(sa.text("insert into audience_members select audience, profile_id, channel, null, email, phone, "
-                                 "is_holdout, payload, first_name, last_name from _audience_rows"))
+            conn.execute(sa.text("insert into audience_members select audience, profile_id, channel, null, email, "
+                                 "phone, is_holdout, payload, first_name, last_name from _audience_rows"))
             raw.unregister("_audience_rows")
         elif rows:
             conn.execute(sa.text("insert into audience_members values (:audience, :profile_id, :channel, null, :email, "

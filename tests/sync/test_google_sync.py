@@ -6,8 +6,7 @@ from __future__ import annotations
 import json
 
 import pytest
-import requests
-from ads_helpers import TOKEN, assert_no_raw_pii, held, record, sha, state, write_config
+from ads_helpers import TOKEN, assert_no_raw_pii, converges_under_faults, held, record, sha, state, write_config
 from sync_helpers import people, set_audience
 
 from syncs.config import SyncConfigError, load_syncs
@@ -102,16 +101,9 @@ def test_invalid_rows_and_partial_failures_become_rejections(duck_warehouse, san
 
 
 def test_429_and_503_are_retried_and_the_sync_converges(duck_warehouse, sandbox, tmp_path):
-    requests.post(f"{sandbox.base_url}/_sandbox/faults",
-                  json={"google": {"burst_429": 0.3, "error_rate": 0.2}, "fault_seed": 3}, timeout=10).raise_for_status()
     sync = sync_for(tmp_path, sandbox.base_url)
-    set_audience(duck_warehouse, people(40))
-    first = run_sync(duck_warehouse, sync, env=ENV, progress=False)
-    set_audience(duck_warehouse, people(30))
-    second = run_sync(duck_warehouse, sync, env=ENV, progress=False)
-    assert (first.status, second.status, second.removes) == ("success", "success", 10)
-    assert first.retries + second.retries > 0
-    assert held(sandbox.base_url, "google", USER_LIST) == {key(m["email"]) for m in people(30)}
+    converges_under_faults(duck_warehouse, sandbox, sync, ENV, "google", seed=3)
+    assert held(sandbox.base_url, "google", USER_LIST) == {key(m["email"]) for m in people(20)}
 
 
 def test_wrong_token_names_the_variable_and_marks_nothing(duck_warehouse, sandbox, tmp_path):

@@ -8,7 +8,7 @@ from urllib.parse import parse_qs
 
 import pytest
 import requests
-from ads_helpers import TOKEN, assert_no_raw_pii, held, record, sha, state, write_config
+from ads_helpers import TOKEN, assert_no_raw_pii, converges_under_faults, held, record, sha, state, write_config
 from sync_helpers import people, set_audience
 
 from syncs.config import SyncConfigError, load_syncs
@@ -122,15 +122,8 @@ def test_invalid_entry_samples_become_rejections(sandbox):
 
 
 def test_throttling_codes_and_5xx_are_retried_and_the_sync_converges(duck_warehouse, sandbox, tmp_path):
-    requests.post(f"{sandbox.base_url}/_sandbox/faults",
-                  json={"meta": {"burst_429": 0.3, "error_rate": 0.2}, "fault_seed": 7}, timeout=10).raise_for_status()
     sync = sync_for(tmp_path, sandbox.base_url)
-    set_audience(duck_warehouse, people(30))
-    first = run_sync(duck_warehouse, sync, env=ENV, progress=False)
-    set_audience(duck_warehouse, people(20))
-    second = run_sync(duck_warehouse, sync, env=ENV, progress=False)
-    assert (first.status, second.status, second.removes) == ("success", "success", 10)
-    assert first.retries + second.retries > 0
+    converges_under_faults(duck_warehouse, sandbox, sync, ENV, "meta", seed=7)
     assert held(sandbox.base_url, "meta", AUDIENCE) == {expected_row(m) for m in people(20)}
 
 
