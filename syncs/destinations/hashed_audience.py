@@ -11,6 +11,11 @@ These platforms hold a set of *hashed* identifiers and have no read endpoint for
   nothing; one whose identifiers changed has its old identifiers removed first, then the new ones
   added (removing after adding would drop the person on a platform that matches on any key).
 - a row that cannot be normalised is a permanent per-row rejection (code + reason, never the value).
+- source rows: audience_members has no `ads` channel (seeds/audience_settings.csv defines email
+  and sms only), so an ad sync reads `channel: email` rows: people with email consent, already
+  kept out of other audiences by priority and frequency caps. `channel: ads` selects no rows until
+  the model grows that channel (the engine's safety limit blocks the mass removal that would mean).
+- two profiles hashing to the same identifiers share one platform member: removing one removes it.
 - throttling answered inside a 200/400 body (Meta code 17/613, TikTok 40100) is retried here with
   jittered exponential backoff (tenacity); HTTP 429/5xx are retried by syncs/http.py's session.
 """

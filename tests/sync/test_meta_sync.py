@@ -147,6 +147,8 @@ def test_wrong_token_stops_the_run_naming_the_variable_and_marks_nothing(duck_wa
 def test_missing_secret_is_a_clear_error_and_nothing_is_sent(duck_warehouse, sandbox, tmp_path):
     wire = record(sandbox)
     set_audience(duck_warehouse, people(5))
+    plan = run_sync(duck_warehouse, sync_for(tmp_path, sandbox.base_url), env={}, progress=False, dry_run=True)
+    assert (plan.status, plan.adds) == ("dry_run", 5)  # a dry run needs no credentials
     result = run_sync(duck_warehouse, sync_for(tmp_path, sandbox.base_url), env={}, progress=False)
     assert result.status == "failed" and "META_TOKEN is not set" in result.message
     assert wire.seen == [] and state(duck_warehouse, "sync_state", "key") == []
