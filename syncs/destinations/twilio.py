@@ -171,13 +171,13 @@ class TwilioMessages:
                     if response.status_code >= 500:
                         uncertain_since = uncertain_since or started - CLOCK_MARGIN
                         raise _Transient(f"Twilio answered {response.status_code} (code {_error(response)[0]})")
-                    return self._answer(key, response)
+                    return self._answer(key, response, row["phone"])
         except _Transient as exc:
             return RowResult(key, False, code="not_acknowledged",
                              message=f"Twilio did not accept the message after {self.max_attempts} attempts: {exc}")
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def _answer(self, key: str, response: requests.Response) -> RowResult:
+    def _answer(self, key: str, response: requests.Response, phone: str) -> RowResult:
         if response.status_code == 201:
             return self._ok(key, response.json()["sid"])
         code, message = _error(response)
@@ -189,7 +189,7 @@ class TwilioMessages:
         if response.status_code == 404:
             raise DestinationError(f"Twilio has no account {self.account_sid} at {self.base_url} (404): check the "
                                    "account SID and base_url")
-        return RowResult(key, False, code=code, message=message)
+        return RowResult(key, False, code=code, message=message.replace(phone, "<To>"))  # Twilio may quote the number
 
     def _ok(self, key: str, sid: str) -> RowResult:
         self._acknowledged.add(sid)

@@ -346,3 +346,15 @@ def test_trigger_needs_a_message_destination_and_sms(duck_warehouse, sandbox, tm
     path.write_text(path.read_text().replace("channel: sms", "channel: email"))
     result = run(duck_warehouse, sync_of(path))
     assert result.status == "failed" and "set source.channel: sms" in result.message
+
+
+def test_an_invalid_number_is_a_permanent_failure_for_that_row_only(duck_warehouse, sandbox, tmp_path):
+    sync = sync_of(write_config(tmp_path / "syncs.yml", sandbox.base_url))
+    people = sms_people(2) + [dict(sms_people(1, start=2)[0], phone="+12")]
+    set_sms_audience(duck_warehouse, people)
+    result = run(duck_warehouse, sync)
+    assert (result.status, result.adds, result.rejections) == ("success", 2, 1)
+    [(code, message)] = query(duck_warehouse, "select code, message from lifeline_state.rejections")
+    assert code == "21211" and "+12" not in message
+    assert sorted(s for s, _ in key_states(duck_warehouse).values()) == ["failed", "sent", "sent"]
+    assert run(duck_warehouse, sync).rejections == 0  # a failed key is final: not sent again
