@@ -67,44 +67,93 @@
 {%- endmacro %}
 
 {#- Builds the temporary table `scope_table` with the rows an incremental run processes (all
-    columns of `rows_sql` plus _slice_key and _slice_ts), checks that the rows older than the
+    columns of `rows_sql` plus _slice_key and _slice_ts), checks that the rows outside the
     window are the ones stored, and returns the relation to read rows from (`rows_sql` itself
     when not incremental). rows_sql: a relation or parenthesised query (the input rows);
     key_sql / ts_sql: the row key and its occurred_at over alias `source`; key_column: the
-    stored column holding the key; stored_filter: which stored rows set the watermark. -#}
-{% macro incremental_slice(rows_sql, scope_table, key_sql, key_column, ts_sql, label, stored_filter='1 = 1') -%}
+    stored column holding the key; stored_filter: which stored rows set the watermark.
+
+    Raw input (occurred_at as text) passes text_ts_sql and raw_id_sql, so that the costly
+    parsing (timestamps, keys) touches only the rows that may matter instead of every raw row:
+      - text_ts_sql: the raw occurred_at as text. A row whose text starts with a digit and sorts
+        before the window's lower bound minus 2 days (more than any UTC offset) is older than the
+        window or unparseable: it is left out without parsing;
+      - raw_id_sql: the raw id the key is made from, as text. Rows sharing a key with the window
+        are looked up by that raw text (plus every row whose id is null or has a leading or
+        trailing space, the only ones whose key may equal another spelling's), then keyed.
+    The check then counts whole tables (every raw row has one stored row): raw rows outside the
+    slice (and before partition_end) must equal stored rows outside it. -#}
+{% macro incremental_slice(rows_sql, scope_table, key_sql, key_column, ts_sql, label, stored_filter='1 = 1',
+                           text_ts_sql=none, raw_id_sql=none) -%}
   {%- if not (is_incremental() and execute) -%}{{ return(rows_sql) }}{%- endif -%}
   {%- set window = lifeline.event_window('select max(occurred_at) from ' ~ this ~ ' where ' ~ stored_filter) -%}
   {%- do run_query('drop table if exists ' ~ scope_table) -%}
-  {%- do run_query('create temporary table ' ~ scope_table ~ ' as
-      with keyed as (
-          select source.*, ' ~ key_sql ~ ' as _slice_key, ' ~ ts_sql ~ ' as _slice_ts
-          from ' ~ rows_sql ~ ' as source
-      )
-      select * from keyed
-      where _slice_key in (select _slice_key from keyed where ' ~ lifeline.in_event_window('_slice_ts', window) ~ ')') -%}
-  {%- set older = "cast('" ~ window[0].strftime("%Y-%m-%d %H:%M:%S") ~ "' as " ~ dbt.type_timestamp() ~ ")" if window[0] is not none else none -%}
-  {%- if older is none -%}
-    {{ log(label ~ " (incremental): window " ~ lifeline.describe_window(window) ~ ", no lower bound", info=True) }}
-    {{ return(scope_table) }}
+  {%- set prefiltered = text_ts_sql is not none and raw_id_sql is not none and window[0] is not none -%}
+  {%- if prefiltered -%}
+    {%- set old_prefix = (window[0] - modules.datetime.timedelta(days=2)).strftime("%Y-%m-%d") -%}
+    {%- do run_query('create temporary table ' ~ scope_table ~ ' as
+        with candidates as (
+            select ' ~ key_sql ~ ' as _slice_key, ' ~ raw_id_sql ~ ' as _slice_hint, ' ~ ts_sql ~ ' as _slice_ts
+            from ' ~ rows_sql ~ ' as source
+            where not (' ~ text_ts_sql ~ " >= '0' and " ~ text_ts_sql ~ " < '" ~ old_prefix ~ "')
+        ),
+        window_keys as (
+            select distinct _slice_key, _slice_hint from candidates where " ~ lifeline.in_event_window('_slice_ts', window) ~ '
+        ),
+        sharing as (
+            select source.*, ' ~ key_sql ~ ' as _slice_key, ' ~ ts_sql ~ ' as _slice_ts
+            from ' ~ rows_sql ~ ' as source
+            where ' ~ raw_id_sql ~ ' in (select _slice_hint from window_keys where _slice_hint is not null)
+               or ' ~ raw_id_sql ~ " is null or " ~ raw_id_sql ~ " like ' %' or " ~ raw_id_sql ~ " like '% '" ~ '
+        )
+        select * from sharing where _slice_key in (select _slice_key from window_keys)') -%}
+    {%- set newer = "cast('" ~ window[1].strftime("%Y-%m-%d %H:%M:%S") ~ "' as " ~ dbt.type_timestamp() ~ ")" if window[1] is not none else none -%}
+    {%- set counts = run_query('select
+          (select count(*) from ' ~ rows_sql ~ ' as source),
+          (select count(*) from ' ~ scope_table ~ '),
+          ' ~ ('(select count(*) from ' ~ rows_sql ~ ' as source where not (' ~ text_ts_sql ~ " >= '0' and " ~ text_ts_sql ~ " < '" ~ old_prefix ~ "') and "
+                ~ ts_sql ~ ' >= ' ~ newer ~ ' and ' ~ key_sql ~ ' not in (select _slice_key from ' ~ scope_table ~ '))' if newer else '0') ~ ',
+          (select count(*) from ' ~ this ~ '),
+          (select count(*) from ' ~ this ~ ' where ' ~ key_column ~ ' in (select _slice_key from ' ~ scope_table ~ ')),
+          ' ~ ('(select count(*) from ' ~ this ~ ' where occurred_at >= ' ~ newer ~ ' and ' ~ key_column ~ ' not in (select _slice_key from ' ~ scope_table ~ '))' if newer else '0') ~ '') -%}
+    {%- set n = counts.rows[0] -%}
+    {%- set input_outside = (n[0] | int) - (n[1] | int) - (n[2] | int) -%}
+    {%- set stored_outside = (n[3] | int) - (n[4] | int) - (n[5] | int) -%}
+    {%- set processing = n[1] -%}
+  {%- else -%}
+    {%- do run_query('create temporary table ' ~ scope_table ~ ' as
+        with keyed as (
+            select source.*, ' ~ key_sql ~ ' as _slice_key, ' ~ ts_sql ~ ' as _slice_ts
+            from ' ~ rows_sql ~ ' as source
+        )
+        select * from keyed
+        where _slice_key in (select _slice_key from keyed where ' ~ lifeline.in_event_window('_slice_ts', window) ~ ')') -%}
+    {%- set older = "cast('" ~ window[0].strftime("%Y-%m-%d %H:%M:%S") ~ "' as " ~ dbt.type_timestamp() ~ ")" if window[0] is not none else none -%}
+    {%- if older is none -%}
+      {{ log(label ~ " (incremental): window " ~ lifeline.describe_window(window) ~ ", no lower bound", info=True) }}
+      {{ return(scope_table) }}
+    {%- endif -%}
+    {#- Rows older than the window: input minus those pulled into the slice by their key must
+        equal stored minus those the slice replaces. -#}
+    {%- set counts = run_query('select
+          (select count(*) from ' ~ rows_sql ~ ' as source where ' ~ ts_sql ~ ' < ' ~ older ~ '),
+          (select count(*) from ' ~ scope_table ~ ' where _slice_ts < ' ~ older ~ '),
+          (select count(*) from ' ~ this ~ ' where occurred_at < ' ~ older ~ '),
+          (select count(*) from ' ~ this ~ ' where occurred_at < ' ~ older ~ ' and ' ~ key_column ~ ' in (select _slice_key from ' ~ scope_table ~ ')),
+          (select count(*) from ' ~ scope_table ~ ')') -%}
+    {%- set n = counts.rows[0] -%}
+    {%- set input_outside = (n[0] | int) - (n[1] | int) -%}
+    {%- set stored_outside = (n[2] | int) - (n[3] | int) -%}
+    {%- set processing = n[4] -%}
   {%- endif -%}
-  {#- Rows older than the window: input minus those pulled into the slice by their key must
-      equal stored minus those the slice replaces. -#}
-  {%- set counts = run_query('select
-        (select count(*) from ' ~ rows_sql ~ ' as source where ' ~ ts_sql ~ ' < ' ~ older ~ '),
-        (select count(*) from ' ~ scope_table ~ ' where _slice_ts < ' ~ older ~ '),
-        (select count(*) from ' ~ this ~ ' where occurred_at < ' ~ older ~ '),
-        (select count(*) from ' ~ this ~ ' where occurred_at < ' ~ older ~ ' and ' ~ key_column ~ ' in (select _slice_key from ' ~ scope_table ~ ')),
-        (select count(*) from ' ~ scope_table ~ ')') -%}
-  {%- set n = counts.rows[0] -%}
-  {%- if (n[0] | int) - (n[1] | int) != (n[2] | int) - (n[3] | int) -%}
-    {{ log(label ~ " (incremental): " ~ ((n[0] | int) - (n[1] | int)) ~ " input rows older than the window " ~ lifeline.describe_window(window) ~ " but " ~ ((n[2] | int) - (n[3] | int)) ~ " stored (rows older than var event_lookback_days arrived, or the input was replaced): reprocessing every row", info=True) }}
+  {%- if input_outside != stored_outside -%}
+    {{ log(label ~ " (incremental): " ~ input_outside ~ " input rows outside the window " ~ lifeline.describe_window(window) ~ " but " ~ stored_outside ~ " stored (rows older than var event_lookback_days arrived, or the input was replaced): reprocessing every row", info=True) }}
     {%- do run_query('drop table ' ~ scope_table) -%}
     {%- do run_query('create temporary table ' ~ scope_table ~ ' as select source.*, ' ~ key_sql ~ ' as _slice_key, ' ~ ts_sql ~ ' as _slice_ts from ' ~ rows_sql ~ ' as source') -%}
     {#- Only a real run empties the table; dbt compile/show must not change data. -#}
     {%- if flags.WHICH in ('run', 'build') -%}{%- do run_query('delete from ' ~ this) -%}{%- endif -%}
   {%- else -%}
-    {{ log(label ~ " (incremental): window " ~ lifeline.describe_window(window) ~ ", processing " ~ n[4] ~ " rows", info=True) }}
+    {{ log(label ~ " (incremental): window " ~ lifeline.describe_window(window) ~ ", processing " ~ processing ~ " rows", info=True) }}
   {%- endif -%}
   {{ return(scope_table) }}
 {%- endmacro %}

@@ -18,7 +18,9 @@
         "case when " ~ lifeline.clean_text('source.event_id') ~ " is null then 'row:' || "
             ~ lifeline.raw_event_row_hash('source') ~ " else " ~ lifeline.clean_text('source.event_id') ~ " end",
         'event_key', lifeline.parse_timestamp('source.occurred_at'), 'base_events',
-        stored_filter='drop_reason is null') %}
+        stored_filter='drop_reason is null',
+        text_ts_sql='cast(source.occurred_at as ' ~ dbt.type_string() ~ ')',
+        raw_id_sql='cast(source.event_id as ' ~ dbt.type_string() ~ ')') %}
 with source as (
     select * from {{ raw_relation }}
 ),

@@ -15,7 +15,9 @@
                                    'lower(trim(cast(source.event as ' ~ dbt.type_string() ~ ')))',
                                    lifeline.parse_timestamp('source.occurred_at')),
         'message_key', lifeline.parse_timestamp('source.occurred_at'), 'base_message_events',
-        stored_filter='drop_reason is null') %}
+        stored_filter='drop_reason is null',
+        text_ts_sql='cast(source.occurred_at as ' ~ dbt.type_string() ~ ')',
+        raw_id_sql='cast(source.message_id as ' ~ dbt.type_string() ~ ')') %}
 with source as (
     select * from {{ raw_relation }}
 ),
