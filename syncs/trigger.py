@@ -307,9 +307,7 @@ def _plan(conn: sa.Connection, sync: SyncConfig, total: int, quiet: QuietClock) 
     for page in occurrences(conn, sync, total):
         rejected = rejected_hashes(conn, sync.name, [o.key for o in page if o.status is None])
         for o in page:
-            if o.status in ("sent", "failed"):
-                counts["done"] += 1
-            elif o.status is None and rejected.get(o.key) == payload_hash(o.row, sync):
+            if _handled(o, rejected, sync):
                 counts["done"] += 1
             elif quiet.quiet(o.row["phone"]):
                 counts["deferred"] += 1
@@ -321,13 +319,18 @@ def _plan(conn: sa.Connection, sync: SyncConfig, total: int, quiet: QuietClock) 
     return counts
 
 
+def _handled(o: Occurrence, rejected: Mapping[str, str], sync: SyncConfig) -> bool:
+    """Sent or failed for good, or rejected before sending and unchanged since."""
+    return o.status in ("sent", "failed") or (o.status is None and rejected.get(o.key) == payload_hash(o.row, sync))
+
+
 def _run_page(conn: sa.Connection, sync: SyncConfig, client: MessageClient, page: list[Occurrence],
               quiet: QuietClock, result: TriggerResult, opt_outs: list[dict], bar) -> None:
     rejected = rejected_hashes(conn, sync.name, [o.key for o in page if o.status is None])
     due: list[tuple[Occurrence, str]] = []
     render_failures: list[dict] = []
     for o in page:
-        if o.status in ("sent", "failed") or (o.status is None and rejected.get(o.key) == payload_hash(o.row, sync)):
+        if _handled(o, rejected, sync):
             result.already_sent += 1
             continue
         if quiet.quiet(o.row["phone"]):
@@ -447,11 +450,14 @@ def _missing_opt_outs(conn: sa.Connection, sync: SyncConfig, written: set[str]) 
 
 
 def _write_opt_outs(warehouse: Warehouse, rows: list[dict], result: TriggerResult) -> None:
+    import duckdb
+
+    from orchestration.load import LoadError
     from syncs.feedback.writer import MessageEventWriter
 
     try:
         result.opt_outs = MessageEventWriter(warehouse).append(rows)
-    except Exception as exc:  # the rejections keep them: the next run writes them
+    except (LoadError, duckdb.Error, sa.exc.SQLAlchemyError, OSError) as exc:  # the rejections keep them
         log.warning("sync %s: could not record %d SMS opt-out(s) in raw.message_events: %s", result.name, len(rows),
                     type(exc).__name__)
         result.message += (f"; could not record {len(rows)} SMS opt-out(s) in raw.message_events "

@@ -119,7 +119,7 @@ def test_pending_key_whose_message_twilio_has_is_confirmed_not_resent(duck_wareh
     engine = duck_warehouse.engine()
     with engine.connect() as conn:
         ensure_state(conn)
-        for key, person, body in zip(keys, people, bodies):  # p0 was delivered before the crash, p1 was not
+        for key, person, body in zip(keys, people[:2], bodies, strict=True):  # p0 was delivered before the crash, p1 was not
             conn.execute(sa.text("insert into lifeline_state.trigger_keys values ('sms_cart', :k, 'pending', :m, "
                                  ":t, null)"), {"k": key, "m": pending_marker(person["phone"], body),
                                                 "t": datetime.now(timezone.utc).replace(tzinfo=None)})
@@ -323,6 +323,24 @@ def test_an_opt_out_lost_to_a_crash_is_written_by_the_next_run(duck_warehouse, s
     repaired = run(duck_warehouse, sync)
     assert (repaired.adds, repaired.opt_outs) == (0, 1)
     assert query(duck_warehouse, "select event, recipient from raw.message_events") == [("opted_out", people[0]["phone"])]
+
+
+def test_an_opt_out_the_warehouse_refuses_is_reported_and_written_by_the_next_run(duck_warehouse, sandbox, tmp_path):
+    sync = sync_of(write_config(tmp_path / "syncs.yml", sandbox.base_url))
+    [person] = sms_people(1)
+    requests.post(f"{sandbox.base_url}/_sandbox/twilio/optouts", json={"numbers": [person["phone"]]},
+                  timeout=10).raise_for_status()
+    set_sms_audience(duck_warehouse, [person])
+    holder = duck_warehouse.engine()  # a connection of another configuration keeps the writer out of the file
+    with holder.connect():
+        refused = run(duck_warehouse, sync)
+    holder.dispose()
+    assert refused.status == "success" and refused.opt_outs == 0
+    assert "could not record 1 SMS opt-out(s) in raw.message_events" in refused.message
+    assert "the next run writes them" in refused.message
+    later = run(duck_warehouse, sync)
+    assert (later.adds, later.opt_outs) == (0, 1)
+    assert query(duck_warehouse, "select event, recipient from raw.message_events") == [("opted_out", person["phone"])]
 
 
 def test_refused_credentials_stop_the_run_and_the_next_run_sends_once(duck_warehouse, sandbox, tmp_path):
