@@ -17,8 +17,18 @@ whose outcome it does not know:
 - any other 4xx: a permanent per-row failure with Twilio's code; 401/403/404 stop the run
   (bad credentials or account).
 When the retries run out the row is returned as "not_acknowledged": trigger mode keeps it pending
-and asks Twilio about it again before any later send. Phone numbers never appear in logs or in
-error messages.
+and asks Twilio about it again before any later send.
+
+Looking a message up filters the list by To only, not by `DateSent>=`: DateSent filters on
+date_sent, which Twilio fills when the carrier takes the message, so a message still queued,
+accepted or scheduled would be missed and sent twice. Messages are compared by date_created
+(minus a 2-minute clock margin), exact body and sender, newest first, paging until a whole page
+is older than the window.
+
+Phone numbers never appear in our logs or error messages (GETs are retried by tenacity rather than
+urllib3, whose retry warnings print the URL, `To=` included). urllib3's own DEBUG lines do print
+request URLs: do not run syncs with DEBUG logging on third-party loggers where logs leave the
+machine.
 """
 from __future__ import annotations
 
