@@ -99,6 +99,14 @@ def assert_no_raw_pii(received: list[Received], members: list[dict]) -> None:
                 assert secret not in text, "a raw identifier reached the platform"
 
 
+def add_10500_then_keep_100(warehouse, sync, env: dict) -> None:
+    """Past one 10,000 batch both ways: 10,500 members added, then 10,400 of them removed."""
+    set_audience(warehouse, people(10_500))
+    assert run_sync(warehouse, sync, env=env, progress=False).adds == 10_500
+    set_audience(warehouse, people(100))
+    assert run_sync(warehouse, sync, env=env, progress=False).removes == 10_400
+
+
 def converges_under_faults(warehouse, sandbox, sync, env: dict, platform: str, seed: int) -> None:
     """30 members, then 20, while the platform answers 30% with its own throttling answer and 20%
     with a 5xx: both runs succeed, and at least one retry was made (the caller checks the audience)."""

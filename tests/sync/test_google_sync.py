@@ -6,7 +6,8 @@ from __future__ import annotations
 import json
 
 import pytest
-from ads_helpers import TOKEN, assert_no_raw_pii, converges_under_faults, held, record, sha, state, write_config
+from ads_helpers import (TOKEN, add_10500_then_keep_100, assert_no_raw_pii, converges_under_faults, held, record, sha,
+                         state, write_config)
 from sync_helpers import people, set_audience
 
 from syncs.config import SyncConfigError, load_syncs
@@ -71,10 +72,7 @@ def test_gmail_rules_hashes_only_consent_and_rerun_sends_nothing(duck_warehouse,
 def test_requests_never_exceed_10000_members(duck_warehouse, sandbox, tmp_path):
     wire = record(sandbox)
     sync = sync_for(tmp_path, sandbox.base_url)
-    set_audience(duck_warehouse, people(10_500))
-    assert run_sync(duck_warehouse, sync, env=ENV, progress=False).adds == 10_500
-    set_audience(duck_warehouse, people(100))
-    assert run_sync(duck_warehouse, sync, env=ENV, progress=False).removes == 10_400
+    add_10500_then_keep_100(duck_warehouse, sync, ENV)
     sizes = {verb: sorted(len(json.loads(r.body)["audienceMembers"]) for r in wire.to("google")
                           if r.path.endswith(verb)) for verb in (":ingest", ":remove")}
     assert sizes == {":ingest": [500, 10_000], ":remove": [400, 10_000]}

@@ -8,7 +8,8 @@ from urllib.parse import parse_qs
 
 import pytest
 import requests
-from ads_helpers import TOKEN, assert_no_raw_pii, converges_under_faults, held, record, sha, state, write_config
+from ads_helpers import (TOKEN, add_10500_then_keep_100, assert_no_raw_pii, converges_under_faults, held, record, sha,
+                         state, write_config)
 from sync_helpers import people, set_audience
 
 from syncs.config import SyncConfigError, load_syncs
@@ -84,10 +85,7 @@ def test_adds_hashed_rows_sends_no_raw_pii_and_rerun_sends_nothing(duck_warehous
 def test_batches_never_exceed_10000_rows(duck_warehouse, sandbox, tmp_path):
     wire = record(sandbox)
     sync = sync_for(tmp_path, sandbox.base_url)
-    set_audience(duck_warehouse, people(10_500))
-    assert run_sync(duck_warehouse, sync, env=ENV, progress=False).adds == 10_500
-    set_audience(duck_warehouse, people(100))
-    assert run_sync(duck_warehouse, sync, env=ENV, progress=False).removes == 10_400
+    add_10500_then_keep_100(duck_warehouse, sync, ENV)
     for method, total in (("POST", 10_500), ("DELETE", 10_400)):
         calls = [r for r in wire.to("meta") if r.method == method]
         assert sum(len(payload_rows(r)) for r in calls) == total
