@@ -1,7 +1,7 @@
 """Meta Custom Audience membership (https://graph.facebook.com/v25.0; shared/destinations.md §2).
 
 Adding: `POST /{audience_id}/users`, removing: `DELETE /{audience_id}/users`, at most 10,000 rows
-and 1 MB of form-encoded payload per call (see MAX_PAYLOAD_BYTES). Form-encoded `access_token`,
+per call (and a safety cap of MAX_PAYLOAD_BYTES form-encoded, which 10,000 four-key rows stay under). Form-encoded `access_token`,
 `payload` and `session` (JSON with sorted keys and compact separators, as the official SDK sends
 them). The payload uses the multi-key schema `["EMAIL", "PHONE", "FN", "LN"]`: each value is the
 SHA-256 hex of the value normalised as Meta's table says (normalize.meta_*); a missing value is
@@ -39,10 +39,9 @@ from syncs.http import limiter, session
 API_VERSION = "v25.0"          # [M1] apiconfig.py
 SCHEMA = ["EMAIL", "PHONE", "FN", "LN"]
 MAX_ROWS = 10_000              # [M2] max 10,000 users per call
-# Meta documents no byte limit, but the sandbox (Starlette) refuses a form field over 1 MiB, which
-# 10,000 four-key rows exceed (~3 MB form-encoded): calls are also kept under this many bytes of
-# form-encoded payload (~3,300 four-key rows). Raise it if the stand-in ever takes more.
-MAX_PAYLOAD_BYTES = 1_000_000
+# Meta documents no byte limit; 10,000 four-key rows are ~3 MB form-encoded. A call is also kept
+# under this many bytes, so unusually long values split a batch rather than make one huge request.
+MAX_PAYLOAD_BYTES = 8_000_000
 RATE = [(5_000, 3_600)]        # [M6] Custom Audience BUC, Standard tier base (5000 + 40 x audiences per hour)
 NO_LIMIT = [(100_000, 1)]
 THROTTLE_CODES = {4, 17, 32, 613, 80003}  # app, user, page, ad-account and custom-audience rate limits [M5][M6]
@@ -68,7 +67,7 @@ class MetaAudience(HashedAudience):
     add_batch_size = MAX_ROWS
     remove_batch_size = MAX_ROWS
     calls_per_second = RATE[0][0] / RATE[0][1]
-    calls_per_add_batch = 3  # 10,000 four-key rows take three calls under MAX_PAYLOAD_BYTES
+    calls_per_add_batch = 1
     forget_batch_size = MAX_ROWS // 3  # a forgotten row can become three rows (stored, email, phone)
 
     def __init__(self, base_url: str, access_token: str, audience_id: str, key_env: str,

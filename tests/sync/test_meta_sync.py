@@ -89,8 +89,8 @@ def test_batches_never_exceed_10000_rows(duck_warehouse, sandbox, tmp_path):
     for method, total in (("POST", 10_500), ("DELETE", 10_400)):
         calls = [r for r in wire.to("meta") if r.method == method]
         assert sum(len(payload_rows(r)) for r in calls) == total
-        assert max(len(payload_rows(r)) for r in calls) <= 10_000
-        # Starlette (the sandbox) refuses a form field over 1 MiB; Meta itself documents rows only
+        assert max(len(payload_rows(r)) for r in calls) == 10_000  # full batches, never more
+        assert len(calls) == 2
         fields = [part for r in calls for part in r.body.split(b"&") if part.startswith(b"payload=")]
         assert len(fields) == len(calls) and max(map(len, fields)) <= meta.MAX_PAYLOAD_BYTES
     assert len(held(sandbox.base_url, "meta", AUDIENCE)) == 100
