@@ -1,8 +1,9 @@
 """Builds the Dagster definitions for a warehouse and a configuration (orchestration/definitions.py holds `defs`).
 
-raw tables -> dbt models (grouped by folder) -> prediction step -> one asset per sync in syncs.yml
-(the destination), with dbt tests and Great Expectations suites as asset checks, schedules, the
-landing-folder sensor, freshness checks and failure alerts (orchestration/automation.py).
+Klaviyo feedback pull -> raw tables -> dbt models (grouped by folder; the event models partitioned
+by UTC day) -> prediction step -> one asset per sync in syncs.yml (the destination), with dbt tests
+and Great Expectations suites as asset checks, schedules, the landing-folder sensor, freshness
+checks and failure alerts (orchestration/automation.py).
 """
 from __future__ import annotations
 
@@ -16,6 +17,8 @@ from orchestration.automation import build_jobs, build_schedules, build_sensors
 from orchestration.config import LifelineConfig
 from orchestration.dbt_assets import build_dbt_assets
 from orchestration.dbt_runner import telemetry_off_env
+from orchestration.feedback_assets import build_feedback_asset
+from orchestration.partitions import daily_partitions
 from orchestration.raw_assets import build_raw_assets
 from orchestration.sync_assets import (build_prediction_asset, build_sync_assets, default_syncs_path,
                                        synced_audiences)
@@ -27,8 +30,10 @@ def build_defs(warehouse: Warehouse, config: LifelineConfig) -> dg.Definitions:
     os.environ.update(warehouse.dbt_env())
     for key, value in telemetry_off_env().items():
         os.environ.setdefault(key, value)
-    dbt_defs, dbt_resource, _project = build_dbt_assets(warehouse)
-    assets = [build_raw_assets(warehouse, config.landing_dir, config.thresholds.raw_freshness_hours), dbt_defs, build_prediction_asset(warehouse),
+    dbt = build_dbt_assets(warehouse, daily_partitions(config.partitions))
+    assets = [build_feedback_asset(warehouse, config.feedback),
+              build_raw_assets(warehouse, config.landing_dir, config.thresholds.raw_freshness_hours),
+              dbt.partitioned, dbt.unpartitioned, build_prediction_asset(warehouse),
               *build_sync_assets(warehouse, default_syncs_path(), config)]
     synced = synced_audiences(default_syncs_path())
     home = Path(os.environ.get("LIFELINE_HOME", Path.cwd() / ".lifeline"))
@@ -38,6 +43,6 @@ def build_defs(warehouse: Warehouse, config: LifelineConfig) -> dg.Definitions:
         jobs=build_jobs(config),
         schedules=build_schedules(config),
         sensors=build_sensors(config),
-        resources={"dbt": dbt_resource},
+        resources={"dbt": dbt.resource},
     )
 

@@ -9,9 +9,10 @@ from __future__ import annotations
 import os
 from datetime import date
 from pathlib import Path
+from typing import Annotated
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
 from orchestration.dbt_runner import PROJECT_ROOT
 from syncs.yaml_lines import line_of
@@ -43,20 +44,23 @@ class AlertChannels(_Strict):
     ui_base_url: str = "http://127.0.0.1:3000"
 
 
+def _valid_cron(value: str) -> str:
+    from dagster._utils.schedules import is_valid_cron_string
+
+    if not is_valid_cron_string(value):
+        raise ValueError(f"{value!r} is not a valid cron expression")
+    return value
+
+
+Cron = Annotated[str, AfterValidator(_valid_cron)]
+
+
 class Schedules(_Strict):
-    incremental_cron: str = "0 * * * *"
-    nightly_check_cron: str = "30 2 * * *"
+    incremental_cron: Cron = "0 * * * *"
+    nightly_check_cron: Cron = "30 2 * * *"
     timezone: str = "UTC"
     enabled: bool = False
 
-    @field_validator("incremental_cron", "nightly_check_cron")
-    @classmethod
-    def _cron(cls, value: str) -> str:
-        from dagster._utils.schedules import is_valid_cron_string
-
-        if not is_valid_cron_string(value):
-            raise ValueError(f"{value!r} is not a valid cron expression")
-        return value
 
 
 class Thresholds(_Strict):
@@ -74,6 +78,8 @@ class Feedback(_Strict):
     webhook_tolerance_s: int = Field(300, ge=1)
     klaviyo_api_key_env: str = "KLAVIYO_API_KEY"
     klaviyo_base_url: str = "http://127.0.0.1:8787/klaviyo"
+    enabled: bool = Field(False, description="run the Dagster schedule `feedback_pull` by default")
+    pull_cron: Cron = Field("*/15 * * * *", description="when the Dagster schedule `feedback_pull` pulls Klaviyo events")
 
 
 class Partitions(_Strict):

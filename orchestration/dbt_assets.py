@@ -1,16 +1,36 @@
-"""The dbt project as Dagster assets (dagster-dbt): one DbtProject, @dbt_assets with a translator
+"""The dbt project as Dagster assets (dagster-dbt): one DbtProject, two @dbt_assets with a translator
 that groups models by their folder (staging, identity, profiles, lifecycle, audiences, analytics,
-quality) and names raw sources raw/<table>."""
+quality) and names raw sources raw/<table>.
+
+- `lifeline_dbt_events`: the event-windowed incremental models (those built with the
+  `incremental_slice` macro: base/stg events and message events), partitioned by UTC day, one
+  run per backfill (BackfillPolicy.single_run). A run's partition time window (one day, or the
+  range of a backfill) becomes the dbt vars partition_start / partition_end.
+- `lifeline_dbt`: every other node, unpartitioned. The other incremental models (identity graph,
+  profile events, histories) do not read the window vars: they follow their own state, so a day
+  partition would claim something they do not do.
+"""
 
 import json
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, NamedTuple
 
 import dagster as dg
 from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings, DbtCliResource, DbtProject, dbt_assets
 
 from orchestration.dbt_runner import dbt_executable, dbt_project_dir, dbt_vars, run_dbt
+from orchestration.partitions import window_vars
 from syncs.warehouse import Warehouse
+
+WINDOW_MACRO = "macro.lifeline.incremental_slice"
+# Run tags read by every dbt step. A tag, not op config: Dagster splits lifeline_dbt into several
+# steps (lifeline_dbt, lifeline_dbt_2: its nodes sit both upstream and downstream of the events
+# models), and a tag reaches them all.
+AS_OF_TAG = "lifeline/as_of"
+FULL_REFRESH_TAG = "lifeline/full_refresh"
+NO_PARTITION = ("this run builds the daily-partitioned events models but names no partition: choose a day "
+                "(execute_in_process(partition_key='YYYY-MM-DD'), `dagster job launch --partition`, the UI's "
+                "partition picker) or a range (a backfill); the hourly schedule picks today's UTC day")
 
 MODEL_GROUPS = ("staging", "identity", "profiles", "lifecycle", "audiences", "analytics", "quality")
 
@@ -43,22 +63,54 @@ def ensure_manifest(warehouse: Warehouse) -> Path:
     return manifest
 
 
-def build_dbt_assets(warehouse: Warehouse) -> tuple[dg.AssetsDefinition, DbtCliResource, DbtProject]:
+def windowed_models(manifest_path: Path) -> list[str]:
+    """Models whose rows are bounded by the partition window (they call the incremental_slice macro)."""
+    nodes = json.loads(Path(manifest_path).read_text())["nodes"].values()
+    return sorted(n["name"] for n in nodes
+                  if n["resource_type"] == "model" and WINDOW_MACRO in n["depends_on"]["macros"])
+
+
+class DbtAssets(NamedTuple):
+    unpartitioned: dg.AssetsDefinition
+    partitioned: dg.AssetsDefinition
+    resource: DbtCliResource
+    project: DbtProject
+
+
+def _build_args(context: dg.AssetExecutionContext, config: BuildConfig, window: Mapping[str, str]) -> list[str]:
+    from orchestration.cli import parse_as_of
+
+    as_of = config.as_of or context.run.tags.get(AS_OF_TAG)
+    args = ["build", "--vars", json.dumps(dbt_vars(parse_as_of(as_of), window))]
+    full_refresh = config.full_refresh or context.run.tags.get(FULL_REFRESH_TAG, "").lower() == "true"
+    return args + (["--full-refresh"] if full_refresh else [])
+
+
+def build_dbt_assets(warehouse: Warehouse, partitions_def: dg.PartitionsDefinition) -> DbtAssets:
     project = DbtProject(project_dir=dbt_project_dir(), profiles_dir=dbt_project_dir(), target=warehouse.dbt_target)
-    ensure_manifest(warehouse)
+    manifest = ensure_manifest(warehouse)
     translator = LifelineTranslator(settings=DagsterDbtTranslatorSettings(enable_asset_checks=True))
+    windowed = " ".join(windowed_models(manifest))
+    if not windowed:
+        raise RuntimeError(f"no dbt model in {manifest} uses {WINDOW_MACRO}: the partitioned dbt assets would be "
+                           "empty; run `dbt parse` in dbt_project and check macros/incremental_events.sql")
 
     @dbt_assets(manifest=project.manifest_path, project=project, dagster_dbt_translator=translator,
-                name="lifeline_dbt")
+                name="lifeline_dbt", exclude=windowed)
     def lifeline_dbt(context: dg.AssetExecutionContext, dbt: DbtCliResource, config: BuildConfig):
-        from orchestration.cli import parse_as_of
+        yield from dbt.cli(_build_args(context, config, {}), context=context).stream()
 
-        as_of = config.as_of or context.run.tags.get("lifeline/as_of")
-        args = ["build", "--vars", json.dumps(dbt_vars(parse_as_of(as_of)))]
-        if config.full_refresh:
-            args.append("--full-refresh")
-        yield from dbt.cli(args, context=context).stream()
+    @dbt_assets(manifest=project.manifest_path, project=project, dagster_dbt_translator=translator,
+                name="lifeline_dbt_events", select=windowed, partitions_def=partitions_def,
+                backfill_policy=dg.BackfillPolicy.single_run())
+    def lifeline_dbt_events(context: dg.AssetExecutionContext, dbt: DbtCliResource, config: BuildConfig):
+        # One partition, or a single-run backfill's whole range (partition_time_window spans it).
+        if not (context.has_partition_key or context.has_partition_key_range):
+            raise dg.Failure(description=NO_PARTITION)
+        window = window_vars(context.partition_time_window)
+        context.log.info(f"event window from the partitions: {window}")
+        yield from dbt.cli(_build_args(context, config, window), context=context).stream()
 
     resource = DbtCliResource(project_dir=project, profiles_dir=str(dbt_project_dir()), target=warehouse.dbt_target,
                               dbt_executable=dbt_executable())
-    return lifeline_dbt, resource, project
+    return DbtAssets(lifeline_dbt, lifeline_dbt_events, resource, project)

@@ -7,16 +7,19 @@ landing/_loaded/ so nothing is loaded twice.
 """
 
 import shutil
-from datetime import datetime, timedelta, timezone
+from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
 import dagster as dg
+import duckdb
 
 from orchestration.contract import RAW_TABLES
-from orchestration.load import _kind, load_files
+from orchestration.feedback_assets import FEEDBACK_KEY
+from orchestration.load import LoadError, _kind, _relation, load_files
 from syncs.warehouse import Warehouse
 
 LOADED_DIR = "_loaded"
+TIMED_TABLES = ("events", "message_events")  # the tables the daily partitions window by occurred_at
 
 
 class LoadConfig(dg.Config):
@@ -42,6 +45,27 @@ def pending_files(landing: Path) -> dict[str, list[Path]]:
     return found
 
 
+def covered_days(files: dict[str, list[Path]]) -> tuple[date, date] | None:
+    """First and last UTC day of the parseable occurred_at values in the events and message_events
+    files (parsed as the staging models parse them); None when they hold none."""
+    days: list[date] = []
+    with duckdb.connect() as con:
+        con.execute("set TimeZone = 'UTC'")
+        for table in TIMED_TABLES:
+            if not files.get(table):
+                continue
+            try:
+                rel = _relation(con, files[table])
+            except LoadError:
+                continue  # the load itself reports the unreadable file
+            if "occurred_at" not in {c.lower() for c in rel.columns}:
+                continue
+            parsed = "timezone('UTC', try_cast(trim(cast(occurred_at as varchar)) as timestamptz))"
+            low, high = rel.aggregate(f"min({parsed}), max({parsed})").fetchone()
+            days += [moment.date() for moment in (low, high) if moment is not None]
+    return (min(days), max(days)) if days else None
+
+
 def _by_table(paths: list[str]) -> dict[str, list[Path]]:
     grouped: dict[str, list[Path]] = {}
     for raw in paths:
@@ -55,6 +79,7 @@ def build_raw_assets(warehouse: Warehouse, landing: Path, freshness_hours: float
     landing = landing.resolve()
     freshness = dg.FreshnessPolicy.time_window(fail_window=timedelta(hours=freshness_hours))
     specs = [dg.AssetSpec(key=["raw", name], group_name="raw", kinds={"file"}, freshness_policy=freshness,
+                          deps=[FEEDBACK_KEY] if name == "message_events" else [],
                           description=f"Raw contract table `raw.{name}` (contract §1), loaded from files.")
              for name in RAW_TABLES]
 
