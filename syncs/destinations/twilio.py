@@ -25,6 +25,11 @@ accepted or scheduled would be missed and sent twice. Messages are compared by d
 (minus a 2-minute clock margin), exact body and sender, newest first, paging until a whole page
 is older than the window.
 
+Erasure (`forget`): Twilio keeps a record of every message; GDPR deletion is `DELETE
+/Messages/{sid}.json` (204; 404 = already gone) for every message of the account to the person's
+numbers, found by paging `GET Messages.json?To=...`. Opt-outs (STOP) are Twilio's own compliance
+record and are not deleted.
+
 Phone numbers never appear in our logs or error messages (GETs are retried by tenacity rather than
 urllib3, whose retry warnings print the URL, `To=` included). urllib3's own DEBUG lines do print
 request URLs: do not run syncs with DEBUG logging on third-party loggers where logs leave the
@@ -110,6 +115,7 @@ class TwilioMessages:
     max_body_chars = MAX_BODY_CHARS
     send_batch_size = 25       # rows per state commit (one request each): at most this many to check after a crash
     calls_per_second = float(RATE[0][0])
+    forget_batch_size = 50
 
     def __init__(self, base_url: str, account_sid: str, auth_token: str, *, from_number: str | None = None,
                  messaging_service_sid: str | None = None, status_callback: str | None = None,
@@ -248,23 +254,65 @@ class TwilioMessages:
             url, params = self._absolute(nxt), None
         return found
 
+    # -- erasure -----------------------------------------------------------------------------
+    def forget(self, rows: list[dict]) -> list[RowResult]:
+        """Delete every message record of the account to each row's phone (any sender)."""
+        results = []
+        for row in rows:
+            phone = row.get("phone")
+            deleted = 0
+            if phone:
+                for sid in self._sids_to(phone):
+                    self._delete(sid)
+                    deleted += 1
+            results.append(RowResult(row["key"], True, destination_id=f"{deleted} messages deleted"))
+        return results
+
+    def _sids_to(self, to: str) -> list[str]:
+        sids: list[str] = []
+        url: str | None = self.messages_url
+        params: dict | None = {"To": to, "PageSize": PAGE_SIZE}
+        while url:
+            response = self._get(url, params)
+            if response.status_code >= 400:
+                code, message = _error(response)
+                raise DestinationError(f"Twilio could not list messages for deletion ({response.status_code}, "
+                                       f"code {code}): {message}; rerun lifeline forget later")
+            page = response.json()
+            sids += [m["sid"] for m in page.get("messages") or [] if m.get("to") == to]
+            nxt = page.get("next_page_uri")
+            url, params = (self._absolute(nxt), None) if nxt else (None, None)
+        return sids
+
+    def _delete(self, sid: str) -> None:
+        url = self.messages_url.removesuffix(".json") + f"/{sid}.json"
+        response = self._idempotent("DELETE", url, None, "while deleting messages; rerun lifeline forget "
+                                                         "(deleting again is safe)")
+        if response.status_code >= 300 and response.status_code != 404:
+            code, message = _error(response)
+            raise DestinationError(f"Twilio refused to delete a message ({response.status_code}, code {code}): "
+                                   f"{message}")
+
     def _get(self, url: str, params: dict | None) -> requests.Response:
-        """A GET, retried on connection errors, timeouts, 429 and 5xx (reading is always safe to repeat)."""
+        return self._idempotent("GET", url, params, "while checking for an earlier message; nothing was sent "
+                                                    "twice: rerun later")
+
+    def _idempotent(self, method: str, url: str, params: dict | None, context: str) -> requests.Response:
+        """A GET or DELETE, retried on connection errors, timeouts, 429 and 5xx (safe to repeat)."""
         attempts = self._attempts()
         try:
             for attempt in attempts:
                 with attempt:
                     self.rate.try_acquire("twilio")
                     try:
-                        response = self.http.get(url, params=params, timeout=(5, self.timeout_s))
+                        response = self.http.request(method, url, params=params, timeout=(5, self.timeout_s))
                     except requests.RequestException as exc:
                         raise _Transient(f"no answer from Twilio ({type(exc).__name__})") from None
                     if response.status_code in TRANSIENT:
                         raise _Transient(f"Twilio answered {response.status_code}")
                     return response
         except _Transient as exc:
-            raise DestinationError(f"Twilio's message list kept failing ({exc}) while checking for an earlier "
-                                   "message; nothing was sent twice: rerun later") from None
+            raise DestinationError(f"Twilio kept failing ({exc}) {context}") from None
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _same_sender(self, message: dict) -> bool:

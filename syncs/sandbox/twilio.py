@@ -162,6 +162,16 @@ async def get_message(request: Request, ctx: Context) -> Response:
     return JSONResponse(public(json.loads(row[0])))
 
 
+async def delete_message(request: Request, ctx: Context) -> Response:
+    """Twilio deletes a message record with 204 (404 when there is none)."""
+    with ctx.store.tx() as db:
+        gone = db.execute("delete from tw_messages where sid = ? and account_sid = ?",
+                          (request.path_params["message_sid"], request.path_params["account_sid"])).rowcount
+    if not gone:
+        return twilio_error(404, 20404, f"The requested resource {request.url.path} was not found")
+    return Response(status_code=204)
+
+
 def guarded(handler, ctx: Context):
     async def wrapped(request: Request) -> Response:
         denied = authenticate(request, ctx)
@@ -179,6 +189,7 @@ def routes(ctx: Context) -> Mount:
         Route(f"{base}/Messages.json", guarded(create_message, ctx), methods=["POST"]),
         Route(f"{base}/Messages.json", guarded(list_messages, ctx), methods=["GET"]),
         Route(f"{base}/Messages/{{message_sid}}.json", guarded(get_message, ctx), methods=["GET"]),
+        Route(f"{base}/Messages/{{message_sid}}.json", guarded(delete_message, ctx), methods=["DELETE"]),
     ])
 
 

@@ -376,3 +376,26 @@ def test_an_invalid_number_is_a_permanent_failure_for_that_row_only(duck_warehou
     assert code == "21211" and "+12" not in message
     assert sorted(s for s, _ in key_states(duck_warehouse).values()) == ["failed", "sent", "sent"]
     assert run(duck_warehouse, sync).rejections == 0  # a failed key is final: not sent again
+
+
+# -- erasure -------------------------------------------------------------------------------------
+def test_forget_deletes_every_message_record_to_the_person_and_only_theirs(duck_warehouse, sandbox, tmp_path):
+    from syncs.erasure import forget_one
+
+    sync = sync_of(write_config(tmp_path / "syncs.yml", sandbox.base_url))
+    members = sms_people(3)
+    set_sms_audience(duck_warehouse, members)
+    assert run(duck_warehouse, sync).adds == 3
+    set_sms_audience(duck_warehouse, [dict(members[0], entered_at=datetime(2026, 11, 5, 9, 0))] + members[1:])
+    assert run(duck_warehouse, sync).adds == 1  # the first person now has two messages
+    gone = members[0]["phone"]
+    assert per_recipient(sandbox.base_url)[gone] == 2
+    row = {"key": members[0]["profile_id"], "email": None, "phone": gone, "destination_id": None}
+    outcome = forget_one(sync, [row], ENV)
+    assert (outcome.status, outcome.detail) == ("deleted", "1 deletion(s) accepted"), outcome
+    counts = per_recipient(sandbox.base_url)
+    assert counts[gone] == 0 and [counts[m["phone"]] for m in members[1:]] == [1, 1]
+    assert forget_one(sync, [row], ENV).status == "deleted"  # again: nothing left, still fine
+    denied = forget_one(sync, [row], dict(ENV, TEST_TWILIO_TOKEN="wrong"))
+    assert denied.status == "failed" and "wrong" not in denied.detail
+    assert [counts[m["phone"]] for m in members[1:]] == [1, 1]
