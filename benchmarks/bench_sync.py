@@ -50,7 +50,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks import drt_runner  # noqa: E402
-from benchmarks.rate_windows import DOCUMENTED_TIERS, fixed_window_schedule, klaviyo_tier  # noqa: E402
+from benchmarks.rate_windows import DOCUMENTED_TIERS, busiest_window, fixed_window_schedule, klaviyo_tier  # noqa: E402
 from benchmarks.report import append_markdown, run_measured, spread  # noqa: E402
 from benchmarks.synthetic_audience import (AUDIENCE, CHANNEL, Change, apply_change, change_for,  # noqa: E402
                                            create_audience, synced_keys)
@@ -125,10 +125,12 @@ def klaviyo_sync(base_url: str, rate_limits: bool) -> SyncConfig:
                                               api_key_env="BENCH_KLAVIYO_KEY", client_rate_limits=rate_limits))
 
 
-def run_lifeline(db: Path, sync: SyncConfig, timeout_s: float = 3600, memory_limit: str = "") -> dict:
+def run_lifeline(db: Path, sync: SyncConfig, timeout_s: float = 3600, memory_limit: str = "",
+                 aligned: bool = False) -> dict:
     env = dict(os.environ, BENCH_KLAVIYO_KEY=TOKEN)
     measured = run_measured([sys.executable, "-m", "benchmarks.sync_children", "lifeline", str(db),
-                             sync.model_dump_json(), memory_limit], env=env, cwd=ROOT, timeout_s=timeout_s)
+                             sync.model_dump_json(), memory_limit, "aligned" if aligned else ""],
+                            env=env, cwd=ROOT, timeout_s=timeout_s)
     if measured.timed_out:
         return {"seconds": round(measured.seconds, 2), "peak_rss_mb": round(measured.peak_rss_mb),
                 "result": None, "timed_out": True}
@@ -250,18 +252,44 @@ def bench_limited(rows: int, tmp: Path) -> dict:
             "destination": check(expected, held), "target_share": 0.9}
 
 
-def bench_limited_remove(rows: int, removes: int, tmp: Path) -> dict:
+def store_klaviyo_ids(db: Path, sandbox: "Sandbox") -> int:
+    """Record each synced member's Klaviyo profile id in lifeline_state.sync_state, as a sync that
+    had read them back would have: removals then need no GET /api/profiles lookups."""
+    import pyarrow as pa
+
+    store = sqlite3.connect(f"file:{sandbox.state_dir / 'sandbox.sqlite3'}?mode=ro", uri=True)
+    try:
+        pairs = store.execute("select external_id, id from kl_profiles where external_id is not null").fetchall()
+    finally:
+        store.close()
+    ids = pa.table({"key": [k for k, _ in pairs], "destination_id": [v for _, v in pairs]})
+    con = duckdb.connect(str(db))
+    try:
+        con.register("klaviyo_ids", ids)
+        con.execute("update lifeline_state.sync_state s set destination_id = i.destination_id "
+                    "from klaviyo_ids i where s.key = i.key")
+        return con.execute("select count(*) from lifeline_state.sync_state where destination_id is not null").fetchone()[0]
+    finally:
+        con.close()
+
+
+def bench_limited_remove(rows: int, removes: int, tmp: Path, ids_known: bool = False, aligned: bool = False) -> dict:
     """Call-bound: `removes` members leave the audience and one rate-limited sync removes them
     (DELETE /api/lists/{id}/relationships/profiles, 1,000 ids a call, after looking their Klaviyo
     ids up 100 a call). The sandbox enforces its limits; the client honours the documented ones.
     Share = the seconds the documented fixed windows need for the same calls in the same order,
-    over the seconds the sync took from its first to its last call."""
+    over the seconds the sync took from its first to its last call. With `ids_known` the state
+    already holds every member's Klaviyo id, so the removal is DELETE calls alone (class M). With
+    `aligned` the client's limiters count clock-aligned fixed windows (an experiment, see
+    benchmarks/sync_children.py)."""
     db = tmp / "limited_remove.duckdb"
     audience_db(db, rows)
     sandbox = Sandbox(tmp / "sandbox_limited_remove", rate_limits=True)
     try:
         sync = klaviyo_sync(sandbox.base_url, rate_limits=True)
         initial = run_lifeline(db, sync)
+        if ids_known:
+            initial["ids_stored"] = store_klaviyo_ids(db, sandbox)
         engine = Warehouse(kind="duckdb", duckdb_path=db).engine()
         with engine.connect() as conn:
             conn.execute(sa.text(f"delete from audience_members where audience = '{AUDIENCE}' and profile_id like 'p%' "
@@ -271,7 +299,7 @@ def bench_limited_remove(rows: int, removes: int, tmp: Path) -> dict:
         engine.dispose()
         requests.post(f"{sandbox.base_url}/_bench/reset", timeout=10).raise_for_status()
         load_start = os.getloadavg()[0]
-        run = run_lifeline(db, sync)
+        run = run_lifeline(db, sync, aligned=aligned)
         calls = requests.get(f"{sandbox.base_url}/_bench/calls", timeout=30).json()
         held = sandbox.list_keys(LIFELINE_LIST)
     finally:
@@ -286,13 +314,22 @@ def bench_limited_remove(rows: int, removes: int, tmp: Path) -> dict:
     by_call: dict[str, int] = {}
     for c in answered:
         by_call[c[1]] = by_call.get(c[1], 0) + 1
+    # Could the client's own (rolling) limiter have made any call wait? Only if some rolling window
+    # of a tier held as many calls as its limit.
+    busiest = {tier: {f"{w:g}s": {"calls": busiest_window([c[0] for c, t in zip(answered, tiers) if t == tier], w),
+                                   "limit": limit} for limit, w in wins}
+               for tier, wins in DOCUMENTED_TIERS.items()}
+    server_s = sum(c[3] for c in answered) if answered and len(answered[0]) > 3 else None
     binding = max(DOCUMENTED_TIERS, key=lambda t: tiers.count(t) / DOCUMENTED_TIERS[t][-1][0])
     steady_limit, steady_s = DOCUMENTED_TIERS[binding][-1]
     return {"rows": rows, "removes": removes, "initial_sync": initial, "sync": run, "calls": by_call,
             "calls_by_tier": {t: tiers.count(t) for t in DOCUMENTED_TIERS}, "throttled_429": throttled,
             "seconds_first_to_last_call": round(elapsed, 2), "fewest_seconds_allowed": round(allowed, 2),
             "share_of_allowed_rate": round(allowed / elapsed, 3) if elapsed else None,
-            "binding_tier": binding,
+            "binding_tier": binding, "busiest_windows": busiest,
+            "server_s": round(server_s, 2) if server_s is not None else None,
+            "mean_call_s": round(elapsed / max(1, len(answered) - 1), 4),
+            "ids_known": ids_known, "client_windows": "clock-aligned fixed" if aligned else "rolling",
             # the binding tier's calls against its documented steady rate over the same seconds
             "binding_calls_per_min": round(tiers.count(binding) / elapsed * 60, 1) if elapsed else None,
             "binding_steady_per_min": steady_limit * 60 / steady_s,
@@ -354,11 +391,16 @@ def sync_table(results: dict) -> list[str]:
                   f"{lim['fewest_seconds_allowed']} s: {lim['share_of_allowed_rate']:.1%} of the allowed rate "
                   f"(target >= 90%); {lim['throttled_429']} answers 429; lost rows {lim['destination']['lost']}, "
                   f"stale {lim['destination']['stale']}.", ""]
-    rem = results.get("limited_remove")
-    if rem:
+    for rem in (results.get(k) for k in ("limited_remove", "limited_remove_ids", "limited_remove_aligned",
+                                         "limited_remove_ids_aligned")):
+        if not rem:
+            continue
+        lookups = ", their Klaviyo ids already in the state" if rem.get("ids_known") else \
+            ", after GET /api/profiles lookups, 100 ids a call"
         lines += [f"Rate limits on, call-bound ({rem['removes']:,} of {rem['rows']:,} members removed: DELETE list "
-                  f"relationships, 1,000 ids a call, after GET /api/profiles lookups, 100 ids a call): "
+                  f"relationships, 1,000 ids a call{lookups}): "
                   f"{sum(rem['calls'].values())} calls ({rem['calls_by_tier']}) in {rem['seconds_first_to_last_call']} s; "
+                  f"client windows {rem.get('client_windows', 'rolling')}; "
                   f"the documented fixed windows allow them in {rem['fewest_seconds_allowed']} s: "
                   f"**{rem['share_of_allowed_rate']:.1%}** of the allowed rate (target >= 90%); binding tier "
                   f"{rem['binding_tier']}: {rem['binding_calls_per_min']}/min of {rem['binding_steady_per_min']:g}/min; "
@@ -391,6 +433,10 @@ def run(rows: int = 1_000_000, limited_rows: int = 30_000, memory_rows: int = 10
             results["limited"] = bench_limited(limited_rows, Path(tmp))
         if "limited_remove" in only:
             results["limited_remove"] = bench_limited_remove(remove_rows, removes, Path(tmp))
+        for key, ids_known, aligned in (("limited_remove_ids", True, False), ("limited_remove_aligned", False, True),
+                                        ("limited_remove_ids_aligned", True, True)):
+            if key in only:
+                results[key] = bench_limited_remove(remove_rows, removes, Path(tmp), ids_known=ids_known, aligned=aligned)
         if "memory" in only:
             key = f"memory_capped_{memory_limit}" if memory_limit else "memory"
             results[key] = bench_memory(memory_rows, Path(tmp), memory_timeout_s, memory_limit)

@@ -41,3 +41,14 @@ def fixed_window_schedule(tiers: list[str], start: float, windows: dict[str, tup
             key = (tier, i, math.floor(t / w))
             used[key] = used.get(key, 0) + 1
     return t - start
+
+
+def busiest_window(times: list[float], seconds: float) -> int:
+    """Most calls that fell in any `seconds`-long span (rolling): a client's sliding-window limiter
+    of that span can only have made a call wait if this reached its limit."""
+    ordered, best, lo = sorted(times), 0, 0
+    for hi, t in enumerate(ordered):
+        while ordered[lo] <= t - seconds:
+            lo += 1
+        best = max(best, hi - lo + 1)
+    return best

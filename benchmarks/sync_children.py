@@ -4,10 +4,12 @@
         the sandbox (syncs.sandbox.server.create_app) behind a request counter; GET /_bench/counts
         answers {"requests": {"<class> <status>": n}, "first": t, "last": t}: counts since start, and
         the start of the first and the end of the last platform call (not /_sandbox control calls);
-        GET /_bench/calls lists every platform call as [start, "<METHOD> <path class>", status] in
-        order of arrival; POST /_bench/reset forgets everything counted so far
-    python -m benchmarks.sync_children lifeline DUCKDB_PATH CONFIG_JSON [DUCKDB_MEMORY_LIMIT]
-        one run_sync of the SyncConfig in CONFIG_JSON; prints the SyncResult as one JSON line
+        GET /_bench/calls lists every platform call as [start, "<METHOD> <path class>", status,
+        seconds in the server] in order of arrival; POST /_bench/reset forgets everything counted so far
+    python -m benchmarks.sync_children lifeline DUCKDB_PATH CONFIG_JSON [DUCKDB_MEMORY_LIMIT] [aligned]
+        one run_sync of the SyncConfig in CONFIG_JSON; prints the SyncResult as one JSON line.
+        `aligned` (experiment): the Klaviyo client's limiters count clock-aligned fixed windows
+        (syncs.http.limiter(aligned=True)) instead of rolling ones
 """
 from __future__ import annotations
 
@@ -31,7 +33,7 @@ class RequestCounter:
         self.counts: Counter[str] = Counter()
         self.first: float | None = None
         self.last: float | None = None
-        self.calls: list[tuple[float, str, int]] = []
+        self.calls: list[tuple[float, str, int, float]] = []
 
     def reset(self) -> None:
         self.counts.clear()
@@ -75,7 +77,8 @@ class RequestCounter:
         await self.app(scope, receive, counting_send)
         if platform_call:
             self.last = time.time()
-            self.calls.append((started, f"{scope['method']} {self.path_class(scope['path'])}", status[0]))
+            self.calls.append((started, f"{scope['method']} {self.path_class(scope['path'])}", status[0],
+                               self.last - started))
         self.counts[f"{self.path_class(scope['path'])} {status[0]}"] += 1
 
 
@@ -91,7 +94,7 @@ def serve(port: int, state_dir: Path, token: str, rate_limits: bool) -> None:
                 lifespan="on")
 
 
-def lifeline(duckdb_path: Path, config_json: str, memory_limit: str = "") -> None:
+def lifeline(duckdb_path: Path, config_json: str, memory_limit: str = "", aligned: str = "") -> None:
     """`memory_limit` (e.g. '512MB') caps DuckDB's buffer pool for this run, an experiment: run_sync
     itself opens the warehouse without a limit (DuckDB's default is 80% of RAM)."""
     from syncs.config import SyncConfig
@@ -103,6 +106,13 @@ def lifeline(duckdb_path: Path, config_json: str, memory_limit: str = "") -> Non
             config = {"memory_limit": memory_limit, "temp_directory": str(duckdb_path) + ".tmp"}
             return super().engine(connect_args={"config": config}, **kwargs)
 
+    if aligned == "aligned":  # experiment: what limiter(..., aligned=True) in the Klaviyo client would give
+        import functools
+
+        import syncs.destinations.klaviyo as klaviyo
+        from syncs.http import limiter
+
+        klaviyo.limiter = functools.partial(limiter, aligned=True)
     sync = SyncConfig.model_validate_json(config_json)
     warehouse = (CappedWarehouse if memory_limit else Warehouse)(kind="duckdb", duckdb_path=duckdb_path)
     result = run_sync(warehouse, sync, force=True, progress=False)
@@ -114,7 +124,7 @@ def lifeline(duckdb_path: Path, config_json: str, memory_limit: str = "") -> Non
 def main(argv: list[str]) -> None:
     if argv[:1] == ["serve"] and len(argv) == 5:
         serve(int(argv[1]), Path(argv[2]), argv[3], argv[4] == "limits")
-    elif argv[:1] == ["lifeline"] and len(argv) in (3, 4):
+    elif argv[:1] == ["lifeline"] and len(argv) in (3, 4, 5):
         lifeline(Path(argv[1]), argv[2], *argv[3:])
     else:
         raise SystemExit(__doc__)

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Sequence
 
 import requests
-from pyrate_limiter import Duration, Limiter, Rate
+from pyrate_limiter import Duration, FixedWindow, InMemoryBucket, Limiter, Rate, WallClock
 from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
@@ -38,6 +38,24 @@ def session(total_retries: int = 8, backoff: float = 0.5) -> tuple[requests.Sess
     return s, counter
 
 
-def limiter(rates: Sequence[tuple[int, float]]) -> Limiter:
-    """A blocking limiter from (requests, seconds) windows, e.g. [(10, 1), (150, 60)]."""
-    return Limiter([Rate(n, int(seconds * Duration.SECOND)) for n, seconds in rates])
+class WallClockBucket(InMemoryBucket):
+    """pyrate-limiter's in-memory bucket timed by the wall clock (its default is monotonic), so
+    that FixedWindow windows start on whole UTC seconds and minutes."""
+
+    _clock = WallClock()
+
+
+def limiter(rates: Sequence[tuple[int, float]], aligned: bool = False) -> Limiter:
+    """A blocking limiter from (requests, seconds) windows, e.g. [(10, 1), (150, 60)].
+
+    By default each window is rolling (pyrate-limiter's sliding log): never more than n calls in
+    any span of that length, so it cannot overrun a platform whatever its windows' alignment, but
+    against clock-aligned fixed windows it gives up to one window per run (after a burst it waits
+    a full window from its first call, where the platform's window resets at the next boundary).
+    `aligned=True` counts in fixed windows aligned to the wall clock (pyrate-limiter's
+    FixedWindow), as a platform documenting clock-aligned fixed windows counts; a clock skew
+    against the platform shows up as 429s, which the session retries after Retry-After."""
+    rate_list = [Rate(n, int(seconds * Duration.SECOND)) for n, seconds in rates]
+    if aligned:
+        return Limiter(WallClockBucket(rate_list, algorithm=FixedWindow()))
+    return Limiter(rate_list)

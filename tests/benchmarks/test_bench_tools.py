@@ -128,3 +128,20 @@ def test_results_json_keeps_the_rows_of_other_scales(tmp_path: Path, monkeypatch
     assert [b["people"] for b in saved["build"]] == [2_000, 100_000]
     assert saved["freshness"] == {"p50_s": 1}  # a section not run keeps its figures
     assert "| 2,000 | 40,000 |" in run.RESULTS_MD.read_text()
+
+
+def test_aligned_limiter_resets_at_the_clock_boundary_where_the_rolling_one_waits_a_window():
+    sys.path.insert(0, str(ROOT))
+    from syncs.http import limiter
+
+    def sixth_call_after(aligned: bool) -> float:
+        while not 0.9 <= time.time() % 2 < 1.0:  # start half-way through a 2 s window
+            time.sleep(0.01)
+        lim = limiter([(5, 2)], aligned=aligned)
+        started = time.time()
+        for _ in range(6):
+            lim.try_acquire("k")
+        return time.time() - started
+
+    assert sixth_call_after(aligned=True) < 1.6  # the window starting at the next even second
+    assert sixth_call_after(aligned=False) > 1.9  # two seconds after the first call
