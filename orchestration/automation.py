@@ -78,12 +78,17 @@ def build_schedules(config: LifelineConfig) -> list[dg.ScheduleDefinition]:
     return [hourly, nightly, build_feedback_schedule(config.feedback)]
 
 
-def landing_run_request(config: LifelineConfig, asset_graph, today: date | None = None) -> dg.RunRequest | dg.SkipReason:
+def landing_run_request(config: LifelineConfig, asset_graph, today: date | None = None,
+                        requested: str | None = None) -> dg.RunRequest | dg.SkipReason:
+    """The run for the files waiting in the landing folder; `requested` is the run key already asked
+    for (the sensor's cursor), so unchanged files are not read again on every tick."""
     pending = pending_files(config.landing_dir)
     if not pending:
         return dg.SkipReason(f"no new files in {config.landing_dir}")
     files = sorted(str(f) for table_files in pending.values() for f in table_files)
     fingerprint = hashlib.sha1(json.dumps([(f, os.stat(f).st_mtime_ns) for f in files]).encode()).hexdigest()
+    if requested == f"landing-{fingerprint}":
+        return dg.SkipReason(f"the files in {config.landing_dir} were already requested ({requested})")
     raw_keys = [dg.AssetKey(["raw", table]) for table in sorted(pending)]
     selection = dg.AssetSelection.assets(*raw_keys).downstream().resolve(asset_graph)
     tags = {"lifeline/trigger": "landing", "lifeline/tables": ",".join(sorted(pending))}
@@ -106,7 +111,10 @@ def build_sensors(config: LifelineConfig) -> list:
                default_status=dg.DefaultSensorStatus.RUNNING,
                description=f"New files in {config.landing_dir} -> load them and build what they affect.")
     def landing_files(context: dg.SensorEvaluationContext):
-        return landing_run_request(config, context.repository_def.asset_graph)
+        request = landing_run_request(config, context.repository_def.asset_graph, requested=context.cursor)
+        if isinstance(request, dg.RunRequest):
+            context.update_cursor(request.run_key)
+        return request
 
     @dg.run_failure_sensor(name="alert_on_failure", default_status=dg.DefaultSensorStatus.RUNNING,
                            monitor_all_code_locations=False)

@@ -8,7 +8,7 @@ the day goes on.
 """
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, datetime, timezone
 
 import dagster as dg
 from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
@@ -54,6 +54,3 @@ def range_tags(first: date, last: date) -> dict[str, str]:
         raise ValueError(f"partition range {first}..{last} ends before it starts")
     return {ASSET_PARTITION_RANGE_START_TAG: day_key(first), ASSET_PARTITION_RANGE_END_TAG: day_key(last)}
 
-
-def days_between(first: date, last: date) -> list[str]:
-    return [day_key(first + timedelta(days=i)) for i in range((last - first).days + 1)]

@@ -90,3 +90,12 @@ def test_a_missing_or_refused_key_fails_naming_the_setting_and_writes_nothing(ma
     assert (KEY_ENV in message) if key is None else ("klaviyo_api_key_env" in message)
     assert key is None or key not in message  # the refused key itself is never echoed
     assert message_events(duck_warehouse) == [] and CursorStore(duck_warehouse).get(SOURCE) is None
+
+
+def test_a_bad_pull_cron_names_the_file_line_and_field(tmp_path):
+    from orchestration.config import ConfigError, load_config
+
+    path = tmp_path / "lifeline.yml"
+    path.write_text("feedback:\n  enabled: true\n  pull_cron: every quarter hour\n")
+    with pytest.raises(ConfigError, match=r"lifeline.yml:3: feedback.pull_cron: .*not a valid cron expression"):
+        load_config(path)

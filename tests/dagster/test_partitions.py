@@ -252,3 +252,17 @@ def test_a_run_naming_no_partition_fails_clearly_and_builds_nothing(project):
     [failure] = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
     assert "names no partition: choose a day" in failure.event_specific_data.error.message
     assert dbt_invocations(result.run_id) == [] and table_digest(warehouse) == before
+
+
+def test_the_landing_sensor_reads_unchanged_files_once(light_defs, tmp_path):
+    repo = light_defs().get_repository_def()
+    sensor = repo.get_sensor_def("landing_files")
+    write_batch(tmp_path / "landing", [event("n1", "2026-10-04T10:00:00Z")])
+    with dg.instance_for_test() as instance:
+        first = sensor.evaluate_tick(dg.build_sensor_context(instance=instance, repository_def=repo))
+        [request] = first.run_requests
+        assert request.partition_key_range == dg.PartitionKeyRange("2026-10-04", "2026-10-04")
+        assert first.cursor == request.run_key
+        again = sensor.evaluate_tick(dg.build_sensor_context(instance=instance, repository_def=repo,
+                                                             cursor=first.cursor))
+        assert not again.run_requests and "already requested" in again.skip_message
