@@ -177,12 +177,21 @@ def node_timings(target: Path, top: int = 12) -> list[dict]:
     return [{"node": r["unique_id"].split(".", 2)[-1], "seconds": round(r["execution_time"], 2)} for r in ranked[:top]]
 
 
+def node_time_split(target: Path) -> dict[str, float]:
+    """dbt's execution seconds of the last invocation under `target`, summed for models (and
+    seeds) and for data tests (2 dbt threads: the sums exceed the wall time)."""
+    results = json.loads((target / "run_results.json").read_text())["results"]
+    tests = sum(r["execution_time"] for r in results if r["unique_id"].startswith("test."))
+    return {"models_s": round(sum(r["execution_time"] for r in results) - tests, 2), "tests_s": round(tests, 2)}
+
+
 def bench_incremental(people: int, work: Path) -> dict:
     """Full build, then 1% new events appended and an incremental build, in the same run.
 
     Both builds are one `dbt build` each (no prediction step), with a private --target-path so
     that concurrent dbt runs of other checkouts cannot overwrite run_results.json; the slowest
-    nodes of each run are kept to show where the time goes."""
+    nodes of each run, node seconds of models and of tests, and the load average (the machine
+    is shared) are kept to show where the time goes."""
     import duckdb
 
     data = work / f"data_{people}"
@@ -193,8 +202,9 @@ def bench_incremental(people: int, work: Path) -> dict:
         warehouse.duckdb_path.unlink()
     target = work / f"incr_{people}_target"
     load(warehouse, data, replace=True)
+    load_average = {"start": [round(x, 2) for x in os.getloadavg()]}
     full = run_dbt(warehouse, "build", ["--full-refresh", "--target-path", str(target)], as_of=AS_OF)
-    full_nodes = node_timings(target)
+    full_nodes, full_split = node_timings(target), node_time_split(target)
     # 1% new events, as a day of new traffic arrives: copies of sampled events with fresh ids,
     # spread over the last 24 hours before as_of (copies of events from any time would mostly be
     # older than the look-back window, i.e. a backfill, which the models detect and reprocess).
@@ -211,9 +221,11 @@ def bench_incremental(people: int, work: Path) -> dict:
     con.close()
     load(warehouse, new_dir, replace=False)
     incremental = run_dbt(warehouse, "build", ["--target-path", str(target)], as_of=AS_OF)
+    load_average["end"] = [round(x, 2) for x in os.getloadavg()]
     return {"people": people, "full_s": round(full.seconds, 2), "incremental_s": round(incremental.seconds, 2),
             "share": round(incremental.seconds / full.seconds, 3), "new_events": max(1, count // 100),
-            "slowest_full": full_nodes, "slowest_incremental": node_timings(target)}
+            "slowest_full": full_nodes, "slowest_incremental": node_timings(target),
+            "node_seconds": {"full": full_split, "incremental": node_time_split(target)}, "load_average": load_average}
 
 
 def optional_section(module: str, **kwargs) -> dict | None:
@@ -259,10 +271,15 @@ def write_markdown(results: dict) -> str:
                 lines.append(f"| {b['people']:,} | {ph['phase']} | {ph['seconds']} | {ph['peak_rss_mb']} |")
         lines.append("")
     if results.get("incremental"):
-        lines += ["## Incremental build after 1% new events", "", "| people | full s | incremental s | share |",
-                  "|---|---|---|---|"]
+        lines += ["## Incremental build after 1% new events", "",
+                  "| people | full s | incremental s | share | node s full / incremental: models, tests | load average start / end |",
+                  "|---|---|---|---|---|---|"]
         for r in results["incremental"]:
-            lines.append(f"| {r['people']:,} | {r['full_s']} | {r['incremental_s']} | {r['share']:.1%} |")
+            split, la = r.get("node_seconds", {}), r.get("load_average", {})
+            nodes = (f"{split['full']['models_s']}, {split['full']['tests_s']} / {split['incremental']['models_s']}, "
+                     f"{split['incremental']['tests_s']}" if split else "-")
+            lines.append(f"| {r['people']:,} | {r['full_s']} | {r['incremental_s']} | {r['share']:.1%} | {nodes} | "
+                         f"{la.get('start', ['-'])[0]} / {la.get('end', ['-'])[0]} |")
         lines.append("")
     for section in ("identity", "sync", "diff", "freshness"):
         if results.get(section):

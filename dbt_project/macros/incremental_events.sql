@@ -82,9 +82,12 @@
         are looked up by that raw text (plus every row whose id is null or has a leading or
         trailing space, the only ones whose key may equal another spelling's), then keyed.
     The check then counts whole tables (every raw row has one stored row): raw rows outside the
-    slice (and before partition_end) must equal stored rows outside it. -#}
+    slice (and before partition_end) must equal stored rows outside it.
+
+    one_row_per_key: the input has one row per key (stg_* read the usable base rows, ranked one
+    per key), so no row outside the window shares a key with it: the slice is a plain filter. -#}
 {% macro incremental_slice(rows_sql, scope_table, key_sql, key_column, ts_sql, label, stored_filter='1 = 1',
-                           text_ts_sql=none, raw_id_sql=none) -%}
+                           text_ts_sql=none, raw_id_sql=none, one_row_per_key=false) -%}
   {%- if not (is_incremental() and execute) -%}{{ return(rows_sql) }}{%- endif -%}
   {%- set window = lifeline.event_window('select max(occurred_at) from ' ~ this ~ ' where ' ~ stored_filter) -%}
   {%- do run_query('drop table if exists ' ~ scope_table) -%}
@@ -121,13 +124,25 @@
     {%- set stored_outside = (n[3] | int) - (n[4] | int) - (n[5] | int) -%}
     {%- set processing = n[1] -%}
   {%- else -%}
+    {%- if one_row_per_key -%}
+    {#- Each key has one input row: the slice is the window's rows (a filter, no key lookup). -#}
     {%- do run_query('create temporary table ' ~ scope_table ~ ' as
-        with keyed as (
-            select source.*, ' ~ key_sql ~ ' as _slice_key, ' ~ ts_sql ~ ' as _slice_ts
+        select source.*, ' ~ key_sql ~ ' as _slice_key, ' ~ ts_sql ~ ' as _slice_ts
+        from ' ~ rows_sql ~ ' as source
+        where ' ~ lifeline.in_event_window(ts_sql, window)) -%}
+    {%- else -%}
+    {#- The window's keys first (key and timestamp only), then the rows with those keys: every
+        column of every input row is not materialised. -#}
+    {%- do run_query('create temporary table ' ~ scope_table ~ ' as
+        with window_keys as (
+            select distinct ' ~ key_sql ~ ' as _slice_key
             from ' ~ rows_sql ~ ' as source
+            where ' ~ lifeline.in_event_window(ts_sql, window) ~ '
         )
-        select * from keyed
-        where _slice_key in (select _slice_key from keyed where ' ~ lifeline.in_event_window('_slice_ts', window) ~ ')') -%}
+        select source.*, ' ~ key_sql ~ ' as _slice_key, ' ~ ts_sql ~ ' as _slice_ts
+        from ' ~ rows_sql ~ ' as source
+        where ' ~ key_sql ~ ' in (select _slice_key from window_keys)') -%}
+    {%- endif -%}
     {%- set older = "cast('" ~ window[0].strftime("%Y-%m-%d %H:%M:%S") ~ "' as " ~ dbt.type_timestamp() ~ ")" if window[0] is not none else none -%}
     {%- if older is none -%}
       {{ log(label ~ " (incremental): window " ~ lifeline.describe_window(window) ~ ", no lower bound", info=True) }}

@@ -6,14 +6,18 @@
       occurred_at null or inside [partition_start - event_lookback_days, partition_end) when a
       partition window is set, else occurred_at >= the newest stored occurred_at minus
       event_lookback_days (the look-back the models re-read);
-    `__run_started_at__` becomes this invocation's start (e.g. rows attributed in this run).
+    `__run_started_at__` becomes this invocation's start (int_profile_events: `attributed_at >=
+    __run_started_at__`, the rows this run wrote).
     On `--full-refresh` builds (the nightly_full_check job) and with the var
-    data_tests_full_scan=true every placeholder condition is `1 = 1`: the tests scan every row.
+    data_tests_full_scan=true a `where` holding a placeholder is dropped: the tests scan every row.
 
     dbt renders YAML configs without project macros, hence placeholders replaced here (dbt's
     documented override of get_where_subquery). -#}
 {% macro get_where_subquery(relation) -%}
   {%- set where = config.get('where', '') -%}
+  {%- if where and lifeline.data_tests_full_scan() and ('__event_window__' in where or '__run_started_at__' in where) -%}
+    {%- do return(relation) -%}
+  {%- endif -%}
   {%- if where and '__event_window__' in where -%}
     {%- set where = where | replace('__event_window__', lifeline.test_event_window(relation)) -%}
   {%- endif -%}
@@ -34,7 +38,6 @@
 
 {#- SQL condition selecting the rows of an incremental event model inside the run's window. -#}
 {% macro test_event_window(relation) -%}
-  {%- if lifeline.data_tests_full_scan() -%}{{ return('(1 = 1)') }}{%- endif -%}
   {%- set start = lifeline.window_var_timestamp('partition_start') -%}
   {%- set end = lifeline.window_var_timestamp('partition_end') -%}
   {%- set lookback_days = var('event_lookback_days', 3) | float -%}

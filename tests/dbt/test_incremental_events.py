@@ -5,7 +5,11 @@ The first build sees the generated data up to a cutoff. Then arrive: the later e
 message events, a late event inside the look-back window, a copy of a stored event_id with an
 earlier timestamp (it must win and replace the stored copy), one with a later timestamp (it must
 be dropped as duplicate_event_id), a row without event_id and one with an unparseable timestamp
-(both quarantined). An event older than the look-back, or a partition window, are covered too."""
+(both quarantined). An event older than the look-back, or a partition window, are covered too.
+
+Builds leave out the data tests (`dbt build --exclude-resource-type test`) except the incremental build of the first test, which also
+runs the data tests as an incremental run does (the event tables' tests read only the window;
+test_data_tests_of_an_incremental_run_read_the_window shows what that means)."""
 from __future__ import annotations
 
 import json
@@ -27,9 +31,11 @@ CUTOFF = "2026-10-25T00:00:00Z"
 COMPARED = [*CONTRACT_MARTS, "quarantine", "staging.base_events", "staging.stg_events",
             "staging.stg_message_events", "intermediate.int_profile_events",
             "intermediate.int_profile_message_events", "intermediate.int_profile_engagement",
-            "intermediate.int_consent_signals"]
+            "intermediate.int_consent_signals", "audiences.int_profile_last_product"]
+# Builds whose data tests are not the point of the test (they cost a third of a build).
+NO_TESTS = ["--exclude-resource-type", "test"]
 # When a row was (re)written: differs between runs by design.
-RUN_STAMPS = {"record_changed_at"}
+RUN_STAMPS = {"record_changed_at", "attributed_at"}
 EVENT_COLUMNS = ("event_id, event_type, occurred_at, anonymous_id, user_id, email, phone, session_id, product_id, "
                  "cart_id, order_id, value, properties")
 
@@ -104,7 +110,7 @@ def slice_lines(result: DbtResult) -> dict[str, str]:
 
 def assert_equals_full_refresh(warehouse: Warehouse) -> dict[str, list[tuple]]:
     incremental = snapshot(warehouse)
-    run_dbt(warehouse, "build", ["--full-refresh"], as_of=AS_OF)
+    run_dbt(warehouse, "build", [*NO_TESTS, "--full-refresh"], as_of=AS_OF)
     full = snapshot(warehouse)
     for relation in COMPARED:
         assert incremental[relation] == full[relation], f"{relation} differs after an incremental run"
@@ -113,9 +119,9 @@ def assert_equals_full_refresh(warehouse: Warehouse) -> dict[str, list[tuple]]:
 
 def test_incremental_after_new_events_equals_full_refresh(any_warehouse, batches):
     load(any_warehouse, batches["first"], replace=True)
-    run_dbt(any_warehouse, "build", ["--full-refresh"], as_of=AS_OF)
+    run_dbt(any_warehouse, "build", [*NO_TESTS, "--full-refresh"], as_of=AS_OF)
     load(any_warehouse, batches["later"], replace=False)
-    result = run_dbt(any_warehouse, "build", as_of=AS_OF)
+    result = run_dbt(any_warehouse, "build", as_of=AS_OF)  # with the data tests, on the window
     lines = slice_lines(result)
     # Only the window was processed (the look-back of 3 days before the stored maximum).
     for model in ("base_events", "stg_events", "base_message_events", "stg_message_events"):
@@ -130,40 +136,27 @@ def test_incremental_after_new_events_equals_full_refresh(any_warehouse, batches
 
 def test_partition_window_and_an_event_older_than_the_look_back(duck_warehouse, batches):
     load(duck_warehouse, batches["first"], replace=True)
-    run_dbt(duck_warehouse, "build", ["--full-refresh"], as_of=AS_OF)
+    run_dbt(duck_warehouse, "build", [*NO_TESTS, "--full-refresh"], as_of=AS_OF)
     load(duck_warehouse, batches["later"], replace=False)
     window = {"partition_start": "2026-10-25", "partition_end": "2026-11-02T00:00:00Z", "event_lookback_days": 2}
-    lines = slice_lines(run_dbt(duck_warehouse, "build", as_of=AS_OF, extra_vars=window))
+    lines = slice_lines(run_dbt(duck_warehouse, "build", NO_TESTS, as_of=AS_OF, extra_vars=window))
     assert lines["base_events"].startswith("window [2026-10-23 00:00:00, 2026-11-02 00:00:00)"), lines
     # An event months older than any window: detected by the row count, everything reprocessed.
     load(duck_warehouse, batches["old"], replace=False)
-    lines = slice_lines(run_dbt(duck_warehouse, "build", as_of=AS_OF))
+    lines = slice_lines(run_dbt(duck_warehouse, "build", NO_TESTS, as_of=AS_OF))
     assert "reprocessing every row" in lines["base_events"], lines
     full = assert_equals_full_refresh(duck_warehouse)
     assert any(r[0] == "old-1" for r in full["staging.stg_events"])
 
 
-def test_a_partition_var_that_is_not_a_timestamp_fails_clearly(duck_warehouse, batches):
-    load(duck_warehouse, batches["first"], replace=True)
-    run_dbt(duck_warehouse, "build", ["--select", "+base_events", "--full-refresh"], as_of=AS_OF)
-    failed = run_dbt(duck_warehouse, "build", ["--select", "base_events"], as_of=AS_OF,
-                     extra_vars={"partition_start": "last week"}, check=False)
-    assert failed.returncode != 0
-    assert "dbt var partition_start=last week is not an ISO-8601 timestamp" in failed.output
-    engine = duck_warehouse.engine()
-    with engine.connect() as conn:
-        assert conn.execute(sa.text("select count(*) from staging.base_events")).scalar() > 0
-    engine.dispose()
-
-
 def test_as_of_moved_back_equals_full_refresh_at_that_time(duck_warehouse, batches):
     load(duck_warehouse, batches["first"], replace=True)
     load(duck_warehouse, batches["later"], replace=False)
-    run_dbt(duck_warehouse, "build", ["--full-refresh"], as_of=AS_OF)
+    run_dbt(duck_warehouse, "build", [*NO_TESTS, "--full-refresh"], as_of=AS_OF)
     earlier = datetime(2026, 10, 30)  # inside the look-back window of the stored events
-    run_dbt(duck_warehouse, "build", as_of=earlier)
+    run_dbt(duck_warehouse, "build", NO_TESTS, as_of=earlier)
     incremental = snapshot(duck_warehouse)
-    run_dbt(duck_warehouse, "build", ["--full-refresh"], as_of=earlier)
+    run_dbt(duck_warehouse, "build", [*NO_TESTS, "--full-refresh"], as_of=earlier)
     full = snapshot(duck_warehouse)
     for relation in COMPARED:
         assert incremental[relation] == full[relation], f"{relation} differs after as_of moved back"
@@ -174,9 +167,49 @@ def test_raw_replaced_with_fewer_rows_equals_full_refresh(duck_warehouse, batche
     # `lifeline load --replace` with less data: stored rows must go, events must lose profiles.
     load(duck_warehouse, batches["first"], replace=True)
     load(duck_warehouse, batches["later"], replace=False)
-    run_dbt(duck_warehouse, "build", ["--full-refresh"], as_of=AS_OF)
+    run_dbt(duck_warehouse, "build", [*NO_TESTS, "--full-refresh"], as_of=AS_OF)
     load(duck_warehouse, batches["first"], replace=True)
-    lines = slice_lines(run_dbt(duck_warehouse, "build", as_of=AS_OF))
+    lines = slice_lines(run_dbt(duck_warehouse, "build", NO_TESTS, as_of=AS_OF))
     assert "reprocessing every row" in lines["base_events"], lines
     full = assert_equals_full_refresh(duck_warehouse)
     assert not any(r[0] == "late-1" for r in full["staging.stg_events"])
+
+
+@pytest.fixture(scope="module")
+def staged(tmp_path_factory, batches) -> Warehouse:
+    """The first batch built up to stg_events (one build for the two tests below, in this order)."""
+    warehouse = Warehouse(kind="duckdb", duckdb_path=tmp_path_factory.mktemp("staged") / "warehouse.duckdb")
+    load(warehouse, batches["first"], replace=True)
+    run_dbt(warehouse, "build", [*NO_TESTS, "--select", "+stg_events", "--full-refresh"], as_of=AS_OF)
+    return warehouse
+
+
+def test_a_partition_var_that_is_not_a_timestamp_fails_clearly(staged):
+    failed = run_dbt(staged, "build", ["--select", "base_events"], as_of=AS_OF,
+                     extra_vars={"partition_start": "last week"}, check=False)
+    assert failed.returncode != 0
+    assert "dbt var partition_start=last week is not an ISO-8601 timestamp" in failed.output
+    engine = staged.engine()
+    with engine.connect() as conn:
+        assert conn.execute(sa.text("select count(*) from staging.base_events")).scalar() > 0
+    engine.dispose()
+
+
+def test_data_tests_of_an_incremental_run_read_the_window(staged):
+    """On an incremental run the event tables' data tests read the rows of the look-back window
+    only; a full refresh (the nightly check) or var data_tests_full_scan reads every row."""
+    def add_copy_of(which: str) -> None:  # a second row with the event_id of the oldest/newest event
+        engine = staged.engine()
+        with engine.begin() as conn:
+            conn.execute(sa.text(f"insert into staging.stg_events select * from staging.stg_events where occurred_at = "
+                                 f"(select {which}(occurred_at) from staging.stg_events) limit 1"))
+        engine.dispose()
+
+    unique = ["--select", "stg_events,test_name:unique"]
+    add_copy_of("min")  # far older than the window
+    assert run_dbt(staged, "test", unique, as_of=AS_OF, check=False).returncode == 0
+    full_scan = run_dbt(staged, "test", unique, as_of=AS_OF, extra_vars={"data_tests_full_scan": True}, check=False)
+    assert full_scan.returncode != 0 and "unique_stg_events_event_id" in full_scan.output
+    add_copy_of("max")  # inside the window: the incremental run's test catches it
+    windowed = run_dbt(staged, "test", unique, as_of=AS_OF, check=False)
+    assert windowed.returncode != 0 and "unique_stg_events_event_id" in windowed.output

@@ -1,21 +1,75 @@
 {#- The product each profile last viewed or carted (for personalisation when the trigger itself
-    names no product). -#}
+    names no product), with the event that says so.
+
+    Incremental (delete+insert on profile_id; a profile left without product events is written
+    with a null product and removed by the post-hook). A run recomputes only the profiles
+      - with product events that int_profile_events wrote in this run (attributed_at = the run's
+        start: new events, and the events of records that changed profile), or
+      - whose stored last event is no longer theirs in int_profile_events (moved to another
+        profile by a merge or split, or deleted);
+    every other profile only lost or kept events older than its stored last one, which leaves
+    its last product as it is. -#}
+{{ config(
+    materialized='incremental',
+    unique_key='profile_id',
+    incremental_strategy=('merge' if target.type == 'bigquery' else 'delete+insert'),
+    on_schema_change='fail',
+    post_hook="delete from {{ this }} where product_id is null"
+) }}
 with product_events as (
-    select profile_id, product_id, occurred_at, event_id
+    select profile_id, product_id, occurred_at, event_id, attributed_at
     from {{ ref('int_profile_events') }}
     where event_type in ('product_view', 'add_to_cart', 'checkout_started')
       and product_id is not null
 ),
 
-final as (
-    select profile_id, product_id, occurred_at as last_product_at
+{% if is_incremental() %}
+touched as (
+    select distinct profile_id
+    from product_events
+    where attributed_at >= cast('{{ run_started_at.strftime("%Y-%m-%d %H:%M:%S.%f") }}' as {{ dbt.type_timestamp() }})
+    union
+    select stored.profile_id
+    from {{ this }} as stored
+    left join product_events as current_events
+        on current_events.event_id = stored.event_id
+        and current_events.profile_id = stored.profile_id
+    where current_events.event_id is null
+),
+
+scoped as (
+    select product_events.*
+    from product_events
+    join touched on touched.profile_id = product_events.profile_id
+),
+{% else %}
+scoped as (
+    select * from product_events
+),
+{% endif %}
+
+last_events as (
+    select profile_id, product_id, occurred_at as last_product_at, event_id
     from (
         select
-            product_events.*,
+            scoped.*,
             row_number() over (partition by profile_id order by occurred_at desc, event_id desc) as product_rank
-        from product_events
+        from scoped
     ) ranked
     where product_rank = 1
+),
+
+{% if is_incremental() %}
+{#- Touched profiles without product events any more: a null row, deleted by the post-hook. #}
+final as (
+    select touched.profile_id, last_events.product_id, last_events.last_product_at, last_events.event_id
+    from touched
+    left join last_events on last_events.profile_id = touched.profile_id
 )
+{% else %}
+final as (
+    select * from last_events
+)
+{% endif %}
 
 select * from final

@@ -18,17 +18,28 @@ seen as (
     group by identifier_type, identifier_value
 ),
 
-co_occurring as (
-    select
+{#- Distinct (identifier, linked email or user_id of another type) pairs first, then counted:
+    a plain count(distinct) over every co-occurring pair was the model's main cost. -#}
+linked as (
+    select distinct
         subject.identifier_type,
         subject.identifier_value,
-        count(distinct case when other.identifier_type = 'email' and subject.identifier_type <> 'email'
-                            then other.identifier_value end) as linked_emails,
-        count(distinct case when other.identifier_type = 'user_id' and subject.identifier_type <> 'user_id'
-                            then other.identifier_value end) as linked_user_ids
+        other.identifier_type as linked_type,
+        other.identifier_value as linked_value
     from occurrences as subject
     join occurrences as other on other.record_id = subject.record_id
-    group by subject.identifier_type, subject.identifier_value
+    where other.identifier_type in ('email', 'user_id')
+      and other.identifier_type <> subject.identifier_type
+),
+
+co_occurring as (
+    select
+        identifier_type,
+        identifier_value,
+        count(case when linked_type = 'email' then 1 end) as linked_emails,
+        count(case when linked_type = 'user_id' then 1 end) as linked_user_ids
+    from linked
+    group by identifier_type, identifier_value
 ),
 
 limits as (
@@ -45,12 +56,12 @@ final as (
         seen.identifier_value,
         seen.first_seen_at,
         seen.last_seen_at,
-        greatest(co_occurring.linked_emails, co_occurring.linked_user_ids) as linked_count,
+        greatest(coalesce(co_occurring.linked_emails, 0), coalesce(co_occurring.linked_user_ids, 0)) as linked_count,
         limits.link_limit,
-        greatest(co_occurring.linked_emails, co_occurring.linked_user_ids) > limits.link_limit as is_excluded,
-        case when co_occurring.linked_emails >= co_occurring.linked_user_ids then 'email' else 'user_id' end as linked_type
+        greatest(coalesce(co_occurring.linked_emails, 0), coalesce(co_occurring.linked_user_ids, 0)) > limits.link_limit as is_excluded,
+        case when coalesce(co_occurring.linked_emails, 0) >= coalesce(co_occurring.linked_user_ids, 0) then 'email' else 'user_id' end as linked_type
     from seen
-    join co_occurring
+    left join co_occurring
         on co_occurring.identifier_type = seen.identifier_type
         and co_occurring.identifier_value = seen.identifier_value
     join limits on limits.identifier_type = seen.identifier_type

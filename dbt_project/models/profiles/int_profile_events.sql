@@ -74,7 +74,10 @@ final as (
         events.email,
         events.phone,
         events.properties,
-        record_profiles.changed_at as record_changed_at
+        record_profiles.changed_at as record_changed_at,
+        {#- When this row was written: the run's start (per-profile models read the rows written
+            by the current run through it). #}
+        cast('{{ run_started_at.strftime("%Y-%m-%d %H:%M:%S.%f") }}' as {{ dbt.type_timestamp() }}) as attributed_at
     from scoped_events as events
     {#- Incremental: a left join, so that events whose record lost its profile are written (null
         profile_id) over their stored rows and then removed by the post-hook. #}

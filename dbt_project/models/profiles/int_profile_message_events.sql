@@ -4,7 +4,7 @@
     Incremental (delete+insert on message_key; rows that lost their profile are written with a
     null profile_id and removed by the post-hook). A run resolves only:
       - stg_message_events rows not stored as they are (new, re-ranked, or without a profile at
-        the last run): an anti-join on message_key and the columns copied from it;
+        the last run): a left join on message_key comparing the columns copied from it;
       - the rows of recipients whose resolution changed: the distinct (recipient_email,
         recipient_phone, external_id, profile_id) stored, resolved again against identity_map
         (merges, splits, an identifier that became shared);
@@ -42,21 +42,21 @@ changed_recipients as (
        or coalesce(by_email.profile_id, by_phone.profile_id, stored.external_id) <> stored.profile_id
 ),
 
+{#- A left join on message_key, not a correlated not-exists over every column (DuckDB planned
+    that as a delim join: 6 s instead of 1 s at 1M rows). #}
 messages as (
     select messages.*
     from {{ ref('stg_message_events') }} as messages
-    where not exists (
-        select 1 from {{ this }} as stored
-        where stored.message_key = messages.message_key
-          and stored.message_id = messages.message_id
-          and stored.channel = messages.channel
-          and stored.event = messages.event
-          and stored.occurred_at = messages.occurred_at
-          and coalesce(stored.campaign, '') = coalesce(messages.campaign, '')
-          and coalesce(stored.recipient_email, '') = coalesce(messages.recipient_email, '')
-          and coalesce(stored.recipient_phone, '') = coalesce(messages.recipient_phone, '')
-          and coalesce(stored.external_id, '') = coalesce(messages.external_id, '')
-    )
+    left join {{ this }} as stored on stored.message_key = messages.message_key
+    where stored.message_key is null
+       or stored.message_id <> messages.message_id
+       or stored.channel <> messages.channel
+       or stored.event <> messages.event
+       or stored.occurred_at <> messages.occurred_at
+       or coalesce(stored.campaign, '') <> coalesce(messages.campaign, '')
+       or coalesce(stored.recipient_email, '') <> coalesce(messages.recipient_email, '')
+       or coalesce(stored.recipient_phone, '') <> coalesce(messages.recipient_phone, '')
+       or coalesce(stored.external_id, '') <> coalesce(messages.external_id, '')
     union
     select messages.*
     from {{ ref('stg_message_events') }} as messages

@@ -16,7 +16,7 @@
 (select * from {{ ref('base_events') }} where drop_reason is null and occurred_at <= {{ lifeline.as_of() }})
 {%- endset -%}
 {%- set checked_relation = lifeline.incremental_slice(usable, 'stg_events_slice', 'source.event_id', 'event_id',
-        'source.occurred_at', 'stg_events') %}
+        'source.occurred_at', 'stg_events', one_row_per_key=true) %}
 with checked as (
     select * from {{ checked_relation }} as usable
 ),

@@ -12,7 +12,7 @@
 (select * from {{ ref('base_message_events') }} where drop_reason is null and occurred_at <= {{ lifeline.as_of() }})
 {%- endset -%}
 {%- set checked_relation = lifeline.incremental_slice(usable, 'stg_message_events_slice', 'source.message_key',
-        'message_key', 'source.occurred_at', 'stg_message_events') %}
+        'message_key', 'source.occurred_at', 'stg_message_events', one_row_per_key=true) %}
 with checked as (
     select * from {{ checked_relation }} as usable
 ),
