@@ -118,7 +118,8 @@ def run(work: Path, people: int = 20_000, trials: int = 5, sensor_interval: floa
                 run_started = time.perf_counter()
                 outcome = job.execute_in_process(instance=instance, run_config=request.run_config,
                                                  asset_selection=request.asset_selection,
-                                                 tags={"lifeline/as_of": AS_OF.isoformat()}, raise_on_error=False)
+                                                 tags={**request.tags, "lifeline/as_of": AS_OF.isoformat()},
+                                                 raise_on_error=False)
                 run_s = time.perf_counter() - run_started
                 steps = {st.step_key: round(st.end_time - st.start_time, 2)
                          for st in instance.get_run_step_stats(outcome.run_id) if st.start_time and st.end_time}

@@ -56,7 +56,7 @@ def materialise_through_dagster(env: dict, sandbox_url: str) -> None:
         "import dagster as dg\n"
         "from orchestration.definitions import defs\n"
         "job = defs.resolve_job_def('lifeline_everything')\n"
-        "result = job.execute_in_process(instance=dg.DagsterInstance.get(), tags={'lifeline/as_of': '2026-11-01T00:00:00'})\n"
+        "result = job.execute_in_process(instance=dg.DagsterInstance.get(), tags={'lifeline/as_of': '2026-11-01T00:00:00'}, partition_key='2026-11-01')\n"
         "assert result.success\n"
     )
     run_env = dict(env, KLAVIYO_API_KEY=os.environ.get("LIFELINE_SANDBOX_TOKEN", "sandbox-token"),

@@ -41,7 +41,7 @@ def test_lineage_runs_from_raw_tables_through_dbt(defs):
 def test_jobs_schedules_and_sensors_are_defined(defs):
     repo = defs.get_repository_def()
     assert {"hourly_build_and_sync", "nightly_full_check", "landing_to_destinations"} <= set(repo.job_names)
-    assert {s.name for s in repo.schedule_defs} == {"hourly", "nightly"}
+    assert {s.name for s in repo.schedule_defs} == {"hourly", "nightly", "feedback_pull"}
     assert {"landing_files", "alert_on_failure"} <= {s.name for s in repo.sensor_defs}
     graph = defs.resolve_asset_graph()
     policy = graph.get(dg.AssetKey(["raw", "events"])).freshness_policy
@@ -68,7 +68,8 @@ def test_materialise_everything_through_dagster(defs, duck_warehouse):
     load(duck_warehouse, MINI, replace=True)
     job = defs.resolve_job_def("lifeline_everything")
     with dg.instance_for_test() as instance:
-        result = job.execute_in_process(instance=instance, tags={"lifeline/as_of": "2026-11-01T00:00:00"})
+        result = job.execute_in_process(instance=instance, tags={"lifeline/as_of": "2026-11-01T00:00:00"},
+                                     partition_key="2026-11-01")
         assert result.success
         materialised = {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
     assert {"identity_map", "profiles", "audience_members", "predictions/profile_predictions"} <= materialised
@@ -98,7 +99,7 @@ def test_failed_error_check_blocks_the_sync_and_good_data_syncs(duck_warehouse, 
         defs = build_defs(duck_warehouse, LifelineConfig(landing_dir=landing))
         job = defs.resolve_job_def("landing_to_destinations")
         with dg.instance_for_test() as instance:
-            bad = job.execute_in_process(instance=instance, raise_on_error=False,
+            bad = job.execute_in_process(instance=instance, raise_on_error=False, partition_key="2026-11-01",
                                          tags={"lifeline/as_of": "2026-11-01T00:00:00"})
             assert not bad.success
             checks = {e.asset_check_key.name: e for e in (ev.event_specific_data for ev in bad.all_events
@@ -119,6 +120,7 @@ def test_failed_error_check_blocks_the_sync_and_good_data_syncs(duck_warehouse, 
         (landing / "events.csv").write_text("".join(clean))
         with dg.instance_for_test() as instance:
             good = job.execute_in_process(instance=instance, tags={"lifeline/as_of": "2026-11-01T00:00:00"},
+                                          partition_key="2026-11-01",
                                           run_config={"ops": {"raw_tables": {"config": {"replace": True}}}})
             assert good.success
             done = {e.asset_key.to_user_string() for e in good.get_asset_materialization_events()}

@@ -59,10 +59,11 @@ def test_dagster_runs_write_no_token_and_no_raw_email(duck_warehouse, tmp_path, 
         job = defs.resolve_job_def("lifeline_everything")
         with dg.DagsterInstance.local_temp(str(storage)) as instance:
             monkeypatch.setenv("CANARY_KEY", WRONG)
-            refused = job.execute_in_process(instance=instance, tags=AS_OF, raise_on_error=False)
+            refused = job.execute_in_process(instance=instance, tags=AS_OF, raise_on_error=False,
+                                              partition_key="2026-11-01")
             assert not refused.success  # the platform refused the key: the failure is in the log
             monkeypatch.setenv("CANARY_KEY", GOOD)
-            synced = job.execute_in_process(instance=instance, tags=AS_OF)
+            synced = job.execute_in_process(instance=instance, tags=AS_OF, partition_key="2026-11-01")
             assert synced.success
             done = {e.asset_key.to_user_string() for e in synced.get_asset_materialization_events()}
             assert "destinations/klaviyo_cart_abandonment" in done
