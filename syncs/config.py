@@ -21,7 +21,8 @@ from pathlib import Path
 from typing import Annotated, Literal, Mapping
 
 import yaml
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, ValidationInfo, field_validator,
+                      model_validator)
 
 from syncs.message_template import MessageTemplate
 from syncs.quiet_hours import QuietHours
@@ -79,7 +80,7 @@ class Destination(_Strict):
     type: DestinationType
     base_url: str
     api_key_env: str | None = None
-    list_name: str | None = None   # klaviyo: the list, found by name or created
+    list_name: str | None = None   # klaviyo: the list, found by name or created; braze: the lifeline_audiences value
     list_id: str | None = None     # mailchimp: the audience (list) id
     # meta: custom audience id; google: Customer Match user list id; tiktok: custom_audience_id
     audience_id: NumericId | None = None
@@ -89,6 +90,8 @@ class Destination(_Strict):
     revision: str = "2026-07-15"
     # false only against a sandbox started without rate limits (tests); real platforms need them
     client_rate_limits: bool = True
+    # seconds an HTTP call to the destination may wait for the connection or the next byte of the answer
+    timeout_s: float = Field(60, gt=0)
     # twilio: account_sid_env and api_key_env (the auth token) name variables; one sender of the two
     account_sid_env: str | None = None
     from_number: str | None = Field(None, pattern=r"^\+[1-9]\d{6,14}$")
@@ -116,8 +119,8 @@ class Safety(_Strict):
 class SyncConfig(_Strict):
     name: str = Field(pattern=r"^[a-z0-9_]+$")
     source: Source
+    mode: Literal["add_remove", "upsert", "mirror", "trigger"] = "add_remove"  # before destination: its check reads it
     destination: Destination
-    mode: Literal["add_remove", "upsert", "mirror", "trigger"] = "add_remove"
     schedule: str | None = None
     safety: Safety = Safety()
     message: MessageTemplate | None = None         # trigger mode: the text sent
@@ -125,9 +128,10 @@ class SyncConfig(_Strict):
 
     @field_validator("destination")
     @classmethod
-    def _klaviyo_needs_list(cls, value: Destination) -> Destination:
-        if value.type == "klaviyo" and not value.list_name:
-            raise ValueError("a klaviyo destination needs list_name")
+    def _klaviyo_needs_list(cls, value: Destination, info: ValidationInfo) -> Destination:
+        if value.type == "klaviyo" and not value.list_name and info.data.get("mode") != "upsert":
+            raise ValueError("a klaviyo destination needs list_name (upsert mode, which writes profiles only, "
+                             "does not)")
         if value.type == "mailchimp" and not value.list_id:
             raise ValueError("a mailchimp destination needs list_id (the audience id from Audience settings)")
         if value.type == "twilio" and not (value.account_sid_env and value.api_key_env):

@@ -1,4 +1,4 @@
-"""Runs syncs: lock -> diff in the warehouse -> safety check -> batches within the destination's
+"""Runs syncs: lock -> diff in the warehouse (mirror: plus the destination's strangers) -> safety check -> batches within the destination's
 limits -> send -> per-row results -> state committed for acknowledged rows only -> run record.
 
 A crash at any point is safe: rows are marked synced only after the destination acknowledged
@@ -20,6 +20,8 @@ from tqdm import tqdm
 from syncs.config import MissingSecret, SyncConfig, environment, load_syncs
 from syncs.destinations.base import DestinationError
 from syncs.destinations.registry import UnsupportedDestination, limits, open_client
+from syncs.mirror import add_strangers, stage_members
+from syncs.modes import UnsupportedMode, check_mode
 from syncs.plan import Plan, SourceMissing, build_diff, check_source, estimate, pages
 from syncs.state import (SyncLocked, acquire_lock, ensure_state, mark_removed, mark_synced, now, record_rejections,
                          record_run, release_lock)
@@ -34,7 +36,8 @@ class SyncResult:
     status: str  # success | failed | blocked | dry_run
     adds: int = 0
     updates: int = 0
-    removes: int = 0
+    removes: int = 0       # includes strangers (mirror)
+    strangers: int = 0
     rejections: int = 0
     retries: int = 0
     duration_s: float = 0.0
@@ -57,9 +60,15 @@ def limit_memory(conn, env: Mapping[str, str]) -> None:
 
 
 def safety_problem(sync: SyncConfig, plan: Plan) -> str | None:
-    if plan.current and plan.removes > sync.safety.max_remove_share * plan.current:
-        return (f"safety limit: would remove {plan.removes} of {plan.current} members "
-                f"({plan.removes / plan.current:.0%} > {sync.safety.max_remove_share:.0%}); "
+    """Removals above max_remove_share of the members (mirror: strangers count, and the members are
+    what the destination holds if that is more than Lifeline's state), or additions above
+    max_add_multiple times them. Upsert removes nothing, so only the additions are checked."""
+    removing = plan.removes + plan.strangers
+    base = max(plan.current, plan.destination_members or 0)
+    if base and removing > sync.safety.max_remove_share * base:
+        strangers = f", {plan.strangers} of them not added by Lifeline" if plan.strangers else ""
+        return (f"safety limit: would remove {removing} of {base} members{strangers} "
+                f"({removing / base:.0%} > {sync.safety.max_remove_share:.0%}); "
                 f"check the audience, then rerun with --force if it is right")
     if plan.current and plan.adds > sync.safety.max_add_multiple * plan.current:
         return (f"safety limit: would add {plan.adds} to {plan.current} members "
@@ -67,18 +76,84 @@ def safety_problem(sync: SyncConfig, plan: Plan) -> str | None:
     return None
 
 
+def plan_message(sync: SyncConfig, plan: Plan) -> str:
+    notes = []
+    if plan.strangers:
+        notes.append(f"{plan.strangers} of the removals are members Lifeline did not add (mirror)")
+    if plan.released:
+        notes.append(f"{plan.released} rows left the model: kept at the destination (upsert)")
+    return "; ".join(notes + [f"{plan.batches} batches, {plan.api_calls} API calls, "
+                              f"~{plan.seconds_at_limits}s at the documented rate limits"])
+
+
+def _send(conn, sync: SyncConfig, client, plan: Plan, result: SyncResult, progress: bool) -> None:
+    """Send the diff: add/update rows (upsert() in upsert mode, else add()), then removals (none in
+    upsert mode: the rows' state is dropped so that a return re-sends them). State is committed
+    per page for the rows the destination acknowledged."""
+    upsert = sync.mode == "upsert"
+    send, batch_size = (client.upsert, client.upsert_batch_size) if upsert else (client.add, client.add_batch_size)
+    bar = tqdm(total=plan.adds + plan.updates + plan.removes + plan.strangers, desc=sync.name, unit="row",
+               disable=not progress)
+    for batch in pages(conn, ("add", "update"), batch_size):
+        results = send(batch)
+        by_key = {r["key"]: r for r in batch}
+        ok = [{"key": r.key, "row_hash": by_key[r.key]["row_hash"], "destination_id": r.destination_id}
+              for r in results if r.ok]
+        bad = [{"key": r.key, "code": r.code, "message": r.message, "payload_hash": by_key[r.key]["row_hash"]}
+               for r in results if not r.ok and r.code != "not_acknowledged"]
+        mark_synced(conn, sync.name, ok)
+        record_rejections(conn, sync.name, bad)
+        conn.commit()
+        for r in results:
+            if r.ok:
+                if by_key[r.key]["op"] == "add":
+                    result.adds += 1
+                else:
+                    result.updates += 1
+        result.rejections += len(bad)
+        bar.update(len(batch))
+    if upsert:
+        for page in pages(conn, ("remove",), 10_000):
+            mark_removed(conn, sync.name, [r["key"] for r in page])
+            conn.commit()
+    else:
+        for page in pages(conn, ("remove", "stranger"), client.remove_batch_size):
+            client.remove(page)
+            mark_removed(conn, sync.name, [r["key"] for r in page if r["op"] == "remove"])
+            conn.commit()
+            result.removes += len(page)
+            result.strangers += sum(r["op"] == "stranger" for r in page)
+            bar.update(len(page))
+    bar.close()
+
+
+def _plan(conn, sync: SyncConfig, spec, client) -> Plan:
+    plan = build_diff(conn, sync)
+    if sync.mode == "upsert":
+        plan.released, plan.removes = plan.removes, 0
+    if sync.mode == "mirror":
+        plan.destination_members = stage_members(conn, client.members())
+        add_strangers(conn, sync, plan)
+    per_call = spec.upsert_batch_size if sync.mode == "upsert" else spec.add_batch_size
+    estimate(plan, per_call, getattr(spec, "remove_batch_size", per_call), spec.calls_per_second,
+             getattr(spec, "calls_per_add_batch", 1))
+    return plan
+
+
 def run_sync(warehouse: Warehouse, sync: SyncConfig, *, dry_run: bool = False, force: bool = False,
              progress: bool = True, env: Mapping[str, str] | None = None, wait_s: float = 0.0) -> SyncResult:
+    """One sync in its mode: add_remove (the destination's members follow the model), mirror (the
+    same, and members Lifeline did not add are removed), upsert (profile attributes created or
+    updated, never removed) or trigger (syncs.trigger). A dry run plans, sends nothing and is
+    recorded in lifeline_state.sync_runs with status 'dry_run' and the planned counts."""
     if sync.mode == "trigger":
         from syncs.trigger import run_trigger  # imported here: syncs.trigger imports this module
 
         return run_trigger(warehouse, sync, dry_run=dry_run, force=force, progress=progress, env=env, wait_s=wait_s)
-    if sync.mode != "add_remove":
-        return SyncResult(sync.name, "failed", message=f"sync {sync.name}: mode {sync.mode} is not implemented yet; "
-                                                       "use mode add_remove")
     try:
         spec = limits(sync)
-    except UnsupportedDestination as exc:
+        check_mode(sync, spec)
+    except (UnsupportedDestination, UnsupportedMode) as exc:
         return SyncResult(sync.name, "failed", message=str(exc))
     env = environment(env)
     started = time.perf_counter()
@@ -95,52 +170,27 @@ def run_sync(warehouse: Warehouse, sync: SyncConfig, *, dry_run: bool = False, f
             return SyncResult(sync.name, "blocked", message=str(exc))
         try:
             check_source(conn, sync, warehouse.marts_schema)
-            plan = build_diff(conn, sync)
-            estimate(plan, spec.add_batch_size, spec.remove_batch_size, spec.calls_per_second,
-                     spec.calls_per_add_batch)
+            if sync.mode == "mirror":  # the plan reads the destination's members
+                client = open_client(sync, env)
+            plan = _plan(conn, sync, spec, client)
             result.plan = plan
             if dry_run:
-                result = SyncResult(sync.name, "dry_run", plan.adds, plan.updates, plan.removes, plan=plan,
-                                    message=f"{plan.batches} batches, {plan.api_calls} API calls, "
-                                            f"~{plan.seconds_at_limits}s at the documented rate limits")
+                result = SyncResult(sync.name, "dry_run", plan.adds, plan.updates, plan.removes + plan.strangers,
+                                    plan=plan, message=plan_message(sync, plan))
                 return result
             problem = None if force else safety_problem(sync, plan)
             if problem:
                 result = SyncResult(sync.name, "blocked", plan=plan, message=problem)
                 return result
-            if not plan.adds + plan.updates + plan.removes:
+            if not plan.adds + plan.updates + plan.removes + plan.strangers + plan.released:
                 result = SyncResult(sync.name, "success", plan=plan, message="up to date: nothing to send")
                 return result
-            client = open_client(sync, env)
-            bar = tqdm(total=plan.adds + plan.updates + plan.removes, desc=sync.name, unit="row",
-                       disable=not progress)
-            for batch in pages(conn, ("add", "update"), client.add_batch_size):
-                results = client.add(batch)
-                by_key = {r["key"]: r for r in batch}
-                ok = [{"key": r.key, "row_hash": by_key[r.key]["row_hash"], "destination_id": r.destination_id}
-                      for r in results if r.ok]
-                bad = [{"key": r.key, "code": r.code, "message": r.message,
-                        "payload_hash": by_key[r.key]["row_hash"]}
-                       for r in results if not r.ok and r.code != "not_acknowledged"]
-                mark_synced(conn, sync.name, ok)
-                record_rejections(conn, sync.name, bad)
-                conn.commit()
-                for r in results:
-                    if r.ok:
-                        if by_key[r.key]["op"] == "add":
-                            result.adds += 1
-                        else:
-                            result.updates += 1
-                result.rejections += len(bad)
-                bar.update(len(batch))
-            for page in pages(conn, ("remove",), client.remove_batch_size):
-                client.remove(page)
-                mark_removed(conn, sync.name, [r["key"] for r in page])
-                conn.commit()
-                result.removes += len(page)
-                bar.update(len(page))
-            bar.close()
+            client = client or open_client(sync, env)
+            _send(conn, sync, client, plan, result, progress)
             result.status = "success"
+            result.message = "; ".join(
+                ([f"{result.strangers} members Lifeline did not add were removed"] if result.strangers else [])
+                + ([f"{plan.released} rows left the model and were kept at the destination"] if plan.released else []))
         except (DestinationError, MissingSecret, SourceMissing) as exc:
             result.message = str(exc)
         except Exception as exc:  # recorded in sync_runs, then re-raised for the caller
@@ -150,12 +200,11 @@ def run_sync(warehouse: Warehouse, sync: SyncConfig, *, dry_run: bool = False, f
             result.retries = client.retries[0] if client else 0
             result.duration_s = time.perf_counter() - started
             conn.rollback()
-            if result.status != "dry_run":
-                record_run(conn, {"run_id": str(uuid.uuid4()), "sync_name": sync.name, "started_at": started_at,
-                                  "finished_at": now(), "status": result.status, "adds": result.adds,
-                                  "updates": result.updates, "removes": result.removes,
-                                  "rejections": result.rejections, "retries": result.retries,
-                                  "duration_s": result.duration_s, "message": result.message[:2000]})
+            record_run(conn, {"run_id": str(uuid.uuid4()), "sync_name": sync.name, "started_at": started_at,
+                              "finished_at": now(), "status": result.status, "adds": result.adds,
+                              "updates": result.updates, "removes": result.removes,
+                              "rejections": result.rejections, "retries": result.retries,
+                              "duration_s": result.duration_s, "message": result.message[:2000]})
             release_lock(conn, sync.name)
     engine.dispose()
     log.info("sync %s: %s +%d ~%d -%d rejected %d", sync.name, result.status, result.adds, result.updates,

@@ -3,6 +3,7 @@
 per-destination rate limiter (pyrate-limiter) set from the platform's documented limits."""
 from __future__ import annotations
 
+import time
 from typing import Sequence
 
 import requests
@@ -25,9 +26,29 @@ class CountingRetry(Retry):
         return new
 
 
-def session(total_retries: int = 8, backoff: float = 0.5) -> tuple[requests.Session, list[int]]:
+class ResetHeaderRetry(CountingRetry):
+    """For platforms that answer 429 with no Retry-After but a window-reset time (Braze's
+    `X-RateLimit-Reset`, UTC epoch seconds): wait until that moment (at most `max_wait_s`), else
+    back off as usual."""
+
+    reset_header = "X-RateLimit-Reset"
+    max_wait_s = 120.0
+
+    def get_retry_after(self, response) -> float | None:
+        seconds = super().get_retry_after(response)
+        if seconds is not None:
+            return seconds
+        try:
+            wait = float(response.headers.get(self.reset_header, "")) - time.time()
+        except ValueError:
+            return None
+        return min(wait, self.max_wait_s) if wait > 0 else None
+
+
+def session(total_retries: int = 8, backoff: float = 0.5,
+            retry_class: type[CountingRetry] = CountingRetry) -> tuple[requests.Session, list[int]]:
     counter = [0]
-    retry = CountingRetry(total=total_retries, connect=total_retries, read=total_retries, status=total_retries,
+    retry = retry_class(total=total_retries, connect=total_retries, read=total_retries, status=total_retries,
                           backoff_factor=backoff, backoff_jitter=0.5, backoff_max=30,
                           status_forcelist=TRANSIENT, allowed_methods=None, respect_retry_after_header=True,
                           raise_on_status=False)

@@ -49,6 +49,9 @@ class Plan:
     adds: int = 0
     updates: int = 0
     removes: int = 0
+    strangers: int = 0        # mirror: destination members Lifeline did not put there (removed too)
+    released: int = 0         # upsert: rows that left the model (kept at the destination, state dropped)
+    destination_members: int | None = None  # mirror: members read from the destination
     skipped_rejected: int = 0
     current: int = 0
     batches: int = 0
@@ -123,7 +126,8 @@ def pages(conn: sa.Connection, op_filter: tuple[str, ...], page_size: int):
 
 def estimate(plan: Plan, per_call: int, remove_per_call: int, calls_per_second: float, calls_per_add_batch: int = 3) -> None:
     add_batches = math.ceil((plan.adds + plan.updates) / per_call) if plan.adds + plan.updates else 0
-    remove_batches = math.ceil(plan.removes / remove_per_call) if plan.removes else 0
+    removing = plan.removes + plan.strangers
+    remove_batches = math.ceil(removing / remove_per_call) if removing else 0
     plan.batches = add_batches + remove_batches
     plan.api_calls = add_batches * calls_per_add_batch + remove_batches + 1
     plan.seconds_at_limits = round(plan.api_calls / calls_per_second, 1)

@@ -119,37 +119,44 @@ _STAGE_CHUNK = 500  # rows per multi-row VALUES statement, for dialects without 
 
 
 def _stage(conn: sa.Connection, rows: list[dict]) -> None:
-    """Put acknowledged (key, row_hash, destination_id) rows in a temporary table, in bulk: an Arrow
-    table scanned by DuckDB, psycopg2's execute_values on PostgreSQL (a VALUES statement with 1,500
-    bound parameters per 500 rows cost two thirds of a file-destination sync)."""
+    """Put acknowledged (key, row_hash, destination_id) rows in a temporary table, in bulk."""
     conn.execute(sa.text(f"create temporary table if not exists {ACK_TABLE} "
                          "(key varchar, row_hash varchar, destination_id varchar)"))
     conn.execute(sa.text(f"delete from {ACK_TABLE}"))
-    columns = {c: [row.get(c) for row in rows] for c in ("key", "row_hash", "destination_id")}
+    stage_rows(conn, ACK_TABLE, ("key", "row_hash", "destination_id"), rows)
+
+
+def stage_rows(conn: sa.Connection, table: str, columns: tuple[str, ...], rows: list[dict]) -> None:
+    """Insert rows (dicts of text values) into an existing table in bulk: an Arrow table scanned by
+    DuckDB, psycopg2's execute_values on PostgreSQL (a VALUES statement with 1,500 bound parameters
+    per 500 rows cost two thirds of a file-destination sync), multi-row VALUES elsewhere."""
+    if not rows:
+        return
+    values = {c: [row.get(c) for row in rows] for c in columns}
+    names = ", ".join(columns)
     raw = conn.connection.driver_connection
     if conn.dialect.name == "duckdb":
         import pyarrow as pa
 
-        raw.register("_lifeline_ack_rows", pa.table({c: pa.array(v, pa.string()) for c, v in columns.items()}))
+        view = f"{table}_rows"
+        raw.register(view, pa.table({c: pa.array(v, pa.string()) for c, v in values.items()}))
         try:
-            conn.execute(sa.text(f"insert into {ACK_TABLE} select key, row_hash, destination_id from _lifeline_ack_rows"))
+            conn.execute(sa.text(f"insert into {table} ({names}) select {names} from {view}"))
         finally:
-            raw.unregister("_lifeline_ack_rows")
+            raw.unregister(view)
         return
     if conn.dialect.name == "postgresql":
         from psycopg2.extras import execute_values
 
         with raw.cursor() as cursor:
-            execute_values(cursor, f"insert into {ACK_TABLE} (key, row_hash, destination_id) values %s",
-                           list(zip(*columns.values())), page_size=5_000)
+            execute_values(cursor, f"insert into {table} ({names}) values %s", list(zip(*values.values())),
+                           page_size=5_000)
         return
     for start in range(0, len(rows), _STAGE_CHUNK):
         chunk = rows[start:start + _STAGE_CHUNK]
-        values = ", ".join(f"(:k{i}, :h{i}, :d{i})" for i in range(len(chunk)))
-        params: dict = {}
-        for i, row in enumerate(chunk):
-            params.update({f"k{i}": row["key"], f"h{i}": row.get("row_hash"), f"d{i}": row.get("destination_id")})
-        conn.execute(sa.text(f"insert into {ACK_TABLE} (key, row_hash, destination_id) values {values}"), params)
+        marks = ", ".join("(" + ", ".join(f":{c}{i}" for c in columns) + ")" for i in range(len(chunk)))
+        params = {f"{c}{i}": row.get(c) for i, row in enumerate(chunk) for c in columns}
+        conn.execute(sa.text(f"insert into {table} ({names}) values {marks}"), params)
 
 
 def mark_synced(conn: sa.Connection, sync_name: str, rows: list[dict]) -> None:

@@ -65,8 +65,9 @@ class GoogleAudience(HashedAudience):
     forget_batch_size = MAX_MEMBERS // 3
 
     def __init__(self, base_url: str, access_token: str, customer_id: str, user_list_id: str, key_env: str,
-                 rate_limits: bool = True):
+                 rate_limits: bool = True, timeout_s: float = 60):
         self.base_url = base_url.rstrip("/")
+        self.timeout_s = timeout_s
         self.key_env = key_env
         self.customer_id = customer_id.replace("-", "")
         self.user_list_id = user_list_id
@@ -86,7 +87,7 @@ class GoogleAudience(HashedAudience):
         if verb == "ingest":
             body.update(consent=CONSENT, termsOfService=TERMS)
         self.rate.try_acquire("google")
-        response = self.http.post(f"{self.base_url}/v1/audienceMembers:{verb}", json=body, timeout=120)
+        response = self.http.post(f"{self.base_url}/v1/audienceMembers:{verb}", json=body, timeout=self.timeout_s)
         if response.ok:
             return {}
         error = _error(response)
@@ -138,7 +139,8 @@ class GoogleAudience(HashedAudience):
 def from_config(dest: Destination, env: Mapping[str, str]) -> GoogleAudience:
     """The client a syncs.yml destination of type google describes (token from dest.api_key_env)."""
     return GoogleAudience(dest.resolved_base_url(env), dest.api_key(env), dest.customer_id or "",
-                          dest.audience_id or "", key_env=dest.api_key_env or "", rate_limits=dest.client_rate_limits)
+                          dest.audience_id or "", key_env=dest.api_key_env or "", rate_limits=dest.client_rate_limits,
+                          timeout_s=dest.timeout_s)
 
 
 def _error(response: requests.Response) -> dict:

@@ -5,6 +5,8 @@ Adding: `POST /api/profile-bulk-import-jobs` with relationships.lists, up to 10,
 counts account for every row (completed + failed = total) the other rows are acknowledged without
 reading the job's profiles back (that read-back was 100 GETs per 10,000 rows, most of an initial
 sync's calls); otherwise the profiles are read and only the rows found are acknowledged.
+Upsert mode (profile attributes, no list): the same bulk import job without `relationships.lists`.
+Reading a list (mirror mode): `GET /api/lists/{id}/profiles`, 100 a page, cursor links (`links.next`).
 Removing: `DELETE /api/lists/{id}/relationships/profiles`, up to 1,000 ids; rows without a stored
 Klaviyo id are resolved first with `GET /api/profiles?filter=any(external_id,[...])`, 100 a call.
 No subscription calls: list membership never changes consent, and so never triggers the
@@ -14,7 +16,7 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Iterable
+from typing import Iterable, Iterator
 from urllib.parse import urlencode
 
 import requests
@@ -27,6 +29,7 @@ BULK_IMPORT_MAX_PROFILES = 10_000
 BULK_IMPORT_MAX_BYTES = 5_000_000
 LIST_RELATIONSHIP_MAX = 1_000
 PROFILE_FILTER_MAX = 100  # values in one any(external_id,[...]) filter of GET /api/profiles
+LIST_PROFILES_PAGE = 100  # page[size] maximum of GET /api/lists/{id}/profiles
 RATE_S = [(3, 1), (60, 60)]  # data-privacy-deletion-jobs
 RATE_M = [(10, 1), (150, 60)]
 RATE_L = [(75, 1), (700, 60)]
@@ -36,8 +39,9 @@ JSONAPI = "application/vnd.api+json"
 
 class KlaviyoClient:
     def __init__(self, base_url: str, api_key: str, revision: str, poll_seconds: float = 0.2,
-                 job_timeout_s: float = 600, rate_limits: bool = True):
+                 job_timeout_s: float = 600, rate_limits: bool = True, timeout_s: float = 60):
         self.base_url = base_url.rstrip("/")
+        self.timeout_s = timeout_s
         self.http, self.retries = session()
         self.http.headers.update({"Authorization": f"Klaviyo-API-Key {api_key}", "revision": revision,
                                   "Accept": JSONAPI, "Content-Type": JSONAPI})
@@ -51,7 +55,7 @@ class KlaviyoClient:
     def _call(self, method: str, path: str, rate, **kwargs) -> requests.Response:
         rate.try_acquire("klaviyo")
         url = path if path.startswith("http") else f"{self.base_url}{path}"
-        response = self.http.request(method, url, timeout=60, **kwargs)
+        response = self.http.request(method, url, timeout=self.timeout_s, **kwargs)
         if response.status_code in (401, 403):
             raise DestinationError(f"Klaviyo refused the API key ({response.status_code}): check KLAVIYO_API_KEY")
         if response.status_code >= 400:
@@ -67,23 +71,31 @@ class KlaviyoClient:
             url = (body.get("links") or {}).get("next")
 
     # -- lists -------------------------------------------------------------------------------
-    def list_id(self, name: str) -> str:
+    def find_list(self, name: str) -> str | None:
         quoted = json.dumps(name)
         found = self._call("GET", "/api/lists", self.rate_l, params={"filter": f"equals(name,{quoted})"}).json()
         for item in found.get("data", []):
             if item["attributes"]["name"] == name:
                 return item["id"]
+        return None
+
+    def list_id(self, name: str) -> str:
+        """The list's id, creating the list when there is none of that name."""
+        found = self.find_list(name)
+        if found:
+            return found
         created = self._call("POST", "/api/lists", self.rate_m,
                              data=json.dumps({"data": {"type": "list", "attributes": {"name": name}}}))
         return created.json()["data"]["id"]
 
     # -- membership --------------------------------------------------------------------------
-    def add(self, list_id: str, rows: list[dict]) -> list[RowResult]:
-        """Import rows (key, email, phone, first_name, last_name, properties) into the list."""
+    def add(self, list_id: str | None, rows: list[dict]) -> list[RowResult]:
+        """Import rows (key, email, phone, first_name, last_name, properties) into the list, or only
+        as profiles when `list_id` is None (upsert mode)."""
         profiles = [{"type": "profile", "attributes": _attributes(r)} for r in rows]
-        body = {"data": {"type": "profile-bulk-import-job",
-                         "attributes": {"profiles": {"data": profiles}},
-                         "relationships": {"lists": {"data": [{"type": "list", "id": list_id}]}}}}
+        body: dict = {"data": {"type": "profile-bulk-import-job", "attributes": {"profiles": {"data": profiles}}}}
+        if list_id is not None:
+            body["data"]["relationships"] = {"lists": {"data": [{"type": "list", "id": list_id}]}}
         job = self._call("POST", "/api/profile-bulk-import-jobs", self.rate_m, data=json.dumps(body)).json()["data"]
         job_id = job["id"]
         deadline = time.monotonic() + self.job_timeout_s
@@ -121,6 +133,13 @@ class KlaviyoClient:
                 results.append(RowResult(r["key"], False, code="not_acknowledged",
                                          message="the import job neither imported nor rejected this profile"))
         return results
+
+    def list_members(self, list_id: str) -> Iterator[dict]:
+        """The list's members, a page (100) at a time: {"destination_id", "key", "email"}."""
+        query = urlencode({"page[size]": LIST_PROFILES_PAGE, "fields[profile]": "email,external_id"})
+        for profile in self._pages(f"/api/lists/{list_id}/profiles?{query}", self.rate_l):
+            attrs = profile.get("attributes") or {}
+            yield {"destination_id": profile["id"], "key": attrs.get("external_id"), "email": attrs.get("email")}
 
     def profile_ids(self, external_ids: list[str]) -> dict[str, str]:
         """Klaviyo profile ids of our profiles (external_id = profile_id), 100 per request."""
@@ -200,9 +219,11 @@ def batches(rows: list[dict]) -> Iterable[list[dict]]:
 
 
 class KlaviyoList:
-    """One Klaviyo list as a membership destination (found by name, created on first use)."""
+    """One Klaviyo list as a membership destination (found by name, created on first use); in
+    upsert mode the list is never touched: profiles are imported without it."""
 
     add_batch_size = BULK_IMPORT_MAX_PROFILES
+    upsert_batch_size = BULK_IMPORT_MAX_PROFILES
     remove_batch_size = LIST_RELATIONSHIP_MAX
     calls_per_second = RATE_M[1][0] / RATE_M[1][1]
     calls_per_add_batch = 2  # create the job, poll it (its profiles are read only if its counts don't add up)
@@ -222,8 +243,16 @@ class KlaviyoList:
     def add(self, rows: list[dict]) -> list[RowResult]:
         return [result for batch in batches(rows) for result in self.client.add(self._id(), batch)]
 
+    def upsert(self, rows: list[dict]) -> list[RowResult]:
+        return [result for batch in batches(rows) for result in self.client.add(None, batch)]
+
     def remove(self, rows: list[dict]) -> list[RowResult]:
         return self.client.remove(self._id(), rows)
+
+    def members(self) -> Iterator[dict]:
+        """The list's members (none when the list does not exist yet: reading creates nothing)."""
+        list_id = self._list_id or self.client.find_list(self.list_name)
+        return self.client.list_members(list_id) if list_id else iter(())
 
     def forget(self, rows: list[dict]) -> list[RowResult]:
         return self.client.forget(rows)

@@ -6,17 +6,22 @@ becomes a permanent per-row rejection; members in new_members/updated_members ar
 Status `subscribed`: audience_members for the email channel only hold people with email consent.
 Removing: `DELETE /3.0/lists/{list_id}/members/{subscriber_hash}` archives the member (consent
 untouched; 404 = already gone). Auth: HTTP Basic with any user name and the API key.
+Reading the audience (mirror mode): `GET /3.0/lists/{list_id}/members?status=subscribed`, pages of
+1,000 by `count`/`offset` until `total_items`; only subscribed members count as present (an archived,
+unsubscribed or cleaned contact is not someone Lifeline would have put there).
 Mailchimp allows 10 concurrent connections per user and sends no rate-limit headers; the client
 is sequential and the session retries 429/5xx with backoff.
 """
 from __future__ import annotations
 
 import hashlib
+from typing import Iterator
 
 from syncs.destinations.base import DestinationError, RowResult
 from syncs.http import limiter, session
 
 BATCH_MEMBERS = 500            # [MC2] batch subscribe limit
+MEMBERS_PAGE = 1_000           # [MC1] count maximum of GET /lists/{id}/members
 RATE = [(10, 1)]               # sequential calls; 10/s keeps far under the 10-connection cap [MC5]
 
 
@@ -32,8 +37,9 @@ class MailchimpList:
     calls_per_add_batch = 1
     forget_batch_size = BATCH_MEMBERS
 
-    def __init__(self, base_url: str, api_key: str, list_id: str):
+    def __init__(self, base_url: str, api_key: str, list_id: str, timeout_s: float = 60):
         self.base_url = base_url.rstrip("/")
+        self.timeout_s = timeout_s
         self.list_id = list_id
         self.http, self.retries = session()
         self.http.auth = ("lifeline", api_key)
@@ -41,7 +47,7 @@ class MailchimpList:
 
     def _request(self, method: str, path: str, **kwargs):
         self.rate.try_acquire("mailchimp")
-        response = self.http.request(method, f"{self.base_url}/3.0{path}", timeout=60, **kwargs)
+        response = self.http.request(method, f"{self.base_url}/3.0{path}", timeout=self.timeout_s, **kwargs)
         if response.status_code in (401, 403):
             raise DestinationError(f"Mailchimp refused the API key ({response.status_code}): check the variable "
                                    "named by api_key_env")
@@ -92,6 +98,24 @@ class MailchimpList:
                     raise DestinationError(f"Mailchimp archive failed with {response.status_code}")
             results.append(RowResult(row["key"], True, destination_id=member))
         return results
+
+    def members(self) -> Iterator[dict]:
+        """The audience's subscribed members, 1,000 a page: {"destination_id", "key": None, "email"}."""
+        offset = 0
+        while True:
+            response = self._request("GET", f"/lists/{self.list_id}/members",
+                                     params={"status": "subscribed", "count": MEMBERS_PAGE, "offset": offset,
+                                             "fields": "members.id,members.email_address,total_items"})
+            if response.status_code >= 300:
+                raise DestinationError(f"Mailchimp reading the audience's members failed with {response.status_code}")
+            body = response.json()
+            page = body.get("members") or []
+            for member in page:
+                yield {"destination_id": member.get("id") or subscriber_hash(member["email_address"]), "key": None,
+                       "email": member.get("email_address")}
+            offset += MEMBERS_PAGE
+            if not page or offset >= int(body.get("total_items") or 0):
+                return
 
     def forget(self, rows: list[dict]) -> list[RowResult]:
         """GDPR deletion: `POST /lists/{id}/members/{subscriber_hash}/actions/delete-permanent` for each

@@ -71,8 +71,9 @@ class MetaAudience(HashedAudience):
     forget_batch_size = MAX_ROWS // 3  # a forgotten row can become three rows (stored, email, phone)
 
     def __init__(self, base_url: str, access_token: str, audience_id: str, key_env: str,
-                 rate_limits: bool = True, backoff_s: float = 0.5):
+                 rate_limits: bool = True, backoff_s: float = 0.5, timeout_s: float = 60):
         self.url = f"{base_url.rstrip('/')}/{API_VERSION}/{audience_id}/users"
+        self.timeout_s = timeout_s
         self.audience_id = audience_id
         self.key_env = key_env
         self.token = access_token
@@ -101,7 +102,7 @@ class MetaAudience(HashedAudience):
 
         def call() -> dict:
             self.rate.try_acquire("meta")
-            return self._answer(method, self.http.request(method, self.url, data=data, timeout=120))
+            return self._answer(method, self.http.request(method, self.url, data=data, timeout=self.timeout_s))
 
         return with_backoff(call, self.retries, "Meta", initial_s=self.backoff_s)
 
@@ -147,7 +148,7 @@ class MetaAudience(HashedAudience):
 def from_config(dest: Destination, env: Mapping[str, str]) -> MetaAudience:
     """The client a syncs.yml destination of type meta describes (token from dest.api_key_env)."""
     return MetaAudience(dest.resolved_base_url(env), dest.api_key(env), dest.audience_id or "",
-                        key_env=dest.api_key_env or "", rate_limits=dest.client_rate_limits)
+                        key_env=dest.api_key_env or "", rate_limits=dest.client_rate_limits, timeout_s=dest.timeout_s)
 
 
 def calls(identities: list[Identity]) -> list[list[Identity]]:

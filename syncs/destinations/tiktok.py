@@ -62,8 +62,9 @@ class TikTokAudience(HashedAudience):
     forget_batch_size = MAX_LINES // 2
 
     def __init__(self, base_url: str, access_token: str, advertiser_id: str, audience_id: str, key_env: str,
-                 rate_limits: bool = True, backoff_s: float = 0.5):
+                 rate_limits: bool = True, backoff_s: float = 0.5, timeout_s: float = 60):
         self.base_url = f"{base_url.rstrip('/')}{API}"
+        self.timeout_s = timeout_s
         self.advertiser_id = advertiser_id
         self.audience_id = audience_id
         self.key_env = key_env
@@ -77,7 +78,7 @@ class TikTokAudience(HashedAudience):
         """POST to `{API}/{what}/`, retried while TikTok answers 40100; (code, message, data)."""
         def call() -> tuple[int, str, dict]:
             self.rate.try_acquire("tiktok")
-            response = self.http.post(f"{self.base_url}/{what}/", timeout=120, **kwargs)
+            response = self.http.post(f"{self.base_url}/{what}/", timeout=self.timeout_s, **kwargs)
             if response.status_code >= 500:
                 raise DestinationError(f"TikTok {what} kept failing with HTTP {response.status_code} after "
                                        f"{self.retries[0]} retries; nothing more was sent: rerun the sync later")
@@ -130,7 +131,8 @@ class TikTokAudience(HashedAudience):
 def from_config(dest: Destination, env: Mapping[str, str]) -> TikTokAudience:
     """The client a syncs.yml destination of type tiktok describes (token from dest.api_key_env)."""
     return TikTokAudience(dest.resolved_base_url(env), dest.api_key(env), dest.advertiser_id or "",
-                          dest.audience_id or "", key_env=dest.api_key_env or "", rate_limits=dest.client_rate_limits)
+                          dest.audience_id or "", key_env=dest.api_key_env or "", rate_limits=dest.client_rate_limits,
+                          timeout_s=dest.timeout_s)
 
 
 def _envelope(response: requests.Response) -> dict:

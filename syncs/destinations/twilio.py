@@ -343,4 +343,5 @@ def from_config(dest: Destination, env: Mapping[str, str]) -> TwilioMessages:
                             "account SID (AC...); the auth token goes in " + str(dest.api_key_env))
     return TwilioMessages(dest.resolved_base_url(env), account_sid, dest.api_key(env), from_number=dest.from_number,
                           messaging_service_sid=dest.messaging_service_sid,
-                          status_callback=dest.status_callback, rate_limits=dest.client_rate_limits)
+                          status_callback=dest.status_callback, rate_limits=dest.client_rate_limits,
+                          timeout_s=dest.timeout_s)

@@ -33,8 +33,9 @@ class WebhookClient:
     calls_per_add_batch = 1
     forget_batch_size = BATCH_ROWS
 
-    def __init__(self, url: str, secret: str, sync_name: str):
+    def __init__(self, url: str, secret: str, sync_name: str, timeout_s: float = 60):
         self.url = url
+        self.timeout_s = timeout_s
         self.secret = secret
         self.sync_name = sync_name
         self.http, self.retries = session()
@@ -46,7 +47,7 @@ class WebhookClient:
                                                           .get(op, ())}}
                                     for r in rows]}, separators=(",", ":")).encode()
         self.rate.try_acquire("webhook")
-        response = self.http.post(self.url, data=body, timeout=60, headers={
+        response = self.http.post(self.url, data=body, timeout=self.timeout_s, headers={
             "Content-Type": "application/json", SIGNATURE_HEADER: signature(body, self.secret, int(time.time()))})
         if response.status_code in (401, 403):
             raise DestinationError(f"the webhook refused the signature ({response.status_code}): "

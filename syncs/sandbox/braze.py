@@ -4,6 +4,9 @@ Auth `Authorization: Bearer <token>`. `POST /users/track` takes up to 75 objects
 attributes/events/purchases (current docs [B5]); payloads over 4 MB answer 413; each object needs
 an identifier (external_id, user_alias, braze_id, email or phone) and a valid email / E.164 phone,
 otherwise it is listed in `errors[]` while the rest is processed (`"message": "success"`).
+Custom attribute values follow the user attributes object: `{"add": [...], "remove": [...]}` adds to /
+removes from an array attribute (a set: an added value already present moves to the end; at most
+25 elements, the oldest dropped), `{"inc": n}` increments a number, `null` removes the attribute.
 `POST /users/delete` takes up to 50 ids of a single identifier type. `POST /users/export/ids` reads
 users back. Every response carries `X-RateLimit-Limit/Remaining/Reset` (epoch seconds); /users/track
 allows 3,000 requests per 3 s, /users/delete 20,000 per minute; over the limit answers 429.
@@ -20,6 +23,7 @@ from syncs.sandbox import members
 from syncs.sandbox.common import Context, read_body, valid_e164, valid_email
 
 MAX_OBJECTS = 75
+MAX_ARRAY = 25  # default maximum elements of an array custom attribute
 MAX_DELETE = 50
 MAX_BYTES = 4 * 1024 * 1024
 ID_FIELDS = ("external_id", "braze_id", "user_alias", "email", "phone")
@@ -47,6 +51,25 @@ def user_key(obj: dict) -> str | None:
     if obj.get("phone"):
         return f"phone:{obj['phone']}"
     return None
+
+
+def apply_attributes(user: dict, obj: dict) -> dict:
+    """The user after one attributes object: plain values set, array add/remove, inc, null removes."""
+    out = dict(user)
+    for name, value in obj.items():
+        if name.startswith("_"):
+            continue
+        if isinstance(value, dict) and value and set(value) <= {"add", "remove"}:
+            items = [v for v in (out.get(name) if isinstance(out.get(name), list) else [])
+                     if v not in (value.get("remove") or []) and v not in (value.get("add") or [])]
+            out[name] = (items + list(value.get("add") or []))[-MAX_ARRAY:]
+        elif isinstance(value, dict) and set(value) == {"inc"} and isinstance(value["inc"], int):
+            out[name] = (out.get(name) if isinstance(out.get(name), (int, float)) else 0) + value["inc"]
+        elif value is None:
+            out.pop(name, None)
+        else:
+            out[name] = value
+    return out
 
 
 def object_error(obj: object) -> str | None:
@@ -92,7 +115,7 @@ async def track(request: Request, ctx: Context) -> Response:
                 if array == "attributes":
                     if user is None and obj.get("_update_existing_only"):
                         continue
-                    user = {**(user or {}), **{k: v for k, v in obj.items() if not k.startswith("_")}}
+                    user = apply_attributes(user or {}, obj)
                 else:
                     user = dict(user or {k: obj[k] for k in ID_FIELDS if k in obj})
                     user[f"{array}_count"] = user.get(f"{array}_count", 0) + 1

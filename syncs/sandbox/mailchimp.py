@@ -183,11 +183,15 @@ async def list_members(request: Request, ctx: Context) -> Response:
     count = min(int(q.get("count", "10")), 1000) if q.get("count", "10").isdigit() else 10
     offset = int(q.get("offset", "0")) if q.get("offset", "0").isdigit() else 0
     list_id = request.path_params["list_id"]
+    where, args = "platform = 'mailchimp' and audience = ?", [list_id]
+    if q.get("status"):  # filtered before paging, as Mailchimp does: offsets and total_items count matches
+        where += " and json_extract(data, '$.status') = ?"
+        args.append(q["status"])
     with ctx.store.tx() as db:
-        rows = members.page(db, "mailchimp", list_id, offset, count)
-        total = members.counts(db, "mailchimp").get(list_id, 0)
-    if q.get("status"):
-        rows = [(k, d) for k, d in rows if d.get("status") == q["status"]]
+        rows = [(k, json.loads(d)) for k, d in db.execute(
+            f"select member_key, data from members where {where} order by member_key limit ? offset ?",
+            [*args, count, offset])]
+        total = db.execute(f"select count(*) from members where {where}", args).fetchone()[0]
     return JSONResponse({"members": [member_resource(list_id, d) for _, d in rows], "list_id": list_id,
                          "total_items": total})
 

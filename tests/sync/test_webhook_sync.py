@@ -58,13 +58,17 @@ def test_wrong_secret_is_refused_and_nothing_is_marked(duck_warehouse, sandbox, 
     assert retry.adds == 3  # the failed run lost nothing
 
 
-def test_unsupported_destination_fails_clearly(duck_warehouse, tmp_path):
+def test_unsupported_mode_fails_clearly(duck_warehouse, tmp_path):
+    """A webhook cannot be read back, so it cannot mirror: the error names the sync, the mode and the
+    destinations that can (derived from the clients' protocols). Nothing is sent or recorded."""
     path = tmp_path / "syncs.yml"
-    path.write_text("syncs:\n  - name: to_braze\n    source: {audience: welcome}\n"
-                    "    destination: {type: braze, base_url: http://127.0.0.1:1/braze, api_key_env: X}\n")
+    path.write_text("syncs:\n  - name: to_hook\n    source: {audience: welcome}\n    mode: mirror\n"
+                    "    destination: {type: webhook, base_url: http://127.0.0.1:1/hook, api_key_env: X}\n")
     [sync] = load_syncs(path)
     result = run_sync(duck_warehouse, sync, env={}, progress=False)
-    assert result.status == "failed" and "braze has no client yet" in result.message
+    assert result.status == "failed" and "sync to_hook" in result.message, result.message
+    assert "does not support mode mirror (it supports: add_remove)" in result.message
+    assert "destinations supporting mirror: klaviyo, mailchimp." in result.message
 
 
 def test_a_second_run_of_the_same_sync_is_refused_while_the_first_holds_the_lock(duck_warehouse, sandbox, tmp_path):
