@@ -50,7 +50,9 @@ class MirrorableClient(MembershipClient, Protocol):
     """A membership destination whose members can be read back (mirror mode removes strangers)."""
 
     def members(self) -> Iterator[dict]:
-        """Every current member as {"destination_id": ..., "key": profile_id or None}."""
+        """Every current member, page by page, as {"destination_id": the platform's id, "key": the
+        profile_id it carries or None, "email": its email or None} (mirror mode: members matching
+        neither the state nor the model by key, id or email are removed)."""
         ...
 
 

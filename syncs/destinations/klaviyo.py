@@ -152,14 +152,15 @@ class KlaviyoClient:
         return found
 
     def remove(self, list_id: str, rows: list[dict]) -> list[RowResult]:
-        missing = [r["key"] for r in rows if not r.get("destination_id")]
+        """Rows without a Klaviyo id are looked up by key; mirror's strangers carry their id and no key."""
+        missing = [r["key"] for r in rows if not r.get("destination_id") and r.get("key")]
         looked_up = self.profile_ids(missing) if missing else {}
-        ids = {r["key"]: r.get("destination_id") or looked_up.get(r["key"]) for r in rows}
-        with_ids = [pid for pid in ids.values() if pid]
+        ids = [r.get("destination_id") or looked_up.get(r["key"]) for r in rows]
+        with_ids = sorted({pid for pid in ids if pid})
         if with_ids:  # a profile Klaviyo no longer has is not in the list either
             body = {"data": [{"type": "profile", "id": pid} for pid in with_ids]}
             self._call("DELETE", f"/api/lists/{list_id}/relationships/profiles", self.rate_m, data=json.dumps(body))
-        return [RowResult(r["key"], True, destination_id=ids[r["key"]]) for r in rows]
+        return [RowResult(r["key"], True, destination_id=pid) for r, pid in zip(rows, ids)]
 
     def forget(self, rows: list[dict]) -> list[RowResult]:
         """GDPR deletion: one `POST /api/data-privacy-deletion-jobs` per identifier Klaviyo accepts
