@@ -11,9 +11,11 @@ import logging
 import re
 import time
 import uuid
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping
+from typing import Callable, Iterable, Mapping
 
 from tqdm import tqdm
 
@@ -86,6 +88,28 @@ def plan_message(sync: SyncConfig, plan: Plan) -> str:
                               f"~{plan.seconds_at_limits}s at the documented rate limits"])
 
 
+def _sent(send: Callable[[list[dict]], list], batches: Iterable[list[dict]], in_flight: int):
+    """(batch, send(batch)) in the batches' order. With in_flight > 1, up to that many sends run at
+    once in threads while the next pages are read; the caller still commits a batch's state only
+    after its own results arrived, so a failure or a crash loses no acknowledgement it recorded."""
+    if in_flight <= 1:
+        yield from ((batch, send(batch)) for batch in batches)
+        return
+    pool = ThreadPoolExecutor(in_flight, thread_name_prefix="sync-send")
+    pending: deque = deque()
+    try:
+        for batch in batches:
+            pending.append((batch, pool.submit(send, batch)))
+            if len(pending) >= in_flight:
+                done, future = pending.popleft()
+                yield done, future.result()
+        while pending:
+            done, future = pending.popleft()
+            yield done, future.result()
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
 def _send(conn, sync: SyncConfig, client, plan: Plan, result: SyncResult, progress: bool) -> None:
     """Send the diff: add/update rows (upsert() in upsert mode, else add()), then removals (none in
     upsert mode: the rows' state is dropped so that a return re-sends them). State is committed
@@ -94,8 +118,7 @@ def _send(conn, sync: SyncConfig, client, plan: Plan, result: SyncResult, progre
     send, batch_size = (client.upsert, client.upsert_batch_size) if upsert else (client.add, client.add_batch_size)
     bar = tqdm(total=plan.adds + plan.updates + plan.removes + plan.strangers, desc=sync.name, unit="row",
                disable=not progress)
-    for batch in pages(conn, ("add", "update"), batch_size):
-        results = send(batch)
+    for batch, results in _sent(send, pages(conn, ("add", "update"), batch_size), getattr(client, "in_flight", 1)):
         by_key = {r["key"]: r for r in batch}
         ok = [{"key": r.key, "row_hash": by_key[r.key]["row_hash"], "destination_id": r.destination_id}
               for r in results if r.ok]

@@ -15,10 +15,13 @@ No subscription calls: list membership never changes consent, and so never trigg
 from __future__ import annotations
 
 import json
+import threading
 import time
+from dataclasses import dataclass
 from typing import Iterable, Iterator
 from urllib.parse import urlencode
 
+import orjson
 import requests
 
 from syncs.destinations.base import DestinationError, RowResult
@@ -35,6 +38,7 @@ RATE_M = [(10, 1), (150, 60)]
 RATE_L = [(75, 1), (700, 60)]
 NO_LIMIT = [(100_000, 1)]  # only for a sandbox run without rate limits
 JSONAPI = "application/vnd.api+json"
+BODY_OVERHEAD = 512  # the job document around its profiles, with a list relationship
 
 
 class KlaviyoClient:
@@ -91,46 +95,53 @@ class KlaviyoClient:
     # -- membership --------------------------------------------------------------------------
     def add(self, list_id: str | None, rows: list[dict]) -> list[RowResult]:
         """Import rows (key, email, phone, first_name, last_name, properties) into the list, or only
-        as profiles when `list_id` is None (upsert mode)."""
-        profiles = [{"type": "profile", "attributes": _attributes(r)} for r in rows]
-        body: dict = {"data": {"type": "profile-bulk-import-job", "attributes": {"profiles": {"data": profiles}}}}
-        if list_id is not None:
-            body["data"]["relationships"] = {"lists": {"data": [{"type": "list", "id": list_id}]}}
-        job = self._call("POST", "/api/profile-bulk-import-jobs", self.rate_m, data=json.dumps(body)).json()["data"]
-        job_id = job["id"]
-        deadline = time.monotonic() + self.job_timeout_s
-        while job["attributes"]["status"] in ("queued", "processing"):
+        as profiles when `list_id` is None (upsert mode): submit the job, then wait for its results."""
+        return self.collect(self.submit(list_id, [(r, profile_json(r)) for r in rows]))
+
+    def submit(self, list_id: str | None, batch: list[tuple[dict, bytes]]) -> ImportJob:
+        """POST one import job of (row, profile JSON) pairs (see `batches`); returns at once with the
+        job as Klaviyo answered it (often still queued). Nothing is acknowledged until `collect`."""
+        answer = self._call("POST", "/api/profile-bulk-import-jobs", self.rate_m,
+                            data=import_body(list_id, [p for _, p in batch]))
+        return ImportJob(answer.json()["data"], [r["key"] for r, _ in batch], time.monotonic())
+
+    def collect(self, job: ImportJob) -> list[RowResult]:
+        """Poll the job until Klaviyo finished it, then one RowResult per row: its import-errors
+        become rejections; the rest are acknowledged from the job's counts (or read back)."""
+        job_id, data = job.data["id"], job.data
+        deadline = job.submitted + self.job_timeout_s
+        while data["attributes"]["status"] in ("queued", "processing"):
             if time.monotonic() > deadline:
                 raise DestinationError(f"Klaviyo import job {job_id} did not finish in {self.job_timeout_s:.0f}s")
             time.sleep(self.poll_seconds)
-            job = self._call("GET", f"/api/profile-bulk-import-jobs/{job_id}", self.rate_m).json()["data"]
-        if job["attributes"]["status"] == "cancelled":
+            data = self._call("GET", f"/api/profile-bulk-import-jobs/{job_id}", self.rate_m).json()["data"]
+        if data["attributes"]["status"] == "cancelled":
             raise DestinationError(f"Klaviyo cancelled import job {job_id}")
         rejected: dict[str, RowResult] = {}
-        if job["attributes"].get("failed_count"):
+        if data["attributes"].get("failed_count"):
             for err in self._pages(f"/api/profile-bulk-import-jobs/{job_id}/import-errors", self.rate_m):
                 attrs = err["attributes"]
                 key = (attrs.get("original_payload") or {}).get("external_id")
                 if key:
                     rejected[key] = RowResult(key, False, code=attrs.get("code"),
                                               message=(attrs.get("detail") or attrs.get("title") or "")[:500])
-        attrs = job["attributes"]
-        if (attrs.get("total_count") == len(rows) and attrs.get("status") == "complete"
-                and attrs.get("completed_count", 0) + attrs.get("failed_count", 0) == len(rows)
+        attrs, keys = data["attributes"], job.keys
+        if (attrs.get("total_count") == len(keys) and attrs.get("status") == "complete"
+                and attrs.get("completed_count", 0) + attrs.get("failed_count", 0) == len(keys)
                 and len(rejected) == attrs.get("failed_count", 0)):
             # Every row is accounted for by the job's counts: all but the reported failures were
             # imported. Klaviyo ids are looked up only when a row is removed (few rows, later).
-            return [rejected.get(r["key"]) or RowResult(r["key"], True) for r in rows]
+            return [rejected.get(k) or RowResult(k, True) for k in keys]
         ids = {p["attributes"].get("external_id"): p["id"]
                for p in self._pages(f"/api/profile-bulk-import-jobs/{job_id}/profiles?page[size]=100", self.rate_m)}
         results = []
-        for r in rows:
-            if r["key"] in rejected:
-                results.append(rejected[r["key"]])
-            elif r["key"] in ids:
-                results.append(RowResult(r["key"], True, destination_id=ids[r["key"]]))
+        for k in keys:
+            if k in rejected:
+                results.append(rejected[k])
+            elif k in ids:
+                results.append(RowResult(k, True, destination_id=ids[k]))
             else:  # neither imported nor reported: not acknowledged, so retried next run
-                results.append(RowResult(r["key"], False, code="not_acknowledged",
+                results.append(RowResult(k, False, code="not_acknowledged",
                                          message="the import job neither imported nor rejected this profile"))
         return results
 
@@ -190,10 +201,26 @@ def _attributes(row: dict) -> dict:
             attrs[target] = row[field]
     if row.get("payload"):
         try:
-            attrs["properties"] = {f"lifeline_{k}": v for k, v in json.loads(row["payload"]).items() if v is not None}
-        except json.JSONDecodeError:
-            pass
+            payload = orjson.loads(row["payload"])
+        except orjson.JSONDecodeError:
+            payload = None
+        if isinstance(payload, dict):
+            attrs["properties"] = {f"lifeline_{k}": v for k, v in payload.items() if v is not None}
     return attrs
+
+
+def profile_json(row: dict) -> bytes:
+    """One profile of an import job body, serialised once (sized by `batches`, sent by `submit`)."""
+    return orjson.dumps({"type": "profile", "attributes": _attributes(row)})
+
+
+def import_body(list_id: str | None, profiles: list[bytes]) -> bytes:
+    """The bulk import job document around already serialised profiles (the list relationship
+    only when a list is named)."""
+    lists = (b',"relationships":{"lists":{"data":[' + orjson.dumps({"type": "list", "id": list_id}) + b"]}}"
+             if list_id is not None else b"")
+    return (b'{"data":{"type":"profile-bulk-import-job","attributes":{"profiles":{"data":['
+            + b",".join(profiles) + b"]}}" + lists + b"}}")
 
 
 def _error_detail(response: requests.Response) -> str:
@@ -204,19 +231,30 @@ def _error_detail(response: requests.Response) -> str:
         return response.text[:200]
 
 
-def batches(rows: list[dict]) -> Iterable[list[dict]]:
-    """Split rows into import jobs within the profile count and payload size limits."""
-    batch: list[dict] = []
+def batches(rows: list[dict]) -> Iterable[list[tuple[dict, bytes]]]:
+    """Split rows into import jobs within the profile count and payload size limits, as
+    (row, profile JSON) pairs: each profile is serialised once, for its size and for the body."""
+    batch: list[tuple[dict, bytes]] = []
     size = 0
+    budget = BULK_IMPORT_MAX_BYTES * 0.95 - BODY_OVERHEAD
     for row in rows:
-        row_size = len(json.dumps(_attributes(row))) + 40
-        if batch and (len(batch) >= BULK_IMPORT_MAX_PROFILES or size + row_size > BULK_IMPORT_MAX_BYTES * 0.95):
+        profile = profile_json(row)
+        if batch and (len(batch) >= BULK_IMPORT_MAX_PROFILES or size + len(profile) + 1 > budget):
             yield batch
             batch, size = [], 0
-        batch.append(row)
-        size += row_size
+        batch.append((row, profile))
+        size += len(profile) + 1
     if batch:
         yield batch
+
+
+@dataclass
+class ImportJob:
+    """A submitted bulk import job: Klaviyo's job resource as last read and the keys it carries."""
+
+    data: dict
+    keys: list[str]
+    submitted: float  # time.monotonic() when submitted
 
 
 class KlaviyoList:
@@ -228,6 +266,7 @@ class KlaviyoList:
     remove_batch_size = LIST_RELATIONSHIP_MAX
     calls_per_second = RATE_M[1][0] / RATE_M[1][1]
     calls_per_add_batch = 2  # create the job, poll it (its profiles are read only if its counts don't add up)
+    in_flight = 3  # import jobs the engine keeps running at once (Klaviyo runs jobs concurrently)
     forget_batch_size = PROFILE_FILTER_MAX
 
     def __init__(self, client: KlaviyoClient, list_name: str):
@@ -235,17 +274,25 @@ class KlaviyoList:
         self.list_name = list_name
         self.retries = client.retries
         self._list_id: str | None = None
+        self._list_lock = threading.Lock()  # add() runs in several engine threads at once
 
     def _id(self) -> str:
-        if self._list_id is None:
-            self._list_id = self.client.list_id(self.list_name)
-        return self._list_id
+        with self._list_lock:
+            if self._list_id is None:
+                self._list_id = self.client.list_id(self.list_name)
+            return self._list_id
 
     def add(self, rows: list[dict]) -> list[RowResult]:
-        return [result for batch in batches(rows) for result in self.client.add(self._id(), batch)]
+        return self._import(self._id(), rows)
 
     def upsert(self, rows: list[dict]) -> list[RowResult]:
-        return [result for batch in batches(rows) for result in self.client.add(None, batch)]
+        return self._import(None, rows)
+
+    def _import(self, list_id: str | None, rows: list[dict]) -> list[RowResult]:
+        """Every job of the page is submitted before the first is waited for, so the jobs of a
+        page larger than one job (none from the engine today) run concurrently at Klaviyo."""
+        jobs = [self.client.submit(list_id, batch) for batch in batches(rows)]
+        return [result for job in jobs for result in self.client.collect(job)]
 
     def remove(self, rows: list[dict]) -> list[RowResult]:
         return self.client.remove(self._id(), rows)

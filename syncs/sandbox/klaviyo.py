@@ -19,6 +19,8 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 from urllib.parse import urlencode
 
+import orjson
+
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -126,8 +128,8 @@ async def json_body(request: Request, max_bytes: int = MAX_BODY) -> dict:
         raise KlaviyoError(413, "request_too_large", "Request entity too large.",
                            f"The request body exceeds the {max_bytes // (1024 * 1024)} MB limit; send smaller batches.")
     try:
-        body = json.loads(raw)
-    except ValueError:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError:
         raise invalid("The request body is not valid JSON.", pointer="/data") from None
     if not isinstance(body, dict) or not isinstance(body.get("data"), (dict, list)):
         raise invalid("The request body must be a JSON:API document with a `data` member.", pointer="/data")
@@ -203,6 +205,9 @@ def profile_resource(request: Request, row: tuple) -> dict:
 
 
 PROFILE_COLS = "id, attributes, email_consent, sms_consent, created, updated"
+
+
+NOT_STORED = frozenset(("id", "subscriptions", "created", "updated"))  # import keys that are not attributes
 
 
 def match_key(field: str, value: Any) -> str | None:
@@ -287,7 +292,7 @@ class ProfileIndex:
         base = json.loads(base) if isinstance(base, str) else base
         merged = dict(base)
         for key, value in attrs.items():
-            if key in ("id", "subscriptions", "created", "updated"):
+            if key in NOT_STORED:
                 continue
             if key == "properties" and isinstance(value, dict):
                 props = {**(merged.get("properties") or {}), **value}
@@ -296,9 +301,10 @@ class ProfileIndex:
                 merged.pop(key, None)
             else:
                 merged[key] = value
-        text = dumps(merged)
-        if max_bytes is not None and len(text) > max_bytes:
+        encoded = orjson.dumps(merged)  # the stored text; its UTF-8 size is what the 100 KB limit counts
+        if max_bytes is not None and len(encoded) > max_bytes:
             return None, False
+        text = encoded.decode()
         created = row is None
         if created:
             if not self._fresh_ids:
@@ -566,7 +572,8 @@ def apply_bulk_import(ctx: Context, total: int, lists: list[str], accepted: list
         created_ts = time.time()
         db.execute("insert into kl_jobs (id, kind, body, created_ts) values (?,?,?,?)",
                    (jid, "profile-bulk-import-job", dumps(job), created_ts))
-        db.execute("insert into kl_job_profiles (job_id, profile_ids) values (?,?)", (jid, dumps(imported)))
+        db.execute("insert into kl_job_profiles (job_id, profile_ids) values (?,?)",
+                   (jid, orjson.dumps(imported).decode()))
         db.executemany("insert into kl_import_errors (job_id, seq, body) values (?,?,?)",
                        [(jid, n, dumps(e)) for n, e in enumerate(errors)])
     return jid, job, created_ts

@@ -215,3 +215,17 @@ def test_job_lists_relationship(sandbox):
     assert ids["data"] == [{"type": "list", "id": list_id}]
     profiles = requests.get(f"{api(sandbox)}/profile-bulk-import-jobs/{job['id']}/profiles", headers=H).json()["data"]
     assert [p["attributes"]["email"] for p in profiles] == ["a@e.com"]
+
+
+def test_profile_size_limit_counts_utf8_bytes_and_text_round_trips(sandbox):
+    """A profile is stored as UTF-8 JSON: the 100 KB per-profile limit counts its bytes (45,000
+    two-byte characters are ~90,000 bytes, fine; 60,000 are ~120,000, an import-error), and
+    non-ASCII text reads back unchanged."""
+    list_id = make_list(sandbox)
+    fits = {"email": "fits@example.com", "first_name": "Zoë", "properties": {"note": "é" * 45_000}}
+    over = {"email": "over@example.com", "properties": {"note": "é" * 60_000}}
+    r = requests.post(f"{api(sandbox)}/profile-bulk-import-jobs", json=bulk_body([fits, over], list_id), headers=H)
+    job = r.json()["data"]["attributes"]
+    assert (job["completed_count"], job["failed_count"]) == (1, 1)
+    [member] = requests.get(f"{api(sandbox)}/lists/{list_id}/profiles", headers=H).json()["data"]
+    assert member["attributes"]["first_name"] == "Zoë" and member["attributes"]["properties"] == fits["properties"]

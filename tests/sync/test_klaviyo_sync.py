@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -245,3 +246,55 @@ def test_killed_sync_converges_on_rerun(duck_warehouse, tmp_path):
         with engine.connect() as conn:
             assert conn.execute(sa.text("select count(*) from lifeline_state.sync_state")).scalar() == 8_000
         engine.dispose()
+
+
+def test_import_jobs_are_pipelined_and_state_follows_only_collected_jobs(duck_warehouse, sandbox, env, tmp_path,
+                                                                          monkeypatch):
+    """The engine keeps up to KlaviyoList.in_flight import jobs running while it reads the next
+    pages. When the third job's connection dies, the state holds exactly the rows of the jobs
+    collected before it (never a row of a later job, even one Klaviyo imported), and the rerun
+    converges."""
+    from syncs.destinations.klaviyo import KlaviyoList
+
+    lock, state = threading.Lock(), {"open": 0, "most": 0, "posts": 0}
+    real_send = requests.Session.send
+
+    def send(self, request, **kwargs):
+        posting = request.method == "POST" and request.path_url.endswith("/profile-bulk-import-jobs")
+        with lock:
+            state["posts"] += posting
+            nth = state["posts"]
+            state["open"] += posting
+            state["most"] = max(state["most"], state["open"])
+        try:
+            if posting and nth == 3 and state.get("break"):
+                raise requests.ConnectionError("connection reset by the test")
+            if posting:
+                time.sleep(0.2)  # a job that takes a while: the next ones must not wait for it
+            return real_send(self, request, **kwargs)
+        finally:
+            with lock:
+                state["open"] -= posting
+
+    monkeypatch.setattr(requests.Session, "send", send)
+    monkeypatch.setattr(KlaviyoList, "add_batch_size", 1_000)  # pages of 1,000 rows: one job each
+    [sync] = load_syncs(write_config(tmp_path / "syncs.yml", sandbox.base_url, rate_limited=False))
+    members = people(4_500)
+    set_audience(duck_warehouse, members)
+    state["break"] = True
+    with pytest.raises(requests.ConnectionError):
+        run_sync(duck_warehouse, sync, env=env, progress=False)
+    assert state["most"] == KlaviyoList.in_flight > 1  # jobs overlapped, never more than in_flight
+    engine = duck_warehouse.engine()
+    with engine.connect() as conn:
+        claimed = {k for (k,) in conn.execute(sa.text("select key from lifeline_state.sync_state"))}
+        run = conn.execute(sa.text("select status, adds from lifeline_state.sync_runs")).fetchone()
+    engine.dispose()
+    first_two_jobs = sorted(m["profile_id"] for m in members)[:2_000]
+    assert claimed == set(first_two_jobs) and tuple(run) == ("failed", 2_000)
+    held = list_members(sandbox.base_url)
+    assert {f"person{int(k[2:])}@example.com" for k in claimed} <= held  # the state never leads the list
+    state["break"] = False
+    rerun = run_sync(duck_warehouse, sync, env=env, progress=False)
+    assert (rerun.status, rerun.adds) == ("success", 2_500)
+    assert list_members(sandbox.base_url) == {m["email"] for m in members}
