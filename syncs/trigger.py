@@ -252,11 +252,10 @@ def run_trigger(warehouse: Warehouse, sync: SyncConfig, *, dry_run: bool = False
             finally:
                 result.duration_s = time.perf_counter() - started
                 conn.rollback()
-                if result.status != "dry_run":
-                    record_run(conn, {"run_id": str(uuid.uuid4()), "sync_name": sync.name, "started_at": started_at,
-                                      "finished_at": now(), "status": result.status, "adds": result.adds, "updates": 0,
-                                      "removes": 0, "rejections": result.rejections, "retries": result.retries,
-                                      "duration_s": result.duration_s, "message": result.message[:2000]})
+                record_run(conn, {"run_id": str(uuid.uuid4()), "sync_name": sync.name, "started_at": started_at,
+                                  "finished_at": now(), "status": result.status, "adds": result.adds, "updates": 0,
+                                  "removes": 0, "rejections": result.rejections, "retries": result.retries,
+                                  "duration_s": result.duration_s, "message": result.message[:2000]})
                 release_lock(conn, sync.name)
     finally:
         engine.dispose()

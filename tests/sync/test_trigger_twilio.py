@@ -80,14 +80,14 @@ def test_one_message_per_occurrence_over_repeated_runs_and_again_on_reentry(any_
                                                              ("success", 5), ("success", 0)]
 
 
-def test_dry_run_sends_nothing_and_records_nothing(duck_warehouse, sandbox, tmp_path):
+def test_dry_run_sends_nothing_and_records_only_the_plan(duck_warehouse, sandbox, tmp_path):
     sync = sync_of(write_config(tmp_path / "syncs.yml", sandbox.base_url))
     set_sms_audience(duck_warehouse, sms_people(7))
     plan = run_sync(duck_warehouse, sync, dry_run=True, env={}, progress=False)  # no credentials needed
     assert (plan.status, plan.adds) == ("dry_run", 7) and "would send up to 7" in plan.message
     assert messages(sandbox.base_url) == []
     assert key_states(duck_warehouse) == {}
-    assert query(duck_warehouse, "select count(*) from lifeline_state.sync_runs") == [(0,)]
+    assert query(duck_warehouse, "select status, adds from lifeline_state.sync_runs") == [("dry_run", 7)]
 
 
 def test_lifeline_sync_runs_a_trigger_sync_and_prints_what_it_did(duck_warehouse, sandbox, tmp_path, monkeypatch):
