@@ -33,7 +33,7 @@ demo: $(INSTALLED)
 	$(VENV)/bin/lifeline demo
 
 test: $(INSTALLED)
-	$(PY) -m pytest -n 2 --dist loadfile $(PYTEST_ARGS)
+	$(PY) -m pytest -n 2 --dist loadfile --durations=15 $(PYTEST_ARGS)
 
 test-fast: $(INSTALLED)
 	$(PY) -m pytest -x -q -m "not slow and not browser" $(PYTEST_ARGS)
