@@ -163,6 +163,15 @@ def _plan(conn, sync: SyncConfig, spec, client) -> Plan:
     return plan
 
 
+def record_result(conn, result: SyncResult, started_at) -> None:
+    """The run's row in lifeline_state.sync_runs (every mode, dry runs included)."""
+    record_run(conn, {"run_id": str(uuid.uuid4()), "sync_name": result.name, "started_at": started_at,
+                      "finished_at": now(), "status": result.status, "adds": result.adds,
+                      "updates": result.updates, "removes": result.removes, "rejections": result.rejections,
+                      "retries": result.retries, "duration_s": result.duration_s,
+                      "message": result.message[:2000]})
+
+
 def run_sync(warehouse: Warehouse, sync: SyncConfig, *, dry_run: bool = False, force: bool = False,
              progress: bool = True, env: Mapping[str, str] | None = None, wait_s: float = 0.0) -> SyncResult:
     """One sync in its mode: add_remove (the destination's members follow the model), mirror (the
@@ -223,11 +232,7 @@ def run_sync(warehouse: Warehouse, sync: SyncConfig, *, dry_run: bool = False, f
             result.retries = client.retries[0] if client else 0
             result.duration_s = time.perf_counter() - started
             conn.rollback()
-            record_run(conn, {"run_id": str(uuid.uuid4()), "sync_name": sync.name, "started_at": started_at,
-                              "finished_at": now(), "status": result.status, "adds": result.adds,
-                              "updates": result.updates, "removes": result.removes,
-                              "rejections": result.rejections, "retries": result.retries,
-                              "duration_s": result.duration_s, "message": result.message[:2000]})
+            record_result(conn, result, started_at)
             release_lock(conn, sync.name)
     engine.dispose()
     log.info("sync %s: %s +%d ~%d -%d rejected %d", sync.name, result.status, result.adds, result.updates,

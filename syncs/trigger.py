@@ -48,7 +48,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
-import uuid
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -60,7 +59,7 @@ from syncs.config import MissingSecret, SyncConfig, environment
 from syncs.destinations.base import DestinationError, MessageClient, RowResult
 from syncs.destinations.registry import UnsupportedDestination, limits, open_client
 from syncs.destinations.twilio import CLOCK_MARGIN, OPTED_OUT, body_hash
-from syncs.engine import SyncResult, limit_memory
+from syncs.engine import SyncResult, limit_memory, record_result
 from syncs.message_template import TemplateFieldMissing
 from syncs.plan import SourceMissing, check_source
 from syncs.quiet_hours import QuietClock
@@ -70,7 +69,6 @@ from syncs.state import (
     ensure_state,
     now,
     record_rejections,
-    record_run,
     release_lock,
 )
 from syncs.warehouse import RAW_SCHEMA, STATE_SCHEMA, Warehouse
@@ -252,10 +250,7 @@ def run_trigger(warehouse: Warehouse, sync: SyncConfig, *, dry_run: bool = False
             finally:
                 result.duration_s = time.perf_counter() - started
                 conn.rollback()
-                record_run(conn, {"run_id": str(uuid.uuid4()), "sync_name": sync.name, "started_at": started_at,
-                                  "finished_at": now(), "status": result.status, "adds": result.adds, "updates": 0,
-                                  "removes": 0, "rejections": result.rejections, "retries": result.retries,
-                                  "duration_s": result.duration_s, "message": result.message[:2000]})
+                record_result(conn, result, started_at)
                 release_lock(conn, sync.name)
     finally:
         engine.dispose()
