@@ -267,11 +267,12 @@ def test_import_jobs_are_pipelined_and_state_follows_only_collected_jobs(duck_wa
             state["open"] += posting
             state["most"] = max(state["most"], state["open"])
         try:
-            # the third page's job, whichever thread posts it first (threads race to the socket)
-            if posting and state.get("break") and third_job in (request.body or b""):
-                raise requests.ConnectionError("connection reset by the test")
             if posting:
                 time.sleep(0.6)  # a slow job (even on a loaded machine): the next ones must not wait for it
+            # the third page's job, whichever thread posts it first (threads race to the socket); its
+            # connection dies after the wait, so it was open beside the first two
+            if posting and state.get("break") and third_job in (request.body or b""):
+                raise requests.ConnectionError("connection reset by the test")
             return real_send(self, request, **kwargs)
         finally:
             with lock:
