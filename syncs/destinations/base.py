@@ -16,6 +16,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Iterator, Protocol, runtime_checkable
 
+import orjson
+
 
 @dataclass(frozen=True)
 class RowResult:
@@ -24,6 +26,20 @@ class RowResult:
     destination_id: str | None = None
     code: str | None = None
     message: str | None = None
+
+
+def payload_attributes(row: dict) -> dict | None:
+    """The row's payload (JSON text of personalisation fields) as `lifeline_<field>` attributes,
+    null values left out; None when there is no payload or it is not a JSON object."""
+    if not row.get("payload"):
+        return None
+    try:
+        payload = orjson.loads(row["payload"])
+    except orjson.JSONDecodeError:
+        return None
+    if not isinstance(payload, dict):
+        return None
+    return {f"lifeline_{k}": v for k, v in payload.items() if v is not None}
 
 
 class DestinationError(RuntimeError):

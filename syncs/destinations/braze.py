@@ -24,14 +24,13 @@ the external_ids (profile_ids), then the emails, then the phones. No raw PII is 
 """
 from __future__ import annotations
 
-import json
 import time
 from typing import Iterator, Mapping
 
 import requests
 
 from syncs.config import Destination
-from syncs.destinations.base import DestinationError, RowResult
+from syncs.destinations.base import DestinationError, RowResult, payload_attributes
 from syncs.http import ResetHeaderRetry, limiter, session
 
 MAX_OBJECTS = 75          # [B5] objects per /users/track request
@@ -49,13 +48,7 @@ def attributes(row: dict) -> dict:
     for field in ("email", "phone", "first_name", "last_name"):
         if row.get(field):
             attrs[field] = row[field]
-    if row.get("payload"):
-        try:
-            payload = json.loads(row["payload"])
-        except json.JSONDecodeError:
-            payload = {}
-        attrs.update({name: v for k, v in payload.items()
-                      if v is not None and (name := f"lifeline_{k}") != AUDIENCES_ATTRIBUTE})
+    attrs.update({name: v for name, v in (payload_attributes(row) or {}).items() if name != AUDIENCES_ATTRIBUTE})
     return attrs
 
 

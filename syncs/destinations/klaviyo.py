@@ -24,7 +24,7 @@ from urllib.parse import urlencode
 import orjson
 import requests
 
-from syncs.destinations.base import DestinationError, RowResult
+from syncs.destinations.base import DestinationError, RowResult, payload_attributes
 from syncs.http import limiter, session
 
 # [K1] klaviyo/openapi stable.json; [K2] rate limits (tier M: 10/s burst, 150/min steady).
@@ -201,13 +201,9 @@ def _attributes(row: dict) -> dict:
                           ("last_name", "last_name")):
         if row.get(field):
             attrs[target] = row[field]
-    if row.get("payload"):
-        try:
-            payload = orjson.loads(row["payload"])
-        except orjson.JSONDecodeError:
-            payload = None
-        if isinstance(payload, dict):
-            attrs["properties"] = {f"lifeline_{k}": v for k, v in payload.items() if v is not None}
+    properties = payload_attributes(row)
+    if properties is not None:
+        attrs["properties"] = properties
     return attrs
 
 
