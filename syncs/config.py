@@ -97,6 +97,8 @@ class Destination(_Strict):
     from_number: str | None = Field(None, pattern=r"^\+[1-9]\d{6,14}$")
     messaging_service_sid: str | None = Field(None, pattern=r"^MG[0-9a-fA-F]{32}$")
     status_callback: str | None = None
+    # meta: the variable holding the app secret; when set, every call carries appsecret_proof
+    app_secret_env: str | None = None
 
     def resolved_base_url(self, env: Mapping[str, str]) -> str:
         return _ENV_REF.sub(lambda m: env.get(m.group(1)) or (m.group(2) or ""), self.base_url).rstrip("/")
@@ -104,10 +106,14 @@ class Destination(_Strict):
     def api_key(self, env: Mapping[str, str]) -> str:
         if not self.api_key_env:
             raise MissingSecret(f"destination {self.type} needs api_key_env naming the variable that holds its key")
-        value = env.get(self.api_key_env)
+        return self.secret(env, self.api_key_env, "API key")
+
+    def secret(self, env: Mapping[str, str], variable: str, what: str) -> str:
+        """The value of the environment variable `variable` (named in syncs.yml); MissingSecret when unset."""
+        value = env.get(variable)
         if not value:
-            raise MissingSecret(f"environment variable {self.api_key_env} is not set: export it with the {self.type} "
-                                f"API key (secrets are never read from syncs.yml)")
+            raise MissingSecret(f"environment variable {variable} is not set: export it with the {self.type} "
+                                f"{what} (secrets are never read from syncs.yml)")
         return value
 
 
@@ -139,6 +145,13 @@ class SyncConfig(_Strict):
                              "account SID and the auth token)")
         if value.type == "twilio" and bool(value.from_number) == bool(value.messaging_service_sid):
             raise ValueError("a twilio destination needs exactly one of from_number (E.164) and messaging_service_sid")
+        return value
+
+    @field_validator("destination")
+    @classmethod
+    def _fields_of_other_platforms(cls, value: Destination) -> Destination:
+        if value.app_secret_env and value.type != "meta":
+            raise ValueError("app_secret_env is for meta destinations (the app secret behind appsecret_proof)")
         return value
 
     @model_validator(mode="after")

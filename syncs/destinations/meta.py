@@ -17,12 +17,20 @@ beyond the samples cannot be told apart and are acknowledged. Throttling (HTTP 4
 the `estimated_time_to_regain_access` of `X-Business-Use-Case-Usage`; HTTP 5xx by the session.
 Token errors (code 190/102) stop the run naming the variable that holds the token.
 
+App secret proof: when the destination names `app_secret_env` (e.g. META_APP_SECRET), every call
+also carries `appsecret_proof` = HMAC-SHA256 (hex) of the access token keyed with the app secret, as
+the official SDK sends it [M1]. An app with "Require App Secret" refuses calls without it, or with a
+proof from another secret (HTTP 400, OAuthException code 100, "Invalid appsecret_proof provided in
+the API argument"): that stops the run (not retried) naming the variable to fix.
+
 GDPR: Meta has no per-person deletion call for custom audiences; `forget()` removes the person
 from the audience (their stored hashed row, plus their email and phone hashes on their own, which
 Meta matches against any member). Anything else Meta holds about the person is outside this API.
 """
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import secrets
 from collections.abc import Mapping
@@ -71,12 +79,16 @@ class MetaAudience(HashedAudience):
     forget_batch_size = MAX_ROWS // 3  # a forgotten row can become three rows (stored, email, phone)
 
     def __init__(self, base_url: str, access_token: str, audience_id: str, key_env: str,
-                 rate_limits: bool = True, backoff_s: float = 0.5, timeout_s: float = 60):
+                 rate_limits: bool = True, backoff_s: float = 0.5, timeout_s: float = 60,
+                 app_secret: str | None = None, app_secret_env: str = ""):
         self.url = f"{base_url.rstrip('/')}/{API_VERSION}/{audience_id}/users"
         self.timeout_s = timeout_s
         self.audience_id = audience_id
         self.key_env = key_env
-        self.token = access_token
+        self.auth = {"access_token": access_token}
+        if app_secret:
+            self.auth["appsecret_proof"] = appsecret_proof(access_token, app_secret)
+        self.app_secret_env = app_secret_env
         self.http, self.retries = session()
         self.rate = limiter(RATE if rate_limits else NO_LIMIT)
         self.backoff_s = backoff_s
@@ -95,7 +107,7 @@ class MetaAudience(HashedAudience):
     def _send(self, method: str, identities: list[Identity]) -> dict:
         """One call of at most MAX_ROWS rows, retried while Meta throttles; its JSON answer."""
         assert len(identities) <= MAX_ROWS
-        data = {"access_token": self.token,
+        data = {**self.auth,
                 "payload": _compact({"schema": SCHEMA, "is_raw": True, "data": [row_values(i) for i in identities]}),
                 "session": _compact({"session_id": secrets.randbelow(2**53) + 1, "batch_seq": 1,
                                      "last_batch_flag": True, "estimated_num_total": len(identities)})}
@@ -121,6 +133,8 @@ class MetaAudience(HashedAudience):
         if code in AUTH_CODES:
             raise DestinationError(f"Meta refused the access token ({detail}): check {self.key_env} (a system-user "
                                    "token with ads_management on the ad account)")
+        if code == 100 and "appsecret_proof" in str(error.get("message")):
+            raise DestinationError(self._proof_advice(detail))
         if code in THROTTLE_CODES or error.get("is_transient"):
             raise Throttled(detail, wait_s=_regain_s(response))
         if code in PERMISSION_CODES:
@@ -130,6 +144,15 @@ class MetaAudience(HashedAudience):
             raise DestinationError(f"Meta has no custom audience {self.audience_id} visible to this token ({detail}):"
                                    " check audience_id in syncs.yml")
         raise DestinationError(f"Meta refused {method} /{self.audience_id}/users ({detail})")
+
+    def _proof_advice(self, detail: str) -> str:
+        if "appsecret_proof" not in self.auth:
+            return (f"Meta requires appsecret_proof for this app ({detail}): add app_secret_env: META_APP_SECRET to "
+                    f"the destination in syncs.yml and export META_APP_SECRET with the app secret (App settings > "
+                    f"Basic) of the app that issued the token; nothing was sent")
+        return (f"Meta refused the appsecret_proof ({detail}): {self.app_secret_env} does not hold the app secret of "
+                f"the app that issued the token in {self.key_env}; export the right app secret (App settings > "
+                f"Basic); nothing was sent")
 
     def _put(self, pairs: list[tuple[dict, Identity]]) -> list[RowResult]:
         results: list[RowResult] = []
@@ -146,9 +169,17 @@ class MetaAudience(HashedAudience):
 
 
 def from_config(dest: Destination, env: Mapping[str, str]) -> MetaAudience:
-    """The client a syncs.yml destination of type meta describes (token from dest.api_key_env)."""
+    """The client a syncs.yml destination of type meta describes (token from dest.api_key_env, app
+    secret from dest.app_secret_env when named)."""
+    app_secret = dest.secret(env, dest.app_secret_env, "app secret") if dest.app_secret_env else None
     return MetaAudience(dest.resolved_base_url(env), dest.api_key(env), dest.audience_id or "",
-                        key_env=dest.api_key_env or "", rate_limits=dest.client_rate_limits, timeout_s=dest.timeout_s)
+                        key_env=dest.api_key_env or "", rate_limits=dest.client_rate_limits, timeout_s=dest.timeout_s,
+                        app_secret=app_secret, app_secret_env=dest.app_secret_env or "")
+
+
+def appsecret_proof(access_token: str, app_secret: str) -> str:
+    """HMAC-SHA256 (hex) of the access token keyed with the app secret, as the SDK computes it [M1]."""
+    return hmac.new(app_secret.encode(), access_token.encode(), hashlib.sha256).hexdigest()
 
 
 def calls(identities: list[Identity]) -> list[list[Identity]]:

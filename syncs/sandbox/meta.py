@@ -9,9 +9,15 @@ envelope `{"error": {message, type, code, error_subcode, fbtrace_id, is_transien
 throttling is code 17 / subcode 2446079, and `X-Business-Use-Case-Usage` reports usage. Audiences
 are provisioned on first use (any numeric id), or created with `POST /act_{id}/customaudiences`.
 A usersreplace session swaps the audience's users when its `last_batch_flag` batch arrives.
+Started with an app secret (option `meta_app_secret`, env LIFELINE_SANDBOX_META_APP_SECRET), it
+behaves like an app with "Require App Secret" on: every call needs `appsecret_proof` = HMAC-SHA256
+(hex) of the access token keyed with that secret; without one, or with a wrong one, it answers HTTP
+400 OAuthException code 100 "Invalid appsecret_proof provided in the API argument".
 """
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import re
 import secrets
@@ -188,6 +194,14 @@ async def create_audience(request: Request, ctx: Context) -> Response:
     return JSONResponse({"id": audience_id})
 
 
+def proof_ok(app_secret: str | None, token: str, proof: str | None) -> bool:
+    """True when no app secret is required, or `proof` is HMAC-SHA256(app_secret, token) in hex."""
+    if not app_secret:
+        return True
+    expected = hmac.new(app_secret.encode(), token.encode(), hashlib.sha256).hexdigest()
+    return hmac.compare_digest(expected, str(proof or ""))
+
+
 def guarded(handler, ctx: Context, **kwargs):
     async def wrapped(request: Request) -> Response:
         if not VERSION_RE.match(request.path_params["version"]):
@@ -195,6 +209,8 @@ def guarded(handler, ctx: Context, **kwargs):
         params = await params_of(request)
         if params.get("access_token") != ctx.token:
             return graph_error("Invalid OAuth access token - Cannot parse access token", 190)
+        if not proof_ok(ctx.options.get("meta_app_secret"), ctx.token, params.get("appsecret_proof")):
+            return graph_error("Invalid appsecret_proof provided in the API argument", 100)
         verdict = ctx.limiter.check("meta:ca")
         response = await handler(request, ctx, **kwargs) if verdict.allowed else throttled_response()
         usage = round(100 * (verdict.limit - verdict.remaining) / verdict.limit)

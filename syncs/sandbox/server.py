@@ -32,6 +32,7 @@ Running it
 
 Environment (read only by `serve` / the CLI)
   LIFELINE_SANDBOX_TOKEN   the accepted token (default `sandbox-token`)
+  LIFELINE_SANDBOX_META_APP_SECRET   when set, Meta calls need appsecret_proof made with it
   LIFELINE_SANDBOX_FAULTS  injected faults, `<platform>:<key>=<value>,...;<platform>:...`, keys
                            error_rate (share answered 5xx), latency_ms (added delay), drop_rate (share
                            of connections closed without any response), burst_429 (share answered with
@@ -46,6 +47,8 @@ Options (keyword arguments of create_app / serve / run_in_thread)
                            twilio:api, meta:ca, google:api, tiktok:api (see limits.py)
   klaviyo_job_delay_s=0    bulk-import jobs read `queued` until this many seconds have passed
   klaviyo_lists_per_day=150, mailchimp_concurrency=10, webhook_tolerance_s=300, tiktok_min_audience=1000
+  meta_app_secret=None     Meta requires appsecret_proof made with this app secret (serve: from
+                           LIFELINE_SANDBOX_META_APP_SECRET)
   reset=False              start empty
 
 Control endpoints (no auth; loopback only)
@@ -114,14 +117,15 @@ def create_app(state_dir: Path, token: str = DEFAULT_TOKEN, rate_limits: bool = 
                faults: dict | None = None, *, reset: bool = False, fault_seed: int = 0,
                limit_overrides: dict[str, Any] | None = None, klaviyo_job_delay_s: float = 0.0,
                klaviyo_lists_per_day: int = 150, mailchimp_concurrency: int = 10,
-               webhook_tolerance_s: int = 300, tiktok_min_audience: int = 1000) -> Starlette:
+               webhook_tolerance_s: int = 300, tiktok_min_audience: int = 1000,
+               meta_app_secret: str | None = None) -> Starlette:
     """The ASGI app. `faults` maps platform -> {error_rate, latency_ms, drop_rate, burst_429};
     `limit_overrides` maps a rate-limit class (e.g. 'klaviyo:M') -> [(limit, seconds), ...]."""
     store = Store(Path(state_dir), reset=reset)
     ctx = Context(store=store, token=token, limiter=default_limiter(rate_limits, limit_overrides),
                   klaviyo_job_delay_s=klaviyo_job_delay_s, klaviyo_lists_per_day=klaviyo_lists_per_day,
                   mailchimp_concurrency=mailchimp_concurrency, webhook_tolerance_s=webhook_tolerance_s,
-                  options={"tiktok_min_audience": tiktok_min_audience})
+                  options={"tiktok_min_audience": tiktok_min_audience, "meta_app_secret": meta_app_secret})
     fault_state = FaultState(validate_faults(faults or {}), seed=fault_seed)
     modules = platform_modules()
     extra = [route for m in (*modules.values(), engagement)
@@ -170,6 +174,7 @@ def serve(host: str = "127.0.0.1", port: int = 8787, state_dir: Path = Path(".li
     LIFELINE_SANDBOX_FAULTS unless `faults` is given."""
     ensure_loopback(host)
     token = os.environ.get("LIFELINE_SANDBOX_TOKEN", DEFAULT_TOKEN)
+    options.setdefault("meta_app_secret", os.environ.get("LIFELINE_SANDBOX_META_APP_SECRET") or None)
     app = create_app(Path(state_dir), token=token, rate_limits=rate_limits,
                      faults=faults if faults is not None else faults_from_env(), reset=reset, **options)
     # This process only serves the sandbox: large batches allocate ~10 objects per record, and the
