@@ -76,6 +76,23 @@ class Source(_Strict):
     include_holdout: Literal[False] = False  # holdout members are never synced
 
 
+def fill_env(text: str, env: Mapping[str, str]) -> str:
+    """`text` with each `${VAR:-default}` replaced by the variable's value (else the default)."""
+    return _ENV_REF.sub(lambda m: env.get(m.group(1)) or (m.group(2) or ""), text)
+
+
+class OAuthRefresh(_Strict):
+    """google: exchange a refresh token for short-lived access tokens at the token endpoint. Each
+    `*_env` names the environment variable holding that value (never the value itself)."""
+    client_id_env: str
+    client_secret_env: str
+    refresh_token_env: str
+    token_url: str = "https://oauth2.googleapis.com/token"  # ${VAR:-default} filled like base_url
+
+    def resolved_token_url(self, env: Mapping[str, str]) -> str:
+        return fill_env(self.token_url, env)
+
+
 class Destination(_Strict):
     type: DestinationType
     base_url: str
@@ -99,9 +116,11 @@ class Destination(_Strict):
     status_callback: str | None = None
     # meta: the variable holding the app secret; when set, every call carries appsecret_proof
     app_secret_env: str | None = None
+    # google: refresh credentials instead of a fixed access token in api_key_env
+    oauth: OAuthRefresh | None = None
 
     def resolved_base_url(self, env: Mapping[str, str]) -> str:
-        return _ENV_REF.sub(lambda m: env.get(m.group(1)) or (m.group(2) or ""), self.base_url).rstrip("/")
+        return fill_env(self.base_url, env).rstrip("/")
 
     def api_key(self, env: Mapping[str, str]) -> str:
         if not self.api_key_env:
@@ -152,6 +171,11 @@ class SyncConfig(_Strict):
     def _fields_of_other_platforms(cls, value: Destination) -> Destination:
         if value.app_secret_env and value.type != "meta":
             raise ValueError("app_secret_env is for meta destinations (the app secret behind appsecret_proof)")
+        if value.oauth and value.type != "google":
+            raise ValueError("oauth (refresh-token credentials) is for google destinations")
+        if value.oauth and value.api_key_env:
+            raise ValueError("give a google destination either api_key_env (a fixed access token) or oauth "
+                             "(refresh credentials), not both")
         return value
 
     @model_validator(mode="after")
@@ -168,8 +192,9 @@ class SyncConfig(_Strict):
     def _ad_platform_needs_ids(cls, value: Destination) -> Destination:
         missing = [f"{name} ({meaning})" for name, meaning in AD_PLATFORM_IDS.get(value.type, {}).items()
                    if not getattr(value, name)]
-        if value.type in AD_PLATFORM_IDS and not value.api_key_env:
-            missing.append("api_key_env (the variable holding the access token)")
+        if value.type in AD_PLATFORM_IDS and not value.api_key_env and not value.oauth:
+            missing.append("api_key_env (the variable holding the access token)" + (
+                " or oauth: {client_id_env, client_secret_env, refresh_token_env}" if value.type == "google" else ""))
         if missing:
             raise ValueError(f"a {value.type} destination needs {', '.join(missing)}")
         return value

@@ -3,9 +3,12 @@ shared/destinations.md §3b). Since April 2026 new Customer Match integrations m
 
 Adding: `POST /v1/audienceMembers:ingest`, removing: `POST /v1/audienceMembers:remove`, at most
 10,000 members per request [G7], `Authorization: Bearer <OAuth access token>` (scope
-https://www.googleapis.com/auth/datamanager; the variable named by api_key_env holds a current
-token, refreshing it is the caller's job). Each member carries `emailAddress` and/or `phoneNumber`
-as lowercase hex SHA-256 (`encoding: HEX`) of the value normalised by Google's formatter rules
+https://www.googleapis.com/auth/datamanager). The token is either fixed (the variable named by
+api_key_env holds a current one) or refreshed (destination `oauth: {client_id_env, client_secret_env,
+refresh_token_env, token_url}`: google_oauth.RefreshingToken renews it before it expires, and once
+more when a request is answered 401 UNAUTHENTICATED, which is then sent again). Each member carries
+`emailAddress` and/or `phoneNumber` as lowercase hex SHA-256 (`encoding: HEX`) of the value
+normalised by Google's formatter rules
 (normalize.google_*: trim, lowercase, Gmail/Googlemail dots and +suffix dropped, phone as +digits,
 whitespace removed before hashing). No raw email or phone leaves the machine. Names are not sent:
 the Data Manager `address` identifier needs regionCode and postalCode too, which audience_members
@@ -19,7 +22,8 @@ without that consent.
 Errors: the API validates a request as a whole. A 400 INVALID_ARGUMENT whose fieldViolations name
 `audience_members[i]` is the partial-failure report: those rows become rejections (code
 INVALID_ARGUMENT, the violation text) and the rest is sent again once. Any other 400 (terms,
-destination) or 404 stops the run with Google's message; 401/403 name the token variable.
+destination) or 404 stops the run with Google's message; 401 (after the one refresh) and 403 name
+the variables holding the credentials.
 HTTP 429 RESOURCE_EXHAUSTED and 5xx are retried with backoff by the session (syncs/http.py).
 
 GDPR: the Data Manager API has no per-person deletion call; `forget()` removes the person from the
@@ -35,6 +39,8 @@ import requests
 from syncs.config import Destination
 from syncs.destinations import normalize as norm
 from syncs.destinations.base import DestinationError, RowResult
+from syncs.destinations.google_oauth import (CredentialVariables, FixedToken, RefreshCredentials, RefreshingToken,
+                                             TokenSource)
 from syncs.destinations.hashed_audience import HashedAudience, Hasher, Identity, encode
 from syncs.http import limiter, session
 
@@ -64,17 +70,18 @@ class GoogleAudience(HashedAudience):
     calls_per_add_batch = 1
     forget_batch_size = MAX_MEMBERS // 3
 
-    def __init__(self, base_url: str, access_token: str, customer_id: str, user_list_id: str, key_env: str,
-                 rate_limits: bool = True, timeout_s: float = 60):
+    def __init__(self, base_url: str, access_token: str | TokenSource, customer_id: str, user_list_id: str,
+                 key_env: str, rate_limits: bool = True, timeout_s: float = 60):
+        """`access_token`: a fixed token (held by the variable `key_env`) or a TokenSource."""
         self.base_url = base_url.rstrip("/")
         self.timeout_s = timeout_s
-        self.key_env = key_env
+        self.tokens = FixedToken(access_token, key_env) if isinstance(access_token, str) else access_token
+        self.key_env = self.tokens.variables
         self.customer_id = customer_id.replace("-", "")
         self.user_list_id = user_list_id
         self.destination = {"operatingAccount": {"accountType": "GOOGLE_ADS", "accountId": self.customer_id},
                             "productDestinationId": user_list_id}
         self.http, self.retries = session()
-        self.http.headers["Authorization"] = f"Bearer {access_token}"
         self.rate = limiter(RATE if rate_limits else NO_LIMIT)
 
     # -- plumbing ----------------------------------------------------------------------------
@@ -86,16 +93,17 @@ class GoogleAudience(HashedAudience):
                       "encoding": "HEX"}
         if verb == "ingest":
             body.update(consent=CONSENT, termsOfService=TERMS)
-        self.rate.try_acquire("google")
-        response = self.http.post(f"{self.base_url}/v1/audienceMembers:{verb}", json=body, timeout=self.timeout_s)
+        response = self._send(verb, body)
         if response.ok:
             return {}
         error = _error(response)
         what = f"Google audienceMembers:{verb} ({response.status_code} {error.get('status', '')}: " \
                f"{str(error.get('message', ''))[:300]})"
         if response.status_code == 401:
-            raise DestinationError(f"{what}: check {self.key_env} holds a current OAuth access token with the "
-                                   "https://www.googleapis.com/auth/datamanager scope")
+            advice = (f"check {self.key_env} holds a current OAuth access token" if isinstance(self.tokens, FixedToken)
+                      else f"Google refused a freshly refreshed token too: check the credentials in {self.key_env} "
+                           "were issued")
+            raise DestinationError(f"{what}: {advice} with the https://www.googleapis.com/auth/datamanager scope")
         if response.status_code == 403:
             raise DestinationError(f"{what}: the token's user cannot write to Google Ads account {self.customer_id};"
                                    f" check {self.key_env} and customer_id")
@@ -112,6 +120,19 @@ class GoogleAudience(HashedAudience):
         if response.status_code != 400 or not by_member:
             raise DestinationError(f"{what}; check customer_id and audience_id (the user list id) in syncs.yml")
         return by_member
+
+    def _send(self, verb: str, body: dict) -> requests.Response:
+        """POST once with the current token; on 401 UNAUTHENTICATED once more with a refreshed one."""
+        url = f"{self.base_url}/v1/audienceMembers:{verb}"
+        token = self.tokens.token()
+        self.rate.try_acquire("google")
+        response = self.http.post(url, json=body, timeout=self.timeout_s, headers={"Authorization": f"Bearer {token}"})
+        fresh = self.tokens.refresh(token) if response.status_code == 401 else None
+        if fresh is not None:
+            self.rate.try_acquire("google")
+            response = self.http.post(url, json=body, timeout=self.timeout_s,
+                                      headers={"Authorization": f"Bearer {fresh}"})
+        return response
 
     def _drop(self, identities: list[Identity]) -> None:
         for start in range(0, len(identities), MAX_MEMBERS):
@@ -137,10 +158,21 @@ class GoogleAudience(HashedAudience):
 
 
 def from_config(dest: Destination, env: Mapping[str, str]) -> GoogleAudience:
-    """The client a syncs.yml destination of type google describes (token from dest.api_key_env)."""
-    return GoogleAudience(dest.resolved_base_url(env), dest.api_key(env), dest.customer_id or "",
+    """The client a syncs.yml destination of type google describes: a fixed token from
+    dest.api_key_env, or tokens refreshed with the credentials the variables of dest.oauth hold."""
+    return GoogleAudience(dest.resolved_base_url(env), token_source(dest, env), dest.customer_id or "",
                           dest.audience_id or "", key_env=dest.api_key_env or "", rate_limits=dest.client_rate_limits,
                           timeout_s=dest.timeout_s)
+
+
+def token_source(dest: Destination, env: Mapping[str, str]) -> TokenSource:
+    if dest.oauth is None:
+        return FixedToken(dest.api_key(env), dest.api_key_env or "")
+    names = CredentialVariables(dest.oauth.client_id_env, dest.oauth.client_secret_env, dest.oauth.refresh_token_env)
+    credentials = RefreshCredentials(dest.secret(env, names.client_id, "OAuth client id"),
+                                     dest.secret(env, names.client_secret, "OAuth client secret"),
+                                     dest.secret(env, names.refresh_token, "OAuth refresh token"))
+    return RefreshingToken(dest.oauth.resolved_token_url(env), credentials, names, timeout_s=dest.timeout_s)
 
 
 def _error(response: requests.Response) -> dict:

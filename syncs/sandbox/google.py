@@ -7,12 +7,24 @@ names), `consent`, `termsOfService`, `encoding`, `validateOnly`. At most 10,000 
 The request is validated as a whole like the real API: any bad member answers 400 INVALID_ARGUMENT
 with a `google.rpc.BadRequest` listing every bad member's field path (the partial-failure report), and
 nothing is applied. Success is `{"requestId": ...}`. Over the quota answers 429 RESOURCE_EXHAUSTED.
+
+OAuth: `POST /google/oauth2/token` stands in for https://oauth2.googleapis.com/token. Form-encoded
+`grant_type=refresh_token`, `client_id` (any), `client_secret` and `refresh_token` (both the sandbox
+token) answer `{access_token, expires_in, token_type: "Bearer", scope}`; the token lives
+`google_token_lifetime_s` seconds (option, default 3599 as Google's). A wrong refresh token answers
+400 `{"error": "invalid_grant", "error_description": "Token has been expired or revoked."}`, a wrong
+client 401 `invalid_client`, another grant type 400 `unsupported_grant_type`. The Data Manager
+endpoints accept the sandbox token itself (a fixed token) and issued tokens until they expire; an
+expired or unknown one answers 401 UNAUTHENTICATED in Google's error shape. `POST
+/_sandbox/google/expire_tokens` expires every issued token at once (as a revocation would).
 """
 from __future__ import annotations
 
 import base64
 import binascii
 import json
+import secrets
+import time
 import uuid
 
 from starlette.requests import Request
@@ -20,11 +32,14 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route
 
 from syncs.sandbox import members
-from syncs.sandbox.common import SHA256_HEX_RE, Context, now_iso, read_body
+from syncs.sandbox.common import SHA256_HEX_RE, Context, dumps, now_iso, read_body
 
 MAX_MEMBERS = 10_000
 MAX_IDENTIFIERS = 10
 MAX_BYTES = 10 * 1024 * 1024
+TOKEN_LIFETIME_S = 3599
+TOKENS = "google_oauth_token"  # audiences-table platform of issued access tokens: id = token, data = expiry
+SCOPE = "https://www.googleapis.com/auth/datamanager"
 
 
 def google_error(status: int, code: str, message: str, violations: list[dict] | None = None) -> JSONResponse:
@@ -135,10 +150,44 @@ async def ingest(request: Request, ctx: Context, remove: bool) -> Response:
     return JSONResponse({"requestId": str(uuid.uuid4())})
 
 
+def oauth_error(status: int, error: str, description: str) -> JSONResponse:
+    return JSONResponse({"error": error, "error_description": description}, status_code=status)
+
+
+async def issue_token(request: Request, ctx: Context) -> Response:
+    """The token endpoint: a refresh token exchanged for a short-lived access token."""
+    form = await request.form()
+    if form.get("grant_type") != "refresh_token":
+        return oauth_error(400, "unsupported_grant_type", f"Invalid grant_type: {str(form.get('grant_type'))[:40]}")
+    if not form.get("client_id"):
+        return oauth_error(400, "invalid_request", "Could not determine client ID from request.")
+    if form.get("client_secret") != ctx.token:
+        return oauth_error(401, "invalid_client", "Unauthorized")
+    if form.get("refresh_token") != ctx.token:
+        return oauth_error(400, "invalid_grant", "Token has been expired or revoked.")
+    lifetime = int(ctx.options.get("google_token_lifetime_s") or TOKEN_LIFETIME_S)
+    token, now = f"ya29.sandbox-{secrets.token_urlsafe(32)}", time.time()
+    with ctx.store.tx() as db:
+        db.execute("delete from audiences where platform = ? and cast(json_extract(data, '$.expires') as real) < ?",
+                   (TOKENS, now - 3600))
+        db.execute("insert into audiences (platform, id, data) values (?,?,?)",
+                   (TOKENS, token, dumps({"expires": now + lifetime})))
+    return JSONResponse({"access_token": token, "expires_in": lifetime, "token_type": "Bearer", "scope": SCOPE})
+
+
+def token_valid(ctx: Context, token: str) -> bool:
+    """The sandbox token itself, or an issued token that has not expired."""
+    if token == ctx.token:
+        return True
+    with ctx.store.tx() as db:
+        row = db.execute("select data from audiences where platform = ? and id = ?", (TOKENS, token)).fetchone()
+    return row is not None and json.loads(row[0])["expires"] > time.time()
+
+
 def guarded(ctx: Context, remove: bool):
     async def wrapped(request: Request) -> Response:
         scheme, _, key = request.headers.get("authorization", "").partition(" ")
-        if scheme != "Bearer" or key != ctx.token:
+        if scheme != "Bearer" or not token_valid(ctx, key):
             return google_error(401, "UNAUTHENTICATED", "Request had invalid authentication credentials. Expected "
                                 "OAuth 2 access token, login cookie or other valid authentication credential.")
         if not ctx.limiter.check("google:api").allowed:
@@ -148,10 +197,24 @@ def guarded(ctx: Context, remove: bool):
 
 
 def routes(ctx: Context) -> Mount:
-    return Mount("/google/v1", routes=[
-        Route("/audienceMembers:ingest", guarded(ctx, False), methods=["POST"]),
-        Route("/audienceMembers:remove", guarded(ctx, True), methods=["POST"]),
+    async def token(request: Request) -> Response:
+        return await issue_token(request, ctx)
+
+    return Mount("/google", routes=[
+        Route("/v1/audienceMembers:ingest", guarded(ctx, False), methods=["POST"]),
+        Route("/v1/audienceMembers:remove", guarded(ctx, True), methods=["POST"]),
+        Route("/oauth2/token", token, methods=["POST"]),
     ])
+
+
+def control_routes(ctx: Context) -> list[Route]:
+    async def expire_tokens(request: Request) -> JSONResponse:
+        with ctx.store.tx() as db:
+            expired = db.execute("update audiences set data = ? where platform = ?",
+                                 (dumps({"expires": 0}), TOKENS)).rowcount
+        return JSONResponse({"expired": expired})
+
+    return [Route("/google/expire_tokens", expire_tokens, methods=["POST"])]
 
 
 def summary(db) -> dict:

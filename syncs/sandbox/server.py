@@ -11,7 +11,8 @@ works here works against the platform once its base URL and credentials change:
 | `/braze/...` | `https://rest.<instance>.braze.com/...` | `Authorization: Bearer <token>` |
 | `/twilio/2010-04-01/Accounts/{AC...}/Messages.json` | `https://api.twilio.com/...` | HTTP Basic `AC...:<token>` |
 | `/meta/vNN.0/{audience_id}/users` | `https://graph.facebook.com/vNN.0/...` | `access_token=<token>` parameter |
-| `/google/v1/audienceMembers:ingest` / `:remove` | `https://datamanager.googleapis.com/v1/...` | `Authorization: Bearer <token>` |
+| `/google/v1/audienceMembers:ingest` / `:remove` | `https://datamanager.googleapis.com/v1/...` | `Authorization: Bearer <token>` (or a token issued by `/google/oauth2/token`) |
+| `/google/oauth2/token` | `https://oauth2.googleapis.com/token` | form `client_secret` and `refresh_token` = `<token>` |
 | `/tiktok/open_api/v1.3/dmp/custom_audience/...` | `https://business-api.tiktok.com/open_api/v1.3/...` | `Access-Token: <token>` header |
 | `/webhook/{name}` | your own HTTPS endpoint | `X-Lifeline-Signature: t=<unix>,v1=<hex HMAC-SHA256(token, "<t>.<body>")>` |
 
@@ -49,6 +50,7 @@ Options (keyword arguments of create_app / serve / run_in_thread)
   klaviyo_lists_per_day=150, mailchimp_concurrency=10, webhook_tolerance_s=300, tiktok_min_audience=1000
   meta_app_secret=None     Meta requires appsecret_proof made with this app secret (serve: from
                            LIFELINE_SANDBOX_META_APP_SECRET)
+  google_token_lifetime_s=3599   lifetime of the access tokens POST /google/oauth2/token issues
   reset=False              start empty
 
 Control endpoints (no auth; loopback only)
@@ -59,6 +61,7 @@ Control endpoints (no auth; loopback only)
   POST /_sandbox/limits                      {"enabled": false} or {"overrides": {"twilio:api": [[5, 1]]}}
   GET  /_sandbox/{meta|google|tiktok|mailchimp|braze}/audiences   members held by write-only platforms
   GET|POST /_sandbox/twilio/optouts          {"numbers": ["+1..."]}: sends to them fail with 21610
+  POST /_sandbox/google/expire_tokens       expire every issued Google access token (as a revocation would)
   POST /_sandbox/twilio/inbound              simulate an inbound SMS: {"From": "+1...", "Body": "STOP"}
   GET  /_sandbox/webhook/{name}              deliveries received by /webhook/{name}
   POST /_sandbox/simulate/engagement         {"seed", "open_rate", "click_rate", "occurred_at"}: seeded opens
@@ -118,14 +121,15 @@ def create_app(state_dir: Path, token: str = DEFAULT_TOKEN, rate_limits: bool = 
                limit_overrides: dict[str, Any] | None = None, klaviyo_job_delay_s: float = 0.0,
                klaviyo_lists_per_day: int = 150, mailchimp_concurrency: int = 10,
                webhook_tolerance_s: int = 300, tiktok_min_audience: int = 1000,
-               meta_app_secret: str | None = None) -> Starlette:
+               meta_app_secret: str | None = None, google_token_lifetime_s: int = 3599) -> Starlette:
     """The ASGI app. `faults` maps platform -> {error_rate, latency_ms, drop_rate, burst_429};
     `limit_overrides` maps a rate-limit class (e.g. 'klaviyo:M') -> [(limit, seconds), ...]."""
     store = Store(Path(state_dir), reset=reset)
     ctx = Context(store=store, token=token, limiter=default_limiter(rate_limits, limit_overrides),
                   klaviyo_job_delay_s=klaviyo_job_delay_s, klaviyo_lists_per_day=klaviyo_lists_per_day,
                   mailchimp_concurrency=mailchimp_concurrency, webhook_tolerance_s=webhook_tolerance_s,
-                  options={"tiktok_min_audience": tiktok_min_audience, "meta_app_secret": meta_app_secret})
+                  options={"tiktok_min_audience": tiktok_min_audience, "meta_app_secret": meta_app_secret,
+                           "google_token_lifetime_s": google_token_lifetime_s})
     fault_state = FaultState(validate_faults(faults or {}), seed=fault_seed)
     modules = platform_modules()
     extra = [route for m in (*modules.values(), engagement)
