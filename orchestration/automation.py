@@ -5,9 +5,10 @@
 - `nightly_full_check`: the same with --full-refresh, so drift between incremental and full
   results cannot accumulate, and every check runs on fully rebuilt data.
 - `landing_files` sensor: new files in the landing folder trigger a run of just the raw tables
-  they belong to and everything downstream of them (a new abandoned cart reaches its audience
-  within minutes, not at the next hourly batch), over the days their events cover (one run for
-  the whole range), or the current day.
+  they belong to and what depends on them (a new abandoned cart reaches its audience within
+  minutes, not at the next hourly batch), over the days their events cover (one run for the whole
+  range), or the current day. Behavioural files (events, message_events) skip the identity,
+  lifecycle and analytics models, which the hourly run rebuilds (orchestration/landing.py).
 - `feedback_pull` (orchestration/feedback_assets.py): Klaviyo events into raw.message_events.
 - freshness of the raw tables is a FreshnessPolicy on their assets (orchestration/raw_assets.py,
   lifeline.yml thresholds.raw_freshness_hours).
@@ -27,6 +28,7 @@ from orchestration.alerts import Alert, send_alert
 from orchestration.config import LifelineConfig
 from orchestration.dbt_assets import FULL_REFRESH_TAG
 from orchestration.feedback_assets import FEEDBACK_GROUP, build_feedback_job, build_feedback_schedule
+from orchestration.landing import landing_selection
 from orchestration.partitions import clamp_day, day_key, range_tags, utc_day
 from orchestration.raw_assets import covered_days, pending_files
 
@@ -89,8 +91,7 @@ def landing_run_request(config: LifelineConfig, asset_graph, today: date | None 
     fingerprint = hashlib.sha1(json.dumps([(f, os.stat(f).st_mtime_ns) for f in files]).encode()).hexdigest()
     if requested == f"landing-{fingerprint}":
         return dg.SkipReason(f"the files in {config.landing_dir} were already requested ({requested})")
-    raw_keys = [dg.AssetKey(["raw", table]) for table in sorted(pending)]
-    selection = dg.AssetSelection.assets(*raw_keys).downstream().resolve(asset_graph)
+    selection = landing_selection(asset_graph, pending)
     tags = {"lifeline/trigger": "landing", "lifeline/tables": ",".join(sorted(pending))}
     today = today or datetime.now(timezone.utc).date()
     if today >= config.partitions.start_date:
@@ -99,7 +100,7 @@ def landing_run_request(config: LifelineConfig, asset_graph, today: date | None 
         tags.update(range_tags(clamp_day(first, config.partitions, today), clamp_day(last, config.partitions, today)))
     return dg.RunRequest(
         run_key=f"landing-{fingerprint}",
-        asset_selection=sorted(selection, key=lambda k: k.to_user_string()),
+        asset_selection=selection,
         run_config={"ops": {"raw_tables": {"config": {"paths": files}}}},
         tags=tags,
     )

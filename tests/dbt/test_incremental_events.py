@@ -35,7 +35,7 @@ COMPARED = [*CONTRACT_MARTS, "quarantine", "staging.base_events", "staging.stg_e
 # Builds whose data tests are not the point of the test (they cost a third of a build).
 NO_TESTS = ["--exclude-resource-type", "test"]
 # When a row was (re)written: differs between runs by design.
-RUN_STAMPS = {"record_changed_at", "attributed_at"}
+RUN_STAMPS = {"record_changed_at", "attributed_at", "staged_at"}
 EVENT_COLUMNS = ("event_id, event_type, occurred_at, anonymous_id, user_id, email, phone, session_id, product_id, "
                  "cart_id, order_id, value, properties")
 

@@ -1,12 +1,23 @@
 {#- Behavioural events with the profile that did them.
 
-    Incremental (delete+insert on event_id; rows whose record lost its profile are written with
-    a null profile_id and removed by the post-hook). A run re-attributes only:
-      - stg_events rows not stored as they are (new, late of any age, or a duplicate that now
-        wins with another occurred_at): an anti-join on (event_id, occurred_at);
-      - the events of records whose profile changed since the last run (int_record_profiles
-        rows with changed_at after the newest record_changed_at stored here: merges, splits);
-    and deletes stored rows whose (event_id, occurred_at) is no longer in stg_events. -#}
+    An event's profile is its record's (int_record_profiles: the identifier combination it was
+    seen with). An event whose combination is not stitched yet (the identity models have not run
+    since it arrived: a landing run builds the behavioural path only, see
+    orchestration/automation.py) is resolved the way int_record_profiles resolves a record,
+    through its first identifier in identity_map (user_id, email, phone, anonymous_id), so a
+    known person's new event reaches the trigger audiences at once; when identity next runs, the
+    record gets its row in int_record_profiles and the event is re-attributed with it. After a
+    full identity build every record is stitched, so that fallback finds nothing the record
+    lookup did not: the results equal a full refresh.
+
+    Incremental (delete+insert on event_id; rows whose event lost its profile are written with a
+    null profile_id and removed by the post-hook). A run re-attributes only:
+      - stg_events rows staged after the newest staged_at stored here (new, late of any age, a
+        duplicate that now wins): a filter on stg_events.staged_at instead of comparing every row;
+      - the events of records whose profile changed since the last run (int_record_profiles rows
+        with changed_at after the newest record_changed_at stored here: merges, splits);
+      - the events stored without a record (resolved through the fallback) whose record exists now;
+    and deletes stored rows whose event_id is no longer in stg_events. -#}
 {{ config(
     materialized='incremental',
     unique_key='event_id',
@@ -16,11 +27,15 @@
 ) }}
 {%- if is_incremental() and execute and flags.WHICH in ('run', 'build') -%}
   {%- do run_query('delete from ' ~ this ~ ' where not exists (select 1 from ' ~ ref('stg_events') ~ ' as events
-        where events.event_id = ' ~ this ~ '.event_id and events.occurred_at = ' ~ this ~ '.occurred_at)') -%}
+        where events.event_id = ' ~ this ~ '.event_id)') -%}
 {%- endif %}
 with record_profiles as (
     select * from {{ ref('int_record_profiles') }}
     where source_table = 'events'
+),
+
+identity_map as (
+    select * from {{ ref('identity_map') }}
 ),
 
 {% if is_incremental() %}
@@ -32,10 +47,7 @@ changed_records as (
 events as (
     select events.*
     from {{ ref('stg_events') }} as events
-    where not exists (
-        select 1 from {{ this }} as stored
-        where stored.event_id = events.event_id and stored.occurred_at = events.occurred_at
-    )
+    where events.staged_at > (select coalesce(max(staged_at), cast('1900-01-01' as {{ dbt.type_timestamp() }})) from {{ this }})
     union all
     select events.*
     from {{ ref('stg_events') }} as events
@@ -44,9 +56,14 @@ events as (
         and changed_records.user_id_key = coalesce(events.user_id, '')
         and changed_records.email_key = coalesce(events.email, '')
         and changed_records.phone_key = coalesce(events.phone, '')
+    union all
+    select events.*
+    from {{ ref('stg_events') }} as events
+    join {{ this }} as stored on stored.event_id = events.event_id
+    where stored.record_changed_at is null
 ),
 
-{#- An event both new and of a changed record comes twice: once is enough. #}
+{#- An event in two of those sets comes twice: once is enough. #}
 scoped_events as (
     select * from (
         select events.*, row_number() over (partition by event_id order by occurred_at) as copy_rank
@@ -60,9 +77,35 @@ scoped_events as (
 ),
 {% endif %}
 
+with_records as (
+    select
+        events.*,
+        record_profiles.profile_id as record_profile_id,
+        record_profiles.changed_at as record_changed_at
+    from scoped_events as events
+    left {{ lifeline.join_record_profiles('events.anonymous_id', 'events.user_id', 'events.email', 'events.phone') }}
+),
+
+{#- Events of combinations not stitched yet, resolved identifier by identifier. #}
+unstitched as (
+    select
+        with_records.event_id,
+        coalesce(by_user.profile_id, by_email.profile_id, by_phone.profile_id, by_cookie.profile_id) as profile_id
+    from with_records
+    left join identity_map as by_user
+        on by_user.identifier_type = 'user_id' and by_user.identifier_value = with_records.user_id
+    left join identity_map as by_email
+        on by_email.identifier_type = 'email' and by_email.identifier_value = with_records.email
+    left join identity_map as by_phone
+        on by_phone.identifier_type = 'phone' and by_phone.identifier_value = with_records.phone
+    left join identity_map as by_cookie
+        on by_cookie.identifier_type = 'anonymous_id' and by_cookie.identifier_value = with_records.anonymous_id
+    where with_records.record_profile_id is null
+),
+
 final as (
     select
-        record_profiles.profile_id,
+        coalesce(events.record_profile_id, unstitched.profile_id) as profile_id,
         events.event_id,
         events.event_type,
         events.occurred_at,
@@ -74,15 +117,16 @@ final as (
         events.email,
         events.phone,
         events.properties,
-        record_profiles.changed_at as record_changed_at,
+        events.record_changed_at,
+        events.staged_at,
         {#- When this row was written: the run's start (per-profile models read the rows written
             by the current run through it). #}
         cast('{{ run_started_at.strftime("%Y-%m-%d %H:%M:%S.%f") }}' as {{ dbt.type_timestamp() }}) as attributed_at
-    from scoped_events as events
-    {#- Incremental: a left join, so that events whose record lost its profile are written (null
-        profile_id) over their stored rows and then removed by the post-hook. #}
-    {% if is_incremental() %}left {% endif %}{{ lifeline.join_record_profiles('events.anonymous_id', 'events.user_id', 'events.email', 'events.phone') }}
-    {% if not is_incremental() %}where record_profiles.profile_id is not null{% endif %}
+    from with_records as events
+    left join unstitched on unstitched.event_id = events.event_id
+    {#- Incremental: events that lost their profile are written (null profile_id) over their
+        stored rows and then removed by the post-hook. #}
+    {% if not is_incremental() %}where coalesce(events.record_profile_id, unstitched.profile_id) is not null{% endif %}
 )
 
 select * from final

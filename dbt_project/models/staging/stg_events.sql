@@ -4,7 +4,8 @@
     in the window (max stored occurred_at - var event_lookback_days, or vars partition_start /
     partition_end) and delete+inserts them on event_id; a duplicate that now wins replaces the
     stored copy. Rows older than the window must be unchanged (counted), else every row is
-    re-read; when as_of moves back, the post-hook deletes the rows after it. -#}
+    re-read; when as_of moves back, the post-hook deletes the rows after it. staged_at is the start
+    of the run that wrote the row. -#}
 {{ config(
     materialized='incremental',
     unique_key='event_id',
@@ -36,7 +37,10 @@ final as (
         cart_id,
         order_id,
         value,
-        properties
+        properties,
+        {#- When this row was (re)written: the run's start. Downstream incremental models read the
+            rows staged since their last run through it (int_profile_events). #}
+        cast('{{ run_started_at.strftime("%Y-%m-%d %H:%M:%S.%f") }}' as {{ dbt.type_timestamp() }}) as staged_at
     from checked
 )
 
