@@ -28,9 +28,10 @@ class RowResult:
     message: str | None = None
 
 
-def payload_attributes(row: dict) -> dict | None:
+def payload_attributes(row: dict, keep_nulls: bool = False) -> dict | None:
     """The row's payload (JSON text of personalisation fields) as `lifeline_<field>` attributes,
-    null values left out; None when there is no payload or it is not a JSON object."""
+    null values left out unless `keep_nulls` (a null is a field to clear at the destination); None
+    when there is no payload or it is not a JSON object."""
     if not row.get("payload"):
         return None
     try:
@@ -39,7 +40,7 @@ def payload_attributes(row: dict) -> dict | None:
         return None
     if not isinstance(payload, dict):
         return None
-    return {f"lifeline_{k}": v for k, v in payload.items() if v is not None}
+    return {f"lifeline_{k}": v for k, v in payload.items() if keep_nulls or v is not None}
 
 
 class DestinationError(RuntimeError):

@@ -11,7 +11,12 @@ the session with jittered backoff; a 429 (Braze sends no Retry-After) waits unti
 the next request.
 
 Sync modes:
-- `upsert` (ProfileClient): the attributes above, nothing ever removed;
+- `upsert` (ProfileClient): the attributes above; a payload field that is null is sent as `null`,
+  which Braze documents as removing the attribute [B1], so a field that went from a value to null
+  is cleared (every null field of a changed row is sent: Braze may count each as a data point). A
+  field missing from the payload altogether is left as it is (the previous payload is not kept;
+  audience_members writes every field, null when empty). Email, phone and names are never
+  cleared: other sources (SDKs, forms) set them too. No user is removed;
 - `add_remove` (MembershipClient): Braze has no lists, so membership is an array custom attribute,
   `lifeline_audiences`, changed with Braze's array operations `{"lifeline_audiences": {"add":
   ["<name>"]}}` / `{"remove": ["<name>"]}` (removals only touch existing users:
@@ -43,12 +48,14 @@ DELETE_KINDS = (("external_ids", "key"), ("email_addresses", "email"), ("phone_n
 
 
 def attributes(row: dict) -> dict:
-    """A user attributes object: identifier, standard fields and the payload as custom attributes."""
+    """A user attributes object: identifier, standard fields and the payload as custom attributes
+    (null payload fields as null: Braze removes them)."""
     attrs: dict = {"external_id": row["key"]}
     for field in ("email", "phone", "first_name", "last_name"):
         if row.get(field):
             attrs[field] = row[field]
-    attrs.update({name: v for name, v in (payload_attributes(row) or {}).items() if name != AUDIENCES_ATTRIBUTE})
+    attrs.update({name: v for name, v in (payload_attributes(row, keep_nulls=True) or {}).items()
+                  if name != AUDIENCES_ATTRIBUTE})
     return attrs
 
 

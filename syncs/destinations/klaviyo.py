@@ -6,6 +6,12 @@ counts account for every row (completed + failed = total) the other rows are ack
 reading the job's profiles back (that read-back was 100 GETs per 10,000 rows, most of an initial
 sync's calls); otherwise the profiles are read and only the rows found are acknowledged.
 Upsert mode (profile attributes, no list): the same bulk import job without `relationships.lists`.
+A payload field that is null is cleared at Klaviyo: each profile of the job names its null fields in
+`meta.patch_properties.unset` ("remove a key or keys (and their values) completely from
+properties", the profile object of the bulk import in stable.json [K1]; Klaviyo documents `null`
+as clearing for PATCH /api/profiles and /api/profile-import only), so no extra call is needed. A
+field missing from the payload altogether is left as it is (the previous payload is not kept;
+audience_members writes every field, null when empty); email, phone and names are never cleared.
 Reading a list (mirror mode): `GET /api/lists/{id}/profiles`, 100 a page, cursor links (`links.next`).
 Removing: `DELETE /api/lists/{id}/relationships/profiles`, up to 1,000 ids; rows without a stored
 Klaviyo id are resolved first with `GET /api/profiles?filter=any(external_id,[...])`, 100 a call.
@@ -195,21 +201,22 @@ class KlaviyoClient:
                 for r in rows]
 
 
-def _attributes(row: dict) -> dict:
+def profile_json(row: dict) -> bytes:
+    """One profile of an import job body, serialised once (sized by `batches`, sent by `submit`):
+    its payload fields as properties, the null ones unset (`meta.patch_properties.unset`)."""
     attrs = {"external_id": row["key"]}
     for field, target in (("email", "email"), ("phone", "phone_number"), ("first_name", "first_name"),
                           ("last_name", "last_name")):
         if row.get(field):
             attrs[target] = row[field]
-    properties = payload_attributes(row)
-    if properties is not None:
-        attrs["properties"] = properties
-    return attrs
-
-
-def profile_json(row: dict) -> bytes:
-    """One profile of an import job body, serialised once (sized by `batches`, sent by `submit`)."""
-    return orjson.dumps({"type": "profile", "attributes": _attributes(row)})
+    fields = payload_attributes(row, keep_nulls=True)
+    profile: dict = {"type": "profile", "attributes": attrs}
+    if fields is not None:
+        attrs["properties"] = {name: value for name, value in fields.items() if value is not None}
+        cleared = [name for name, value in fields.items() if value is None]
+        if cleared:
+            profile["meta"] = {"patch_properties": {"unset": cleared}}
+    return orjson.dumps(profile)
 
 
 def import_body(list_id: str | None, profiles: list[bytes]) -> bytes:

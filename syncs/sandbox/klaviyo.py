@@ -7,7 +7,10 @@ import-error); list membership <= 1,000 ids; subscribe <= 1,000; unsubscribe <= 
 creations per day. Rate limits are fixed burst (1 s) / steady (60 s) windows per endpoint class,
 with `RateLimit-Limit/Remaining/Reset` on non-429 answers and only `Retry-After` on a 429.
 Bulk-import jobs apply their rows at once; their status reads `queued` until
-`klaviyo_job_delay_s` has passed, then `complete`.
+`klaviyo_job_delay_s` has passed, then `complete`. A profile's `meta.patch_properties.unset` (a
+property name or a list of names) removes those keys from its stored properties (bulk import and
+profile-import); a malformed one is that profile's import-error. `append` / `unappend` are not
+modelled (ignored).
 """
 from __future__ import annotations
 
@@ -229,6 +232,20 @@ def validate_profile(attrs: Any, pointer: str) -> tuple[str, str, str] | None:
         return ("invalid", "Invalid phone number format (Example of a valid format: +12345678901)",
                 f"{pointer}/phone_number")
     return None
+
+
+def with_unset(attrs: dict, meta: object) -> dict | str:
+    """`attrs` with the properties named by `meta.patch_properties.unset` set to null (which the
+    merge removes; a property also given a value keeps it), or what is wrong with the patch."""
+    patch = meta.get("patch_properties") if isinstance(meta, dict) else None
+    unset = patch.get("unset") if isinstance(patch, dict) else None
+    if unset is None:
+        return attrs
+    names = [unset] if isinstance(unset, str) else unset
+    if not isinstance(names, list) or not names or not all(isinstance(n, str) and n for n in names):
+        return "`meta.patch_properties.unset` must be a property name or a non-empty list of property names."
+    given = attrs.get("properties") if isinstance(attrs.get("properties"), dict) else {}
+    return {**attrs, "properties": {**dict.fromkeys(names), **given}}
 
 
 def identity_keys(attrs: dict) -> dict[str, str]:
@@ -528,11 +545,14 @@ async def create_bulk_import(request: Request, ctx: Context) -> Response:
         pointer = f"/data/attributes/profiles/data/{i}/attributes"
         attrs = entry.get("attributes") if isinstance(entry, dict) else None
         problem = validate_profile(attrs, pointer)
+        patched = with_unset(attrs, entry.get("meta")) if problem is None else attrs
+        if isinstance(patched, str):
+            problem = ("invalid", patched, f"/data/attributes/profiles/data/{i}/meta/patch_properties/unset")
         if problem:
             errors.append(import_error(problem[0], "Invalid input.", problem[1], problem[2],
                                        attrs if isinstance(attrs, dict) else entry))
         else:
-            accepted.append((i, attrs))
+            accepted.append((i, patched))
     jid, job, created_ts = await run_in_threadpool(apply_bulk_import, ctx, len(entries), lists, accepted, errors)
     return jsonapi(job_resource(request, ctx, jid, job, created_ts), status=202)
 
@@ -650,6 +670,10 @@ async def profile_import(request: Request, ctx: Context) -> Response:
     problem = validate_profile(attrs, "/data/attributes")
     if problem and not (attrs or {}).get("id"):
         raise invalid(problem[1], pointer=problem[2])
+    patched = with_unset(attrs, body["data"].get("meta"))
+    if isinstance(patched, str):
+        raise invalid(patched, pointer="/data/meta/patch_properties/unset")
+    attrs = patched
     now = now_iso()
     with ctx.store.tx() as db:
         index = ProfileIndex(db, [attrs])
