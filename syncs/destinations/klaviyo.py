@@ -212,8 +212,10 @@ def profile_json(row: dict) -> bytes:
     fields = payload_attributes(row, keep_nulls=True)
     profile: dict = {"type": "profile", "attributes": attrs}
     if fields is not None:
-        attrs["properties"] = {name: value for name, value in fields.items() if value is not None}
         cleared = [name for name, value in fields.items() if value is None]
+        for name in cleared:
+            del fields[name]
+        attrs["properties"] = fields
         if cleared:
             profile["meta"] = {"patch_properties": {"unset": cleared}}
     return orjson.dumps(profile)
