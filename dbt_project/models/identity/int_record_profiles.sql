@@ -29,17 +29,10 @@ current_profiles as (
         coalesce(records.user_id, '') as user_id_key,
         coalesce(records.email, '') as email_key,
         coalesce(records.phone, '') as phone_key,
-        coalesce(by_user.profile_id, by_email.profile_id, by_phone.profile_id, by_cookie.profile_id) as profile_id
+        {{ lifeline.resolved_profile_id() }} as profile_id
     from records
-    left join identity_map as by_user
-        on by_user.identifier_type = 'user_id' and by_user.identifier_value = records.user_id
-    left join identity_map as by_email
-        on by_email.identifier_type = 'email' and by_email.identifier_value = records.email
-    left join identity_map as by_phone
-        on by_phone.identifier_type = 'phone' and by_phone.identifier_value = records.phone
-    left join identity_map as by_cookie
-        on by_cookie.identifier_type = 'anonymous_id' and by_cookie.identifier_value = records.anonymous_id
-    where coalesce(by_user.profile_id, by_email.profile_id, by_phone.profile_id, by_cookie.profile_id) is not null
+    {{ lifeline.join_identity_map('records') }}
+    where {{ lifeline.resolved_profile_id() }} is not null
 ),
 
 {% if is_incremental() %}

@@ -90,16 +90,9 @@ with_records as (
 unstitched as (
     select
         with_records.event_id,
-        coalesce(by_user.profile_id, by_email.profile_id, by_phone.profile_id, by_cookie.profile_id) as profile_id
+        {{ lifeline.resolved_profile_id() }} as profile_id
     from with_records
-    left join identity_map as by_user
-        on by_user.identifier_type = 'user_id' and by_user.identifier_value = with_records.user_id
-    left join identity_map as by_email
-        on by_email.identifier_type = 'email' and by_email.identifier_value = with_records.email
-    left join identity_map as by_phone
-        on by_phone.identifier_type = 'phone' and by_phone.identifier_value = with_records.phone
-    left join identity_map as by_cookie
-        on by_cookie.identifier_type = 'anonymous_id' and by_cookie.identifier_value = with_records.anonymous_id
+    {{ lifeline.join_identity_map('with_records') }}
     where with_records.record_profile_id is null
 ),
 
