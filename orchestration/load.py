@@ -7,6 +7,13 @@ Unknown extra columns are kept; a missing optional column is added as null; a mi
 created empty. A file that lacks a required column is refused with an error naming the file and
 the column, before anything is written.
 
+Every row of `events` and `message_events` also gets the load's stamp in LOAD_STAMP_COLUMN (a
+timestamp, strictly increasing from one load to the next): the incremental event models read only
+the rows loaded since their last run (dbt_project/macros/incremental_events.sql). Rows already in
+a table that lacked the column are stamped 1970-01-01 (loaded before any run that uses stamps);
+rows appended later by another tool have no stamp, which makes those models fall back to their
+occurred_at window. A column of that name in an input file is ignored.
+
 DuckDB reads the files itself. For PostgreSQL, DuckDB (in memory) reads and streams them in
 record batches into `COPY ... FROM STDIN`, so memory stays flat whatever the file size.
 """
@@ -15,6 +22,7 @@ from __future__ import annotations
 import csv
 import io
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import duckdb
@@ -25,6 +33,14 @@ from syncs.warehouse import RAW_SCHEMA, Warehouse
 
 SUFFIXES = {".csv": "csv", ".tsv": "csv", ".parquet": "parquet", ".jsonl": "json", ".ndjson": "json",
             ".json": "json", ".csv.gz": "csv", ".jsonl.gz": "json"}
+
+
+# The load stamp (contract §1 keeps unknown extra columns) of the tables the incremental event
+# models slice by it.
+LOAD_STAMP_COLUMN = "_lifeline_loaded_at"
+STAMPED_TABLES = ("events", "message_events")
+# What rows loaded before the stamp existed get: earlier than any stamp a load writes.
+UNSTAMPED_ROWS = "1970-01-01 00:00:00"
 
 
 class LoadError(ValueError):
@@ -101,7 +117,7 @@ def _as_text_sql(rel: duckdb.DuckDBPyRelation, table: RawTable) -> tuple[str, li
             items.append(f'cast({expr} as varchar) as "{col}"')
         else:
             items.append(f'cast(null as varchar) as "{col}"')
-    extras = [present[c][0] for c in present if c not in table.columns]
+    extras = [present[c][0] for c in present if c not in table.columns and c != LOAD_STAMP_COLUMN]
     for name in extras:
         items.append(f'cast("{name}" as varchar) as "{name.lower()}"')
     return ", ".join(items), [e.lower() for e in extras]
@@ -156,8 +172,7 @@ def load_files(warehouse: Warehouse, discovered: dict[str, list[Path]], replace:
                 finally:
                     con.unregister("_lifeline_incoming")
             for name, table in RAW_TABLES.items():
-                cols = ", ".join(f'"{c}" varchar' for c in table.columns)
-                con.execute(f"create table if not exists {RAW_SCHEMA}.{name} ({cols})")
+                con.execute(f"create table if not exists {RAW_SCHEMA}.{name} ({_empty_columns(table, 'varchar')})")
             con.execute("commit")
         except duckdb.Error as exc:
             con.execute("rollback")
@@ -178,8 +193,7 @@ def load_files(warehouse: Warehouse, discovered: dict[str, list[Path]], replace:
             current = files
             results[name] = _load_postgres(cur, reader, rel, table, select_list, extras, files, replace, erased)
         for name, table in RAW_TABLES.items():
-            cols = ", ".join(f'"{c}" text' for c in table.columns)
-            cur.execute(f"create table if not exists {RAW_SCHEMA}.{name} ({cols})")
+            cur.execute(f"create table if not exists {RAW_SCHEMA}.{name} ({_empty_columns(table, 'text')})")
         raw.commit()
     except (duckdb.Error, Exception) as exc:
         raw.rollback()
@@ -192,6 +206,14 @@ def load_files(warehouse: Warehouse, discovered: dict[str, list[Path]], replace:
         engine.dispose()
         reader.close()
     return results
+
+
+def _empty_columns(table: RawTable, text_type: str) -> str:
+    """The column list of a missing table created empty (with the stamp column where stamped)."""
+    columns = [f'"{c}" {text_type}' for c in table.columns]
+    if table.name in STAMPED_TABLES:
+        columns.append(f'"{LOAD_STAMP_COLUMN}" timestamp')
+    return ", ".join(columns)
 
 
 def _register_erased(con: duckdb.DuckDBPyConnection, hashes: list[str]) -> bool:
@@ -220,10 +242,30 @@ def _existing_columns_duckdb(con: duckdb.DuckDBPyConnection, name: str) -> list[
     return [r[0] for r in rows] or None
 
 
+def load_stamp() -> str:
+    """This load's stamp: the current UTC time as a SQL timestamp literal's text. A clock that goes
+    back only costs a full reprocess: the models' row counts notice rows they did not read."""
+    return datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M:%S.%f")
+
+
+def _stamp_sql(table: RawTable, stamp: str, as_type: str = "timestamp") -> str:
+    """The select-list item stamping the incoming rows of TABLE ('' for a table not stamped);
+    as_type 'varchar' for rows streamed as text (COPY parses it)."""
+    return f", cast('{stamp}' as {as_type}) as \"{LOAD_STAMP_COLUMN}\"" if table.name in STAMPED_TABLES else ""
+
+
+def _add_stamp_column_sql(target: str) -> list[str]:
+    """Statements giving an existing table the stamp column: its rows count as loaded before any
+    stamp; rows another tool appends later get none (no default)."""
+    return [f"alter table {target} add column \"{LOAD_STAMP_COLUMN}\" timestamp default '{UNSTAMPED_ROWS}'",
+            f"alter table {target} alter column \"{LOAD_STAMP_COLUMN}\" drop default"]
+
+
 def _load_duckdb(con, table: RawTable, select_list: str, extras: list[str], files: list[Path],
                  replace: bool, erased: bool = False) -> TableLoad:
     target = f"{RAW_SCHEMA}.{table.name}"
-    source, dropped = _kept(con, table, f"select {select_list} from _lifeline_incoming", erased)
+    source, dropped = _kept(con, table, f"select {select_list}{_stamp_sql(table, load_stamp())} from _lifeline_incoming",
+                            erased)
     existing = None if replace else _existing_columns_duckdb(con, table.name)
     if existing is None:
         con.execute(f"create or replace table {target} as {source}")
@@ -231,6 +273,9 @@ def _load_duckdb(con, table: RawTable, select_list: str, extras: list[str], file
         for col in extras:
             if col not in existing:
                 con.execute(f'alter table {target} add column "{col}" varchar')
+        if table.name in STAMPED_TABLES and LOAD_STAMP_COLUMN not in existing:
+            for statement in _add_stamp_column_sql(target):
+                con.execute(statement)
         con.execute(f"insert into {target} by name {source}")
     rows = con.execute(f"select count(*) from ({source})").fetchone()[0]
     return TableLoad(table.name, files, rows, extras, dropped)
@@ -240,20 +285,26 @@ def _load_postgres(cur, reader, rel, table: RawTable, select_list: str, extras: 
                    files: list[Path], replace: bool, erased: bool = False) -> TableLoad:
     """Stream one table into PostgreSQL with COPY, inside the caller's transaction."""
     target = f"{RAW_SCHEMA}.{table.name}"
-    columns = list(table.columns) + extras
+    stamped = table.name in STAMPED_TABLES
+    columns = list(table.columns) + extras + ([LOAD_STAMP_COLUMN] if stamped else [])
     cur.execute("select column_name from information_schema.columns where table_schema = %s and table_name = %s",
                 (RAW_SCHEMA, table.name))
     existing = [r[0] for r in cur.fetchall()]
     if replace or not existing:
         cur.execute(f"drop table if exists {target}")
-        cur.execute(f"create table {target} (" + ", ".join(f'"{c}" text' for c in columns) + ")")
+        cur.execute(f"create table {target} (" + ", ".join(
+            f'"{c}" ' + ("timestamp" if c == LOAD_STAMP_COLUMN else "text") for c in columns) + ")")
     else:
         for col in extras:
             if col not in existing:
                 cur.execute(f'alter table {target} add column "{col}" text')
+        if stamped and LOAD_STAMP_COLUMN not in existing:
+            for statement in _add_stamp_column_sql(target):
+                cur.execute(statement)
     reader.register("_lifeline_incoming", rel)
     try:
-        source, dropped = _kept(reader, table, f"select {select_list} from _lifeline_incoming", erased)
+        source, dropped = _kept(reader, table, f"select {select_list}{_stamp_sql(table, load_stamp(), 'varchar')} "
+                                               "from _lifeline_incoming", erased)
         batches = reader.sql(source).fetch_record_batch(100_000)
         collist = ", ".join(f'"{c}"' for c in columns)
         rows = 0

@@ -68,30 +68,59 @@
 
 {#- Builds the temporary table `scope_table` with the rows an incremental run processes (all
     columns of `rows_sql` plus _slice_key and _slice_ts), checks that the rows outside the
-    window are the ones stored, and returns the relation to read rows from (`rows_sql` itself
+    slice are the ones stored, and returns the relation to read rows from (`rows_sql` itself
     when not incremental). rows_sql: a relation or parenthesised query (the input rows);
     key_sql / ts_sql: the row key and its occurred_at over alias `source`; key_column: the
     stored column holding the key; stored_filter: which stored rows set the watermark.
 
-    Raw input (occurred_at as text) passes text_ts_sql and raw_id_sql, so that the costly
-    parsing (timestamps, keys) touches only the rows that may matter instead of every raw row:
-      - text_ts_sql: the raw occurred_at as text. A row whose text starts with a digit and sorts
-        before the window's lower bound minus 2 days (more than any UTC offset) is older than the
-        window or unparseable: it is left out without parsing;
-      - raw_id_sql: the raw id the key is made from, as text. Rows sharing a key with the window
-        are looked up by that raw text (plus every row whose id is null or has a leading or
-        trailing space, the only ones whose key may equal another spelling's), then keyed.
-    The check then counts whole tables (every raw row has one stored row): raw rows outside the
-    slice (and before partition_end) must equal stored rows outside it.
+    Raw input (a raw relation, occurred_at as text) passes text_ts_sql and raw_id_sql, and the
+    model uses incremental_strategy 'lifeline_slice' with post_hook store_load_mark (below):
+      - when the raw table has the load stamp (LOAD_STAMP_COLUMN, written by `lifeline load`) on
+        every row, a run without partition vars processes the rows loaded after the newest
+        stamp it has read (load_stamp_slice); the look-back is not needed there;
+      - otherwise the window (event_window) is found by text: a row whose occurred_at text
+        starts with a digit and sorts before the window's lower bound minus 2 days (more than
+        any UTC offset) is older than the window or unparseable: it is left out without
+        parsing. raw_id_sql, the raw id the key is made from as text, finds the rows sharing
+        a key with the window by that raw text (plus every row whose id is null or has a
+        leading or trailing space, the only ones whose key may equal another spelling's).
+      Either way `<scope_table>_replaced` holds the stored rows the slice replaces, and the check
+      counts whole tables (every raw row has one stored row): raw rows outside the slice (and
+      before partition_end) must equal stored rows outside it.
+    recheck_sql: stored rows to reprocess on every run although no raw row of theirs is new
+    (their result depends on the run's time: base_events' future timestamps).
 
     one_row_per_key: the input has one row per key (stg_* read the usable base rows, ranked one
     per key), so no row outside the window shares a key with it: the slice is a plain filter. -#}
 {% macro incremental_slice(rows_sql, scope_table, key_sql, key_column, ts_sql, label, stored_filter='1 = 1',
-                           text_ts_sql=none, raw_id_sql=none, one_row_per_key=false) -%}
-  {%- if not (is_incremental() and execute) -%}{{ return(rows_sql) }}{%- endif -%}
-  {%- set window = lifeline.event_window('select max(occurred_at) from ' ~ this ~ ' where ' ~ stored_filter) -%}
+                           text_ts_sql=none, raw_id_sql=none, one_row_per_key=false, recheck_sql='1 = 0') -%}
+  {%- if not execute -%}{{ return(rows_sql) }}{%- endif -%}
+  {%- set raw_input = text_ts_sql is not none and raw_id_sql is not none -%}
+  {%- set stamps = lifeline.load_stamps(rows_sql) if raw_input else none -%}
+  {%- set partitioned = lifeline.window_var_timestamp('partition_start') is not none
+                        or lifeline.window_var_timestamp('partition_end') is not none -%}
+  {%- set mark = lifeline.stored_load_mark() if stamps is not none and is_incremental() else none -%}
+  {#- What store_load_mark keeps after this run: every row stamped up to it has been processed. -#}
+  {%- if raw_input -%}
+    {%- do run_query('drop table if exists ' ~ scope_table ~ '_mark') -%}
+    {#- A partition run reads its window, not every new row: the mark stays where it was. -#}
+    {%- set keep = mark if partitioned and is_incremental() else (stamps.newest if stamps is not none else none) -%}
+    {%- do run_query('create temporary table ' ~ scope_table ~ '_mark as select '
+                     ~ (lifeline.stamp_literal(keep) if keep is not none else 'cast(null as ' ~ dbt.type_timestamp() ~ ')')
+                     ~ ' as loaded_at') -%}
+  {%- endif -%}
+  {%- if not is_incremental() -%}{{ return(rows_sql) }}{%- endif -%}
   {%- do run_query('drop table if exists ' ~ scope_table) -%}
-  {%- set prefiltered = text_ts_sql is not none and raw_id_sql is not none and window[0] is not none -%}
+  {%- if raw_input -%}{%- do run_query('drop table if exists ' ~ scope_table ~ '_replaced') -%}{%- endif -%}
+  {%- if raw_input and mark is not none and not partitioned -%}
+    {%- set outcome = lifeline.load_stamp_slice(rows_sql, scope_table, key_sql, key_column, ts_sql, raw_id_sql, mark,
+                                               recheck_sql) -%}
+    {%- set input_outside, stored_outside, processing = outcome -%}
+    {%- set describe = "rows loaded after " ~ mark.strftime("%Y-%m-%d %H:%M:%S.%f") -%}
+  {%- else -%}
+  {%- set window = lifeline.event_window('select max(occurred_at) from ' ~ this ~ ' where ' ~ stored_filter) -%}
+  {%- set describe = "window " ~ lifeline.describe_window(window) -%}
+  {%- set prefiltered = raw_input and window[0] is not none -%}
   {%- if prefiltered -%}
     {%- set old_prefix = (window[0] - modules.datetime.timedelta(days=2)).strftime("%Y-%m-%d") -%}
     {%- do run_query('create temporary table ' ~ scope_table ~ ' as
@@ -110,6 +139,8 @@
                or ' ~ raw_id_sql ~ " is null or " ~ raw_id_sql ~ " like ' %' or " ~ raw_id_sql ~ " like '% '" ~ '
         )
         select * from sharing where _slice_key in (select _slice_key from window_keys)') -%}
+    {%- do run_query('create temporary table ' ~ scope_table ~ '_replaced as select ' ~ key_column ~ ' as _slice_key from '
+                     ~ this ~ ' where ' ~ key_column ~ ' in (select _slice_key from ' ~ scope_table ~ ')') -%}
     {%- set newer = "cast('" ~ window[1].strftime("%Y-%m-%d %H:%M:%S") ~ "' as " ~ dbt.type_timestamp() ~ ")" if window[1] is not none else none -%}
     {%- set counts = run_query('select
           (select count(*) from ' ~ rows_sql ~ ' as source),
@@ -117,7 +148,7 @@
           ' ~ ('(select count(*) from ' ~ rows_sql ~ ' as source where not (' ~ text_ts_sql ~ " >= '0' and " ~ text_ts_sql ~ " < '" ~ old_prefix ~ "') and "
                 ~ ts_sql ~ ' >= ' ~ newer ~ ' and ' ~ key_sql ~ ' not in (select _slice_key from ' ~ scope_table ~ '))' if newer else '0') ~ ',
           (select count(*) from ' ~ this ~ '),
-          (select count(*) from ' ~ this ~ ' where ' ~ key_column ~ ' in (select _slice_key from ' ~ scope_table ~ ')),
+          (select count(*) from ' ~ scope_table ~ '_replaced),
           ' ~ ('(select count(*) from ' ~ this ~ ' where occurred_at >= ' ~ newer ~ ' and ' ~ key_column ~ ' not in (select _slice_key from ' ~ scope_table ~ '))' if newer else '0') ~ '') -%}
     {%- set n = counts.rows[0] -%}
     {%- set input_outside = (n[0] | int) - (n[1] | int) - (n[2] | int) -%}
@@ -143,6 +174,10 @@
         from ' ~ rows_sql ~ ' as source
         where ' ~ key_sql ~ ' in (select _slice_key from window_keys)') -%}
     {%- endif -%}
+    {%- if raw_input -%}
+      {%- do run_query('create temporary table ' ~ scope_table ~ '_replaced as select ' ~ key_column ~ ' as _slice_key from '
+                       ~ this ~ ' where ' ~ key_column ~ ' in (select _slice_key from ' ~ scope_table ~ ')') -%}
+    {%- endif -%}
     {%- set older = "cast('" ~ window[0].strftime("%Y-%m-%d %H:%M:%S") ~ "' as " ~ dbt.type_timestamp() ~ ")" if window[0] is not none else none -%}
     {%- if older is none -%}
       {{ log(label ~ " (incremental): window " ~ lifeline.describe_window(window) ~ ", no lower bound", info=True) }}
@@ -161,16 +196,127 @@
     {%- set stored_outside = (n[2] | int) - (n[3] | int) -%}
     {%- set processing = n[4] -%}
   {%- endif -%}
+  {%- endif -%}
   {%- if input_outside != stored_outside -%}
-    {{ log(label ~ " (incremental): " ~ input_outside ~ " input rows outside the window " ~ lifeline.describe_window(window) ~ " but " ~ stored_outside ~ " stored (rows older than var event_lookback_days arrived, or the input was replaced): reprocessing every row", info=True) }}
+    {{ log(label ~ " (incremental): " ~ input_outside ~ " input rows outside the " ~ describe ~ " but " ~ stored_outside ~ " stored (rows older than var event_lookback_days arrived, or the input was replaced): reprocessing every row", info=True) }}
     {%- do run_query('drop table ' ~ scope_table) -%}
     {%- do run_query('create temporary table ' ~ scope_table ~ ' as select source.*, ' ~ key_sql ~ ' as _slice_key, ' ~ ts_sql ~ ' as _slice_ts from ' ~ rows_sql ~ ' as source') -%}
+    {%- if raw_input -%}{%- do run_query('delete from ' ~ scope_table ~ '_replaced') -%}{%- endif -%}
     {#- Only a real run empties the table; dbt compile/show must not change data. -#}
     {%- if flags.WHICH in ('run', 'build') -%}{%- do run_query('delete from ' ~ this) -%}{%- endif -%}
   {%- else -%}
-    {{ log(label ~ " (incremental): window " ~ lifeline.describe_window(window) ~ ", processing " ~ processing ~ " rows", info=True) }}
+    {{ log(label ~ " (incremental): " ~ describe ~ ", processing " ~ processing ~ " rows", info=True) }}
   {%- endif -%}
   {{ return(scope_table) }}
+{%- endmacro %}
+
+{#- The load stamp `lifeline load` writes on every raw event and message event row
+    (orchestration/load.py LOAD_STAMP_COLUMN). -#}
+{% macro load_stamp_column() -%}{{ return('_lifeline_loaded_at') }}{%- endmacro %}
+
+{#- A naive datetime as a SQL timestamp literal (microseconds kept). -#}
+{% macro stamp_literal(value) -%}
+  {{ return("cast('" ~ value.strftime("%Y-%m-%d %H:%M:%S.%f") ~ "' as " ~ dbt.type_timestamp() ~ ")") }}
+{%- endmacro %}
+
+{#- A timestamp read back through run_query (a datetime, or text on some adapters) as a naive datetime. -#}
+{% macro as_naive_datetime(value) -%}
+  {%- if value is none -%}{{ return(none) }}{%- endif -%}
+  {%- if value is string -%}
+    {%- set value = modules.datetime.datetime.fromisoformat(value | replace('Z', '+00:00')) -%}
+  {%- endif -%}
+  {%- if value.tzinfo is not none -%}
+    {%- set value = value.astimezone(modules.pytz.utc).replace(tzinfo=none) -%}
+  {%- endif -%}
+  {{ return(value) }}
+{%- endmacro %}
+
+{#- The raw relation's load stamps as {'newest': datetime or none}, or none when they cannot be
+    used: the column is absent (raw loaded by another tool) or some rows have no stamp (appended
+    by another tool after `lifeline load`). -#}
+{% macro load_stamps(raw_relation) -%}
+  {%- set names = adapter.get_columns_in_relation(raw_relation) | map(attribute='name') | map('lower') | list -%}
+  {%- if lifeline.load_stamp_column() not in names -%}{{ return(none) }}{%- endif -%}
+  {%- set row = run_query('select max(' ~ lifeline.load_stamp_column() ~ '), count(*) - count(' ~ lifeline.load_stamp_column()
+                          ~ ') from ' ~ raw_relation).rows[0] -%}
+  {%- if (row[1] | int) > 0 -%}{{ return(none) }}{%- endif -%}
+  {{ return({'newest': lifeline.as_naive_datetime(row[0])}) }}
+{%- endmacro %}
+
+{#- Where a model keeps the newest load stamp it has processed (one row, one column). -#}
+{% macro load_mark_relation() -%}
+  {{ return(api.Relation.create(database=this.database, schema=this.schema, identifier=this.identifier ~ '__load_mark')) }}
+{%- endmacro %}
+
+{#- The stored load mark of this model, or none. -#}
+{% macro stored_load_mark() -%}
+  {%- set relation = lifeline.load_mark_relation() -%}
+  {%- if adapter.get_columns_in_relation(relation) | length == 0 -%}{{ return(none) }}{%- endif -%}
+  {{ return(lifeline.as_naive_datetime(run_query('select max(loaded_at) from ' ~ relation).columns[0].values()[0])) }}
+{%- endmacro %}
+
+{#- Post-hook of the raw-reading models: keeps the mark incremental_slice computed
+    (`<scope_table>_mark`), or drops it when the raw table has no load stamps. Inside the model's
+    transaction, so the mark and the rows are stored together. -#}
+{% macro store_load_mark(raw_relation, scope_table) -%}
+  {%- if not execute -%}{{ return('') }}{%- endif -%}
+  {%- set relation = lifeline.load_mark_relation() -%}
+  {%- set names = adapter.get_columns_in_relation(raw_relation) | map(attribute='name') | map('lower') | list -%}
+  {%- if lifeline.load_stamp_column() not in names -%}
+    drop table if exists {{ relation }}
+  {%- else -%}
+    create table if not exists {{ relation }} (loaded_at {{ dbt.type_timestamp() }});
+    delete from {{ relation }};
+    insert into {{ relation }} (loaded_at) select loaded_at from {{ scope_table }}_mark where loaded_at is not null
+  {%- endif -%}
+{%- endmacro %}
+
+{#- The slice of a run by load stamp: the raw rows loaded after `mark`, every raw row sharing a key
+    with them or with a stored row matching recheck_sql, and the stored rows they replace
+    (`<scope_table>_replaced`). Appended rows sit at the end of the raw table, so the stamp test
+    skips the rest by its zone maps; the raw table is read in full only when a key is already
+    stored (a duplicate of an earlier event, or a recheck). Returns (raw rows outside the slice,
+    stored rows outside it, rows processed); the first two must be equal. -#}
+{% macro load_stamp_slice(rows_sql, scope_table, key_sql, key_column, ts_sql, raw_id_sql, mark, recheck_sql) -%}
+  {%- set stamp = 'source.' ~ lifeline.load_stamp_column() -%}
+  {%- do run_query('create temporary table ' ~ scope_table ~ ' as
+      select source.*, ' ~ key_sql ~ ' as _slice_key, ' ~ ts_sql ~ ' as _slice_ts
+      from ' ~ rows_sql ~ ' as source
+      where ' ~ stamp ~ ' > ' ~ lifeline.stamp_literal(mark)) -%}
+  {%- do run_query('create temporary table ' ~ scope_table ~ '_replaced as
+      select ' ~ key_column ~ ' as _slice_key from ' ~ this ~ '
+      where ' ~ key_column ~ ' in (select _slice_key from ' ~ scope_table ~ ') or (' ~ recheck_sql ~ ')') -%}
+  {%- set found = run_query('select count(*) from ' ~ scope_table ~ '_replaced').columns[0].values()[0] | int -%}
+  {%- if found > 0 -%}
+    {#- Earlier raw rows of these keys, looked up by their raw id's text (see incremental_slice). -#}
+    {%- do run_query('insert into ' ~ scope_table ~ '
+        select source.*, ' ~ key_sql ~ ' as _slice_key, ' ~ ts_sql ~ ' as _slice_ts
+        from ' ~ rows_sql ~ ' as source
+        where ' ~ stamp ~ ' <= ' ~ lifeline.stamp_literal(mark) ~ '
+          and (' ~ raw_id_sql ~ ' in (select cast(_slice_key as ' ~ dbt.type_string() ~ ') from ' ~ scope_table ~ '_replaced)
+               or ' ~ raw_id_sql ~ ' in (select ' ~ raw_id_sql ~ ' from ' ~ scope_table ~ ' as source
+                                         where _slice_key in (select _slice_key from ' ~ scope_table ~ '_replaced))
+               or ' ~ raw_id_sql ~ " is null or " ~ raw_id_sql ~ " like ' %' or " ~ raw_id_sql ~ " like '% ')
+          and " ~ key_sql ~ ' in (select _slice_key from ' ~ scope_table ~ '_replaced)') -%}
+    {#- A rechecked key whose raw rows are gone is not replaced: the counts below notice it. -#}
+    {%- do run_query('delete from ' ~ scope_table ~ '_replaced where _slice_key not in (select _slice_key from ' ~ scope_table ~ ')') -%}
+  {%- endif -%}
+  {%- set n = run_query('select (select count(*) from ' ~ rows_sql ~ ' as source), (select count(*) from ' ~ scope_table ~ '),
+                                (select count(*) from ' ~ this ~ '), (select count(*) from ' ~ scope_table ~ '_replaced)').rows[0] -%}
+  {{ return(((n[0] | int) - (n[1] | int), (n[2] | int) - (n[3] | int), n[1])) }}
+{%- endmacro %}
+
+{#- incremental_strategy 'lifeline_slice' of the raw-reading models: deletes the stored rows the
+    slice replaces (`<model>_slice_replaced`, from incremental_slice; none at all in the common
+    case of new events) and inserts the slice's rows. -#}
+{% macro get_incremental_lifeline_slice_sql(arg_dict) -%}
+  {%- set target = arg_dict['target_relation'] -%}
+  {%- set replaced = target.identifier ~ '_slice_replaced' -%}
+  {%- set columns = get_quoted_csv(arg_dict['dest_columns'] | map(attribute='name')) -%}
+  {%- if run_query('select count(*) from ' ~ replaced).columns[0].values()[0] | int > 0 -%}
+    delete from {{ target }} where {{ arg_dict['unique_key'] }} in (select _slice_key from {{ replaced }});
+  {% endif -%}
+    insert into {{ target }} ({{ columns }}) select {{ columns }} from {{ arg_dict['temp_relation'] }}
 {%- endmacro %}
 
 {#- md5 over the raw event's columns as text: identifies a raw row that has no event_id. -#}

@@ -23,7 +23,7 @@ import sqlalchemy as sa
 
 from orchestration.contract import CONTRACT_MARTS
 from orchestration.dbt_runner import DbtResult, run_dbt
-from orchestration.load import load
+from orchestration.load import LOAD_STAMP_COLUMN, load
 from syncs.warehouse import Warehouse
 
 AS_OF = datetime(2026, 11, 1)
@@ -123,9 +123,11 @@ def test_incremental_after_new_events_equals_full_refresh(any_warehouse, batches
     load(any_warehouse, batches["later"], replace=False)
     result = run_dbt(any_warehouse, "build", as_of=AS_OF)  # with the data tests, on the window
     lines = slice_lines(result)
-    # Only the window was processed (the look-back of 3 days before the stored maximum).
+    # Only the slice was processed: base_* the rows loaded since the last run (and the stored
+    # copies of their event_ids), stg_* the look-back window of 3 days before the stored maximum.
     for model in ("base_events", "stg_events", "base_message_events", "stg_message_events"):
         assert "processing" in lines[model] and "reprocessing every row" not in lines[model], (model, lines)
+    assert lines["base_events"].startswith("rows loaded after "), lines
     full = assert_equals_full_refresh(any_warehouse)
     quarantined = {(r[1], r[2]) for r in full["quarantine"] if r[0] == "events"}
     assert ("bad-ts-1", "unparseable_timestamp") in quarantined
@@ -141,10 +143,12 @@ def test_partition_window_and_an_event_older_than_the_look_back(duck_warehouse, 
     window = {"partition_start": "2026-10-25", "partition_end": "2026-11-02T00:00:00Z", "event_lookback_days": 2}
     lines = slice_lines(run_dbt(duck_warehouse, "build", NO_TESTS, as_of=AS_OF, extra_vars=window))
     assert lines["base_events"].startswith("window [2026-10-23 00:00:00, 2026-11-02 00:00:00)"), lines
-    # An event months older than any window: detected by the row count, everything reprocessed.
+    # An event months older than any window: base_events reads it by its load stamp (with the
+    # rows the partition run left to later), stg_events' window count notices it and re-reads all.
     load(duck_warehouse, batches["old"], replace=False)
     lines = slice_lines(run_dbt(duck_warehouse, "build", NO_TESTS, as_of=AS_OF))
-    assert "reprocessing every row" in lines["base_events"], lines
+    assert lines["base_events"].startswith("rows loaded after "), lines
+    assert "reprocessing every row" in lines["stg_events"], lines
     full = assert_equals_full_refresh(duck_warehouse)
     assert any(r[0] == "old-1" for r in full["staging.stg_events"])
 
@@ -215,3 +219,64 @@ def test_a_partition_var_that_is_not_a_timestamp_fails_clearly(staged):
     with engine.connect() as conn:
         assert conn.execute(sa.text("select count(*) from staging.base_events")).scalar() > 0
     engine.dispose()
+
+
+def _stamps(warehouse: Warehouse, table: str) -> list:
+    engine = warehouse.engine()
+    with engine.connect() as conn:
+        stamps = [r[0] for r in conn.execute(sa.text(f"select {LOAD_STAMP_COLUMN} from raw.{table}"))]
+    engine.dispose()
+    return stamps
+
+
+def test_load_stamps_every_event_row_and_each_load_later(any_warehouse, batches, tmp_path):
+    load(any_warehouse, batches["first"], replace=True)
+    first = _stamps(any_warehouse, "events")
+    assert first and None not in first and len(set(first)) == 1
+    assert len(set(_stamps(any_warehouse, "message_events"))) == 1
+    load(any_warehouse, batches["old"], replace=False)
+    both = _stamps(any_warehouse, "events")
+    assert len(both) == len(first) + 1 and max(both) > max(first)
+    # A stamp column in a file is the loader's own, not an extra column: this load's stamp wins.
+    stamped_file = tmp_path / "stamped" / "events.csv"
+    stamped_file.parent.mkdir()
+    stamped_file.write_text(f"event_id,event_type,occurred_at,{LOAD_STAMP_COLUMN}\nx-1,page_view,2026-10-30T00:00:00Z,"
+                            "2001-01-01 00:00:00\n")
+    assert load(any_warehouse, stamped_file.parent, replace=False)["events"].extra_columns == []
+    assert min(_stamps(any_warehouse, "events")) == min(first) and max(_stamps(any_warehouse, "events")) > max(both)
+    engine = any_warehouse.engine()
+    with engine.connect() as conn:
+        orders = conn.execute(sa.text("select * from raw.orders where 1 = 0")).keys()
+    engine.dispose()
+    assert LOAD_STAMP_COLUMN not in orders
+
+
+def test_raw_written_by_another_tool_falls_back_to_the_window(duck_warehouse, batches):
+    """Rows appended without a load stamp (another tool, into a table `lifeline load` made), and a
+    raw table without the stamp column at all (the user's own), are read by occurred_at window."""
+    load(duck_warehouse, batches["first"], replace=True)
+    run_dbt(duck_warehouse, "build", [*NO_TESTS, "--full-refresh"], as_of=AS_OF)
+    con = duckdb.connect(str(duck_warehouse.duckdb_path))
+    for table in ("events", "message_events"):
+        con.execute(f"insert into raw.{table} by name select * from read_parquet('{batches['later'] / table}/*.parquet')")
+    con.close()
+    lines = slice_lines(run_dbt(duck_warehouse, "build", NO_TESTS, as_of=AS_OF))
+    for model in ("base_events", "base_message_events"):
+        assert lines[model].startswith("window [") and "reprocessing every row" not in lines[model], lines
+    assert_equals_full_refresh(duck_warehouse)
+    # The user's own raw tables: no stamp column; an event older than the look-back is noticed.
+    con = duckdb.connect(str(duck_warehouse.duckdb_path))
+    for table in ("events", "message_events"):
+        con.execute(f"alter table raw.{table} drop column {LOAD_STAMP_COLUMN}")
+    con.execute(f"insert into raw.events by name select * from read_parquet('{batches['old'] / 'events'}/*.parquet')")
+    con.close()
+    lines = slice_lines(run_dbt(duck_warehouse, "build", NO_TESTS, as_of=AS_OF))
+    assert "reprocessing every row" in lines["base_events"], lines
+    full = assert_equals_full_refresh(duck_warehouse)
+    assert any(r[0] == "old-1" for r in full["staging.stg_events"])
+    engine = duck_warehouse.engine()
+    with engine.connect() as conn:  # no stamps, no mark left behind
+        marks = conn.execute(sa.text("select count(*) from information_schema.tables "
+                                     "where table_name like '%load_mark'")).scalar()
+    engine.dispose()
+    assert marks == 0

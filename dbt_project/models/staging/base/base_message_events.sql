@@ -1,13 +1,15 @@
 {#- Every raw message event typed, with the reason it cannot be used (drop_reason).
 
     Incremental like base_events (macros/incremental_events.sql): a run reprocesses the raw rows
-    in the window and every raw row with the same message_key (message_id, event, occurred_at:
+    loaded since the last run (or, without load stamps and in partition runs, the rows in the
+    window) and every raw row with the same message_key (message_id, event, occurred_at:
     the grain duplicates are ranked in), delete+insert on message_key. -#}
 {{ config(
     materialized='incremental',
     unique_key='message_key',
-    incremental_strategy=('merge' if target.type == 'bigquery' else 'delete+insert'),
-    on_schema_change='fail'
+    incremental_strategy=('merge' if target.type == 'bigquery' else 'lifeline_slice'),
+    on_schema_change='fail',
+    post_hook="{{ lifeline.store_load_mark(source('raw', 'message_events'), 'base_message_events_slice') }}"
 ) }}
 {%- set raw_relation = lifeline.incremental_slice(
         source('raw', 'message_events'), 'base_message_events_slice',
@@ -79,3 +81,8 @@ final as (
 )
 
 select * from final
+{#- DuckDB keeps the rows in this order: the recent rows that runs and windowed data tests read
+    (stg_* slices, __event_window__) sit together at the end, where min/max zone maps skip the rest. -#}
+{%- if target.type == 'duckdb' %}
+order by occurred_at
+{%- endif %}
