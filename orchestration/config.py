@@ -89,7 +89,8 @@ class Partitions(_Strict):
 
 class LifelineConfig(_Strict):
     landing_dir: Path = Path("landing")
-    sensor_interval_seconds: int = Field(30, ge=5)
+    sensor_interval_seconds: int = Field(10, ge=5, description="how often the landing sensor looks for new files "
+                                         "(a directory listing; the wait adds half of it to freshness on average)")
     schedules: Schedules = Schedules()
     alerts: AlertChannels = AlertChannels()
     thresholds: Thresholds = Thresholds()

@@ -1,14 +1,15 @@
 """What a landing run builds: the assets downstream of the raw tables its files fill.
 
 Files of behavioural tables (events, message_events) take the fast lane: everything downstream
-of them except the identity, lifecycle and analytics groups, which the hourly run rebuilds. What a
+of them except the identity, lifecycle, analytics and quality (quarantine) groups, which the
+hourly run rebuilds. What a
 known person just did reaches the trigger audiences in the time of the behavioural path (staging,
 the person's events and consent, the audiences and their syncs) instead of waiting for the whole
 identity graph: a new event of a combination of identifiers not stitched yet is resolved through
 identity_map as it stands (int_profile_events), and an unsubscribe or opt-out in the files still
 reaches profiles and the audiences in the same run. What needs the identity graph (a new person, a
-merge of two profiles) and the slow-moving marts (lifecycle stages, analytics) follow at the next
-hourly run. Files of any other table (customers, orders, products...) change who people are and
+merge of two profiles), the slow-moving marts (lifecycle stages, analytics) and the quarantine
+report follow at the next hourly run. Files of any other table (customers, orders, products...) change who people are and
 what they bought, so their run builds everything downstream.
 """
 from __future__ import annotations
@@ -18,7 +19,7 @@ from collections.abc import Iterable
 import dagster as dg
 
 FAST_LANE_TABLES = frozenset({"events", "message_events"})
-HOURLY_GROUPS = frozenset({"identity", "lifecycle", "analytics"})
+HOURLY_GROUPS = frozenset({"identity", "lifecycle", "analytics", "quality"})
 
 
 def landing_selection(asset_graph, tables: Iterable[str]) -> list[dg.AssetKey]:
