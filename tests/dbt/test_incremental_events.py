@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import datetime
+import time
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import duckdb
@@ -280,3 +281,28 @@ def test_raw_written_by_another_tool_falls_back_to_the_window(duck_warehouse, ba
                                      "where table_name like '%load_mark'")).scalar()
     engine.dispose()
     assert marks == 0
+
+
+def test_a_future_timestamp_becomes_plausible_without_being_loaded_again(staged, tmp_path):
+    """An event more than a day ahead of the run is quarantined as implausible_timestamp; once the
+    clock has caught up, the next run re-reads it although no raw row is new (as a full refresh would)."""
+    soon = datetime.now(timezone.utc) + timedelta(days=1, seconds=20)
+    future = tmp_path / "future" / "events.csv"
+    future.parent.mkdir()
+    future.write_text(f"event_id,event_type,occurred_at\nfuture-1,page_view,{soon:%Y-%m-%dT%H:%M:%SZ}\n")
+    load(staged, future.parent, replace=False)
+
+    def drop_reason() -> str | None:
+        engine = staged.engine()
+        with engine.connect() as conn:
+            reason = conn.execute(sa.text("select drop_reason from staging.base_events where event_id = 'future-1'")).one()[0]
+        engine.dispose()
+        return reason
+
+    only_base = [*NO_TESTS, "--select", "base_events"]
+    run_dbt(staged, "build", only_base, as_of=AS_OF)
+    assert drop_reason() == "implausible_timestamp", "dbt took 20 s to start: the run already saw the event as plausible"
+    time.sleep(max(0.0, (soon - timedelta(days=1) - datetime.now(timezone.utc)).total_seconds()) + 1)
+    lines = slice_lines(run_dbt(staged, "build", only_base, as_of=AS_OF))
+    assert lines["base_events"].startswith("rows loaded after ") and "processing 1 rows" in lines["base_events"], lines
+    assert drop_reason() is None
