@@ -26,7 +26,7 @@ import dagster as dg
 
 from orchestration.alerts import Alert, send_alert
 from orchestration.config import LifelineConfig
-from orchestration.dbt_assets import FULL_REFRESH_TAG
+from orchestration.dbt_assets import FULL_REFRESH_TAG, TRIGGER_TAG
 from orchestration.feedback_assets import FEEDBACK_GROUP, build_feedback_job, build_feedback_schedule
 from orchestration.landing import landing_selection
 from orchestration.partitions import clamp_day, day_key, range_tags, utc_day
@@ -92,7 +92,7 @@ def landing_run_request(config: LifelineConfig, asset_graph, today: date | None 
     if requested == f"landing-{fingerprint}":
         return dg.SkipReason(f"the files in {config.landing_dir} were already requested ({requested})")
     selection = landing_selection(asset_graph, pending)
-    tags = {"lifeline/trigger": "landing", "lifeline/tables": ",".join(sorted(pending))}
+    tags = {TRIGGER_TAG: "landing", "lifeline/tables": ",".join(sorted(pending))}
     today = today or datetime.now(timezone.utc).date()
     if today >= config.partitions.start_date:
         # One run over the days the new events cover (or today), clamped to existing partitions.

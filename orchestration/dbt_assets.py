@@ -28,6 +28,9 @@ WINDOW_MACRO = "macro.lifeline.incremental_slice"
 # models), and a tag reaches them all.
 AS_OF_TAG = "lifeline/as_of"
 FULL_REFRESH_TAG = "lifeline/full_refresh"
+# Set by the landing sensor (orchestration/automation.py) and by Dagster on scheduled runs.
+TRIGGER_TAG = "lifeline/trigger"
+SCHEDULE_TAG = "dagster/schedule_name"
 NO_PARTITION = ("this run builds the daily-partitioned events models but names no partition: choose a day "
                 "(execute_in_process(partition_key='YYYY-MM-DD'), `dagster job launch --partition`, the UI's "
                 "partition picker) or a range (a backfill); the hourly schedule picks today's UTC day")
@@ -70,6 +73,14 @@ def windowed_models(manifest_path: Path) -> list[str]:
                   if n["resource_type"] == "model" and WINDOW_MACRO in n["depends_on"]["macros"])
 
 
+def new_rows_var(tags: Mapping[str, str]) -> dict[str, bool]:
+    """Landing and scheduled runs process the raw rows loaded since the last run when they all lie in
+    the partition window (dbt var partition_new_rows, macros/incremental_events.sql); a run launched
+    on partitions by hand (a backfill, a re-run of a day) reprocesses the whole window."""
+    automatic = tags.get(TRIGGER_TAG) == "landing" or SCHEDULE_TAG in tags
+    return {"partition_new_rows": True} if automatic else {}
+
+
 class DbtAssets(NamedTuple):
     unpartitioned: dg.AssetsDefinition
     partitioned: dg.AssetsDefinition
@@ -107,7 +118,7 @@ def build_dbt_assets(warehouse: Warehouse, partitions_def: dg.PartitionsDefiniti
         # One partition, or a single-run backfill's whole range (partition_time_window spans it).
         if not (context.has_partition_key or context.has_partition_key_range):
             raise dg.Failure(description=NO_PARTITION)
-        window = window_vars(context.partition_time_window)
+        window = {**window_vars(context.partition_time_window), **new_rows_var(context.run.tags)}
         context.log.info(f"event window from the partitions: {window}")
         yield from dbt.cli(_build_args(context, config, window), context=context).stream()
 

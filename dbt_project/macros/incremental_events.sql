@@ -100,11 +100,23 @@
   {%- set partitioned = lifeline.window_var_timestamp('partition_start') is not none
                         or lifeline.window_var_timestamp('partition_end') is not none -%}
   {%- set mark = lifeline.stored_load_mark() if stamps is not none and is_incremental() else none -%}
+  {#- A landing or scheduled partition run (var partition_new_rows, set by orchestration/dbt_assets.py)
+      whose new rows all lie in its window reads them by stamp like a run without partition vars;
+      the rest of the window is unchanged since it was processed. Otherwise (a new row outside the
+      window, or a backfill / re-run of days by hand) it reprocesses its window. -#}
+  {%- set new_rows_in_window = false -%}
+  {%- if mark is not none and partitioned and var('partition_new_rows', false) in (true, 'true', 'True') -%}
+    {%- set outside = run_query('select count(*) from ' ~ rows_sql ~ ' as source where source.' ~ lifeline.load_stamp_column()
+                                ~ ' > ' ~ lifeline.stamp_literal(mark) ~ ' and not '
+                                ~ lifeline.in_event_window(ts_sql, lifeline.event_window(none))).columns[0].values()[0] | int -%}
+    {%- set new_rows_in_window = outside == 0 -%}
+  {%- endif -%}
   {#- What store_load_mark keeps after this run: every row stamped up to it has been processed. -#}
   {%- if raw_input -%}
     {%- do run_query('drop table if exists ' ~ scope_table ~ '_mark') -%}
-    {#- A partition run reads its window, not every new row: the mark stays where it was. -#}
-    {%- set keep = mark if partitioned and is_incremental() else (stamps.newest if stamps is not none else none) -%}
+    {#- A partition run that reads its window, not every new row, leaves the mark where it was. -#}
+    {%- set keep = mark if partitioned and is_incremental() and not new_rows_in_window
+                   else (stamps.newest if stamps is not none else none) -%}
     {%- do run_query('create temporary table ' ~ scope_table ~ '_mark as select '
                      ~ (lifeline.stamp_literal(keep) if keep is not none else 'cast(null as ' ~ dbt.type_timestamp() ~ ')')
                      ~ ' as loaded_at') -%}
@@ -112,7 +124,7 @@
   {%- if not is_incremental() -%}{{ return(rows_sql) }}{%- endif -%}
   {%- do run_query('drop table if exists ' ~ scope_table) -%}
   {%- if raw_input -%}{%- do run_query('drop table if exists ' ~ scope_table ~ '_replaced') -%}{%- endif -%}
-  {%- if raw_input and mark is not none and not partitioned -%}
+  {%- if raw_input and mark is not none and (not partitioned or new_rows_in_window) -%}
     {%- set outcome = lifeline.load_stamp_slice(rows_sql, scope_table, key_sql, key_column, ts_sql, raw_id_sql, mark,
                                                recheck_sql) -%}
     {%- set input_outside, stored_outside, processing = outcome -%}

@@ -101,6 +101,10 @@ def test_an_events_file_takes_the_fast_lane_and_the_next_full_run_catches_up(bui
                           "where event_id = 'fast-1'") == [(profile_id, None)]
         assert rows(conn, "select count(*) from audience_members where audience = 'cart_abandonment' "
                           "and profile_id = :p", p=profile_id) == [(1,)]
+        # the landing run read the new raw rows by their load stamp, not its whole window: the
+        # mark of what base_events has processed moved to the newest stamp
+        assert rows(conn, "select loaded_at from staging.base_events__load_mark") == rows(
+            conn, "select max(_lifeline_loaded_at) from raw.events")
         # identity did not run: the new device and the stranger are not stitched yet
         assert rows(conn, "select count(*) from identity_map where identifier_value in "
                           "('fast-new-device', 'fast-stranger')") == [(0,)]
@@ -121,3 +125,13 @@ def test_an_events_file_takes_the_fast_lane_and_the_next_full_run_catches_up(bui
     full = snapshot(built)
     for relation in COMPARED:
         assert caught_up[relation] == full[relation], f"{relation} differs from a full refresh"
+
+
+def test_only_landing_and_scheduled_partition_runs_read_new_rows_by_stamp():
+    from orchestration.dbt_assets import new_rows_var
+
+    assert new_rows_var({"lifeline/trigger": "landing"}) == {"partition_new_rows": True}
+    assert new_rows_var({"dagster/schedule_name": "hourly"}) == {"partition_new_rows": True}
+    # a backfill or a day re-run by hand reprocesses its whole window
+    assert new_rows_var({"dagster/backfill": "abc"}) == {}
+    assert new_rows_var({}) == {}
