@@ -13,6 +13,7 @@ import dagster as dg
 import pytest
 import sqlalchemy as sa
 
+import table_snapshot
 from orchestration.assembly import build_defs
 from orchestration.config import LifelineConfig
 from orchestration.contract import CONTRACT_MARTS
@@ -33,16 +34,7 @@ def rows(conn, sql: str, **params) -> list[tuple]:
 
 
 def snapshot(warehouse: Warehouse) -> dict[str, list[tuple]]:
-    engine = warehouse.engine()
-    out = {}
-    with engine.connect() as conn:
-        for relation in COMPARED:
-            columns = [c for c in conn.execute(sa.text(f"select * from {relation} where 1 = 0")).keys()
-                       if c not in RUN_STAMPS]
-            out[relation] = sorted(tuple("" if v is None else str(v) for v in row)
-                                   for row in rows(conn, f"select {', '.join(columns)} from {relation}"))
-    engine.dispose()
-    return out
+    return table_snapshot.snapshot(warehouse, COMPARED, RUN_STAMPS)
 
 
 @pytest.fixture

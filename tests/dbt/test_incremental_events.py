@@ -12,7 +12,6 @@ runs the data tests as an incremental run does (the event tables' tests read onl
 test_data_tests_of_an_incremental_run_read_the_window shows what that means)."""
 from __future__ import annotations
 
-import json
 import re
 import time
 from datetime import datetime, timedelta, timezone
@@ -22,6 +21,7 @@ import duckdb
 import pytest
 import sqlalchemy as sa
 
+import table_snapshot
 from orchestration.contract import CONTRACT_MARTS
 from orchestration.dbt_runner import DbtResult, run_dbt
 from orchestration.load import LOAD_STAMP_COLUMN, load
@@ -91,18 +91,7 @@ def batches(tmp_path_factory) -> dict[str, Path]:
 
 
 def snapshot(warehouse: Warehouse) -> dict[str, list[tuple]]:
-    engine = warehouse.engine()
-    out = {}
-    with engine.connect() as conn:
-        for relation in COMPARED:
-            columns = [c for c in conn.execute(sa.text(f"select * from {relation} where 1 = 0")).keys()
-                       if c not in RUN_STAMPS]
-            rows = conn.execute(sa.text(f"select {', '.join(columns)} from {relation}")).fetchall()
-            out[relation] = sorted(tuple("" if v is None else (json.dumps(json.loads(v), sort_keys=True)
-                                                               if isinstance(v, str) and v.startswith("{") else str(v))
-                                         for v in row) for row in rows)
-    engine.dispose()
-    return out
+    return table_snapshot.snapshot(warehouse, COMPARED, RUN_STAMPS)
 
 
 def slice_lines(result: DbtResult) -> dict[str, str]:
