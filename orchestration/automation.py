@@ -8,7 +8,7 @@
   they belong to and what depends on them (a new abandoned cart reaches its audience within
   minutes, not at the next hourly batch), over the days their events cover (one run for the whole
   range), or the current day. Behavioural files (events, message_events) skip the identity,
-  lifecycle and analytics models, which the hourly run rebuilds (orchestration/landing.py).
+  lifecycle, analytics and quality models, which the hourly run rebuilds (orchestration/landing.py).
 - `feedback_pull` (orchestration/feedback_assets.py): Klaviyo events into raw.message_events.
 - freshness of the raw tables is a FreshnessPolicy on their assets (orchestration/raw_assets.py,
   lifeline.yml thresholds.raw_freshness_hours).

@@ -1,16 +1,16 @@
 """What a landing run builds: the assets downstream of the raw tables its files fill.
 
-Files of behavioural tables (events, message_events) take the fast lane: everything downstream
-of them except the identity, lifecycle, analytics and quality (quarantine) groups, which the
-hourly run rebuilds. What a
-known person just did reaches the trigger audiences in the time of the behavioural path (staging,
-the person's events and consent, the audiences and their syncs) instead of waiting for the whole
-identity graph: a new event of a combination of identifiers not stitched yet is resolved through
-identity_map as it stands (int_profile_events), and an unsubscribe or opt-out in the files still
-reaches profiles and the audiences in the same run. What needs the identity graph (a new person, a
-merge of two profiles), the slow-moving marts (lifecycle stages, analytics) and the quarantine
-report follow at the next hourly run. Files of any other table (customers, orders, products...) change who people are and
-what they bought, so their run builds everything downstream.
+Files of behavioural tables (events, message_events) take the fast lane: everything downstream of
+them except the identity, lifecycle, analytics and quality (quarantine) groups, which the hourly
+run rebuilds. What a known person just did reaches the trigger audiences in the time of the
+behavioural path (staging, the person's events and consent, the audiences and their syncs) instead
+of waiting for the whole identity graph: a new event of a combination of identifiers not stitched
+yet is resolved through identity_map as it stands (int_profile_events), and an unsubscribe or
+opt-out in the files still reaches profiles and the audiences in the same run. What needs the
+identity graph (a new person, a merge of two profiles), the slow-moving marts (lifecycle stages,
+analytics) and the quarantine report follow at the next hourly run. Files of any other table
+(customers, orders, products...) change who people are and what they bought, so their run builds
+everything downstream.
 """
 from __future__ import annotations
 
@@ -24,9 +24,9 @@ HOURLY_GROUPS = frozenset({"identity", "lifecycle", "analytics", "quality"})
 
 def landing_selection(asset_graph, tables: Iterable[str]) -> list[dg.AssetKey]:
     """The assets a landing run of `tables` builds, sorted by key."""
-    tables = sorted(set(tables))
-    raw_keys = [dg.AssetKey(["raw", table]) for table in tables]
-    if not set(tables) <= FAST_LANE_TABLES:
+    tables = set(tables)
+    raw_keys = [dg.AssetKey(["raw", table]) for table in sorted(tables)]
+    if not tables <= FAST_LANE_TABLES:
         selected = dg.AssetSelection.assets(*raw_keys).downstream().resolve(asset_graph)
         return sorted(selected, key=lambda k: k.to_user_string())
     selected: set[dg.AssetKey] = set(raw_keys)

@@ -350,3 +350,12 @@ md5(
 {% macro message_event_key(message_id, event, occurred_at) -%}
 coalesce({{ message_id }}, '') || '|' || coalesce({{ event }}, '') || '|' || coalesce(cast({{ occurred_at }} as {{ dbt.type_string() }}), '')
 {%- endmacro %}
+
+{#- The last clause of a raw-reading model: DuckDB keeps the rows of a full build in this order,
+    and incremental runs append theirs, so the recent rows that runs and windowed data tests read
+    (stg_* slices, __event_window__) sit together at the end, where min/max zone maps skip the rest. -#}
+{% macro full_build_order(column) -%}
+{%- if target.type == 'duckdb' and not is_incremental() %}
+order by {{ column }}
+{%- endif %}
+{%- endmacro %}

@@ -116,9 +116,4 @@ final as (
 )
 
 select * from final
-{#- DuckDB keeps the rows of a full build in this order, and incremental runs append theirs: the
-    recent rows that runs and windowed data tests read (stg_* slices, __event_window__) sit
-    together at the end, where min/max zone maps skip the rest. -#}
-{%- if target.type == 'duckdb' and not is_incremental() %}
-order by occurred_at
-{%- endif %}
+{{ lifeline.full_build_order('occurred_at') }}
