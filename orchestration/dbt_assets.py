@@ -12,6 +12,9 @@ quality) and names raw sources raw/<table>.
 """
 
 import json
+import os
+import shutil
+import uuid
 from pathlib import Path
 from typing import Any, Mapping, NamedTuple
 
@@ -23,6 +26,8 @@ from orchestration.partitions import window_vars
 from syncs.warehouse import Warehouse
 
 WINDOW_MACRO = "macro.lifeline.incremental_slice"
+# Where ensure_manifest keeps the manifest the Dagster definitions are built from (in the dbt project).
+PARSED_DIR = "target/lifeline_parsed"
 # Run tags read by every dbt step. A tag, not op config: Dagster splits lifeline_dbt into several
 # steps (lifeline_dbt, lifeline_dbt_2: its nodes sit both upstream and downstream of the events
 # models), and a tag reaches them all.
@@ -55,14 +60,24 @@ class BuildConfig(dg.Config):
 
 
 def ensure_manifest(warehouse: Warehouse) -> Path:
-    """Parse the project when its manifest is missing or older than a model, macro or seed."""
+    """Parse the project when its manifest is missing or older than a model, macro or seed.
+
+    The manifest lives in its own folder (PARSED_DIR) and is moved into place whole: every other dbt
+    run of the checkout rewrites target/manifest.json, and a reader of that file could see it half
+    written (two test workers, or the UI beside a CLI build)."""
     project = dbt_project_dir()
-    manifest = project / "target" / "manifest.json"
+    manifest = project / PARSED_DIR / "manifest.json"
     newest = max((p.stat().st_mtime for sub in ("models", "macros", "seeds") for p in (project / sub).rglob("*")
                   if p.is_file()), default=0)
     newest = max(newest, (project / "dbt_project.yml").stat().st_mtime)
     if not manifest.exists() or manifest.stat().st_mtime < newest:
-        run_dbt(warehouse, "parse")
+        scratch = project / "target" / f"parse-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        try:
+            run_dbt(warehouse, "parse", ["--target-path", str(scratch)])
+            manifest.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(scratch / "manifest.json", manifest)
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
     return manifest
 
 
@@ -106,12 +121,12 @@ def build_dbt_assets(warehouse: Warehouse, partitions_def: dg.PartitionsDefiniti
         raise RuntimeError(f"no dbt model in {manifest} uses {WINDOW_MACRO}: the partitioned dbt assets would be "
                            "empty; run `dbt parse` in dbt_project and check macros/incremental_events.sql")
 
-    @dbt_assets(manifest=project.manifest_path, project=project, dagster_dbt_translator=translator,
+    @dbt_assets(manifest=manifest, project=project, dagster_dbt_translator=translator,
                 name="lifeline_dbt", exclude=windowed)
     def lifeline_dbt(context: dg.AssetExecutionContext, dbt: DbtCliResource, config: BuildConfig):
         yield from dbt.cli(_build_args(context, config, {}), context=context).stream()
 
-    @dbt_assets(manifest=project.manifest_path, project=project, dagster_dbt_translator=translator,
+    @dbt_assets(manifest=manifest, project=project, dagster_dbt_translator=translator,
                 name="lifeline_dbt_events", select=windowed, partitions_def=partitions_def,
                 backfill_policy=dg.BackfillPolicy.single_run())
     def lifeline_dbt_events(context: dg.AssetExecutionContext, dbt: DbtCliResource, config: BuildConfig):
