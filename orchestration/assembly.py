@@ -30,7 +30,7 @@ def build_defs(warehouse: Warehouse, config: LifelineConfig) -> dg.Definitions:
     os.environ.update(warehouse.dbt_env())
     for key, value in telemetry_off_env().items():
         os.environ.setdefault(key, value)
-    dbt = build_dbt_assets(warehouse, daily_partitions(config.partitions))
+    dbt = build_dbt_assets(warehouse, daily_partitions(config.partitions), keep_runs=config.dbt_runs_kept)
     assets = [build_feedback_asset(warehouse, config.feedback),
               build_raw_assets(warehouse, config.landing_dir, config.thresholds.raw_freshness_hours),
               dbt.partitioned, dbt.unpartitioned, build_prediction_asset(warehouse),

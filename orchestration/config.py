@@ -91,6 +91,8 @@ class LifelineConfig(_Strict):
     landing_dir: Path = Path("landing")
     sensor_interval_seconds: int = Field(10, ge=5, description="how often the landing sensor looks for new files "
                                          "(a directory listing; the wait adds half of it to freshness on average)")
+    dbt_runs_kept: int = Field(50, ge=1, description="how many dbt invocation folders (artifacts and dbt.log of one "
+                               "Dagster step) stay in dbt_project/target; older ones are removed after each step")
     schedules: Schedules = Schedules()
     alerts: AlertChannels = AlertChannels()
     thresholds: Thresholds = Thresholds()

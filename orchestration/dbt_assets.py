@@ -16,13 +16,14 @@ import os
 import shutil
 import uuid
 from pathlib import Path
-from typing import Any, Mapping, NamedTuple
+from typing import Any, Iterator, Mapping, NamedTuple
 
 import dagster as dg
 from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings, DbtCliResource, DbtProject, dbt_assets
 
 from orchestration.dbt_runner import dbt_executable, dbt_project_dir, dbt_vars, run_dbt
 from orchestration.partitions import window_vars
+from orchestration.run_artifacts import prune_invocation_folders
 from syncs.warehouse import Warehouse
 
 WINDOW_MACRO = "macro.lifeline.incremental_slice"
@@ -112,7 +113,19 @@ def _build_args(context: dg.AssetExecutionContext, config: BuildConfig, window: 
     return args + (["--full-refresh"] if full_refresh else [])
 
 
-def build_dbt_assets(warehouse: Warehouse, partitions_def: dg.PartitionsDefinition) -> DbtAssets:
+def _stream_and_prune(invocation: Any, context: dg.AssetExecutionContext, keep_runs: int) -> Iterator[Any]:
+    """Streams a dbt invocation's events, then removes old invocation folders (orchestration/run_artifacts.py)."""
+    try:
+        yield from invocation.stream()
+    finally:
+        removed = prune_invocation_folders(Path(invocation.target_path).parent, keep=keep_runs)
+        if removed:
+            context.log.info(f"removed {len(removed)} old dbt invocation folder(s) from dbt_project/target "
+                             f"(keeping the newest {keep_runs}: dbt_runs_kept in lifeline.yml)")
+
+
+def build_dbt_assets(warehouse: Warehouse, partitions_def: dg.PartitionsDefinition, keep_runs: int = 50) -> DbtAssets:
+    """keep_runs: how many dbt invocation folders (artifacts and dbt.log of one step) stay in dbt_project/target."""
     project = DbtProject(project_dir=dbt_project_dir(), profiles_dir=dbt_project_dir(), target=warehouse.dbt_target)
     manifest = ensure_manifest(warehouse)
     translator = LifelineTranslator(settings=DagsterDbtTranslatorSettings(enable_asset_checks=True))
@@ -124,7 +137,7 @@ def build_dbt_assets(warehouse: Warehouse, partitions_def: dg.PartitionsDefiniti
     @dbt_assets(manifest=manifest, project=project, dagster_dbt_translator=translator,
                 name="lifeline_dbt", exclude=windowed)
     def lifeline_dbt(context: dg.AssetExecutionContext, dbt: DbtCliResource, config: BuildConfig):
-        yield from dbt.cli(_build_args(context, config, {}), context=context).stream()
+        yield from _stream_and_prune(dbt.cli(_build_args(context, config, {}), context=context), context, keep_runs)
 
     @dbt_assets(manifest=manifest, project=project, dagster_dbt_translator=translator,
                 name="lifeline_dbt_events", select=windowed, partitions_def=partitions_def,
@@ -135,7 +148,7 @@ def build_dbt_assets(warehouse: Warehouse, partitions_def: dg.PartitionsDefiniti
             raise dg.Failure(description=NO_PARTITION)
         window = {**window_vars(context.partition_time_window), **new_rows_var(context.run.tags)}
         context.log.info(f"event window from the partitions: {window}")
-        yield from dbt.cli(_build_args(context, config, window), context=context).stream()
+        yield from _stream_and_prune(dbt.cli(_build_args(context, config, window), context=context), context, keep_runs)
 
     resource = DbtCliResource(project_dir=project, profiles_dir=str(dbt_project_dir()), target=warehouse.dbt_target,
                               dbt_executable=dbt_executable())
