@@ -4,8 +4,6 @@ Mailchimp sync and readers the PostgreSQL-restart and two-process tests share.""
 from __future__ import annotations
 
 import asyncio
-
-import socket
 import threading
 import time
 from pathlib import Path
@@ -13,7 +11,7 @@ from typing import Any
 
 import requests
 import sqlalchemy as sa
-import uvicorn
+from uvicorn_thread import UvicornThread
 
 from syncs.sandbox.server import create_app
 
@@ -53,12 +51,8 @@ class CountingSandbox:
         self.gate = threading.Event()
         self.gate.set()
         self.hold_from = 1
-        self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self._sock.bind(("127.0.0.1", 0))
-        self.base_url = f"http://127.0.0.1:{self._sock.getsockname()[1]}"
-        self._server = uvicorn.Server(uvicorn.Config(self._count, interface="asgi3", log_level="warning", access_log=False,
-                                                     lifespan="on"))
-        self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [self._sock]}, daemon=True)
+        self._server = UvicornThread(self._count, lifespan="on", name="sandbox")
+        self.base_url = self._server.url
 
     async def _count(self, scope, receive, send) -> None:
         if scope["type"] != "http" or scope["path"].startswith("/_sandbox"):
@@ -83,18 +77,11 @@ class CountingSandbox:
         return True
 
     def __enter__(self) -> "CountingSandbox":
-        self._thread.start()
-        deadline = time.monotonic() + 10
-        while not self._server.started:
-            if time.monotonic() > deadline:
-                raise RuntimeError("the sandbox did not start")
-            time.sleep(0.01)
+        self._server.__enter__()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self._server.should_exit = True
-        self._thread.join(timeout=10)
-        self._sock.close()
+        self._server.__exit__(*exc)
 
 
 def synced_emails(warehouse, sync_name: str = "klaviyo_cart") -> set[str]:

@@ -1,17 +1,14 @@
 """Fixtures for the feedback loop: the real receiver under uvicorn on 127.0.0.1 (port 0) and the real sandbox."""
 from __future__ import annotations
 
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import duckdb
 import pytest
 import sqlalchemy as sa
-import uvicorn
 from starlette.applications import Starlette
+from uvicorn_thread import UvicornThread
 
 from syncs.feedback.receiver import ReceiverSecrets, create_receiver
 from syncs.feedback.writer import MessageEventWriter
@@ -22,28 +19,11 @@ TWILIO_TOKEN = "test-token"  # the sandbox signs Twilio callbacks with its token
 WEBHOOK_SECRET = "webhook-secret"
 
 
-class ServerThread:
-    """An ASGI app served by uvicorn from a background thread on 127.0.0.1."""
+class ServerThread(UvicornThread):
+    """The feedback receiver (an ASGI app) served by uvicorn from a background thread on 127.0.0.1."""
 
     def __init__(self, app: Starlette):
-        self._sock = socket.socket()
-        self._sock.bind(("127.0.0.1", 0))
-        self.url = f"http://127.0.0.1:{self._sock.getsockname()[1]}"
-        self._server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off"))
-        self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [self._sock]}, daemon=True)
-
-    def __enter__(self) -> "ServerThread":
-        self._thread.start()
-        deadline = time.monotonic() + 10
-        while not self._server.started:
-            assert self._thread.is_alive() and time.monotonic() < deadline, "the receiver did not start"
-            time.sleep(0.01)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._server.should_exit = True
-        self._thread.join(timeout=10)
-        self._sock.close()
+        super().__init__(app, name="receiver")
 
 
 SELECT_EVENTS = ("select message_id, channel, event, occurred_at, recipient, campaign, external_id "
