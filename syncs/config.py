@@ -10,6 +10,16 @@
           api_key_env: KLAVIYO_API_KEY                  # secrets only from the environment
         mode: add_remove
         safety: {max_remove_share: 0.2, max_add_multiple: 10}
+      - name: braze_profiles
+        source: {audience: welcome, channel: email}
+        mode: upsert
+        fields: {tier: loyalty_tier, country: country}   # attribute <- model column (a list: same names)
+        destination: {type: braze, base_url: ..., api_key_env: BRAZE_API_KEY}
+
+`fields` sends columns of the source model as attributes (`lifeline_<attribute>`), next to the
+payload's fields. Lifeline remembers which fields each row last carried (syncs.sent_fields): in
+upsert mode a field that is no longer sent (removed from `fields`, or gone from the payload) is
+cleared at the destination like a field that became null.
 
 `${VAR:-default}` in base_url is filled from the environment when the sync runs.
 """
@@ -55,6 +65,27 @@ AD_PLATFORM_IDS = {
                "audience_id": "the Customer Match user list id"},
     "tiktok": {"advertiser_id": "the TikTok advertiser id", "audience_id": "the custom_audience_id"},
 }
+
+
+_FIELD_NAME = re.compile(r"^[a-z_][a-z0-9_]*$")
+
+
+def _field_mapping(value: object) -> object:
+    """`fields` as {attribute: column}: a list names columns sent under their own names."""
+    if isinstance(value, list):
+        return {name: name for name in value} if all(isinstance(n, str) for n in value) else value
+    return value
+
+
+def _check_field_names(value: dict[str, str] | None) -> dict[str, str] | None:
+    for attribute, column in (value or {}).items():
+        for what, name in (("attribute", attribute), ("column", column)):
+            if not _FIELD_NAME.match(name):
+                raise ValueError(f"fields: {what} {name!r} must be a lower-case identifier (letters, digits, _)")
+    return value
+
+
+FieldMapping = Annotated[dict[str, str], BeforeValidator(_field_mapping)]
 
 
 class SyncConfigError(ValueError):
@@ -146,6 +177,8 @@ class SyncConfig(_Strict):
     source: Source
     mode: Literal["add_remove", "upsert", "mirror", "trigger"] = "add_remove"  # before destination: its check reads it
     destination: Destination
+    # attribute -> column of the source model, sent as `lifeline_<attribute>` (a list: same names)
+    fields: FieldMapping | None = None
     schedule: str | None = None
     safety: Safety = Safety()
     message: MessageTemplate | None = None         # trigger mode: the text sent
@@ -177,6 +210,11 @@ class SyncConfig(_Strict):
             raise ValueError("give a google destination either api_key_env (a fixed access token) or oauth "
                              "(refresh credentials), not both")
         return value
+
+    @field_validator("fields")
+    @classmethod
+    def _fields_are_identifiers(cls, value: dict[str, str] | None) -> dict[str, str] | None:
+        return _check_field_names(value)
 
     @model_validator(mode="after")
     def _trigger_needs_message(self) -> "SyncConfig":

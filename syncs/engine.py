@@ -24,7 +24,8 @@ from syncs.destinations.base import DestinationError
 from syncs.destinations.registry import UnsupportedDestination, limits, open_client
 from syncs.mirror import add_strangers, stage_members
 from syncs.modes import UnsupportedMode, check_mode
-from syncs.plan import Plan, SourceMissing, build_diff, check_source, estimate, pages
+from syncs.plan import Plan, SourceMissing, build_diff, check_source, estimate, pages, source_sql
+from syncs.sent_fields import backfill, mapped_columns, shaped
 from syncs.state import (SyncLocked, acquire_lock, ensure_state, mark_removed, mark_synced, now, record_rejections,
                          record_run, release_lock)
 from syncs.warehouse import Warehouse
@@ -113,15 +114,17 @@ def _sent(send: Callable[[list[dict]], list], batches: Iterable[list[dict]], in_
 def _send(conn, sync: SyncConfig, client, plan: Plan, result: SyncResult, progress: bool) -> None:
     """Send the diff: add/update rows (upsert() in upsert mode, else add()), then removals (none in
     upsert mode: the rows' state is dropped so that a return re-sends them). State is committed
-    per page for the rows the destination acknowledged."""
+    per page for the rows the destination acknowledged, with the fields each carried; in upsert
+    mode a field a row carried before and no longer does is sent as null (syncs.sent_fields)."""
     upsert = sync.mode == "upsert"
     send, batch_size = (client.upsert, client.upsert_batch_size) if upsert else (client.add, client.add_batch_size)
     bar = tqdm(total=plan.adds + plan.updates + plan.removes + plan.strangers, desc=sync.name, unit="row",
                disable=not progress)
-    for batch, results in _sent(send, pages(conn, ("add", "update"), batch_size), getattr(client, "in_flight", 1)):
+    rows = shaped(pages(conn, ("add", "update"), batch_size, ("sent_fields",) + mapped_columns(sync)), sync)
+    for batch, results in _sent(send, rows, getattr(client, "in_flight", 1)):
         by_key = {r["key"]: r for r in batch}
-        ok = [{"key": r.key, "row_hash": by_key[r.key]["row_hash"], "destination_id": r.destination_id}
-              for r in results if r.ok]
+        ok = [{"key": r.key, "row_hash": by_key[r.key]["row_hash"], "destination_id": r.destination_id,
+               "sent_fields": by_key[r.key]["sent_fields"]} for r in results if r.ok]
         bad = [{"key": r.key, "code": r.code, "message": r.message, "payload_hash": by_key[r.key]["row_hash"]}
                for r in results if not r.ok and r.code != "not_acknowledged"]
         mark_synced(conn, sync.name, ok)
@@ -202,6 +205,8 @@ def run_sync(warehouse: Warehouse, sync: SyncConfig, *, dry_run: bool = False, f
             return SyncResult(sync.name, "blocked", message=str(exc))
         try:
             check_source(conn, sync, warehouse.marts_schema)
+            if not dry_run:  # state from before sent_fields: learn what unchanged rows carry (sends nothing)
+                backfill(conn, sync, *source_sql(sync))
             if sync.mode == "mirror":  # the plan reads the destination's members
                 client = open_client(sync, env)
             plan = _plan(conn, sync, spec, client)

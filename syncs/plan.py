@@ -11,34 +11,59 @@ from dataclasses import dataclass, field
 import sqlalchemy as sa
 
 from syncs.config import SyncConfig
+from syncs.sent_fields import mapped_column, mapped_columns
 from syncs.warehouse import STATE_SCHEMA
 
 DIFF_TABLE = "_lifeline_diff"
+DIFF_COLUMNS = ("key", "row_hash", "email", "phone", "first_name", "last_name", "payload", "destination_id", "op")
 
 
 class SourceMissing(RuntimeError):
     """The sync's source model is not in the warehouse (dbt has not built it)."""
 
 
+class FieldMissing(SourceMissing):
+    """syncs.yml maps a field to a column the source model does not have."""
+
+
 def check_source(conn: sa.Connection, sync: SyncConfig, schema: str) -> None:
     if not sa.inspect(conn).has_table(sync.source.model, schema=schema):
         raise SourceMissing(f"sync {sync.name}: table {schema}.{sync.source.model} does not exist in the warehouse; "
                             f"run `lifeline build` first (nothing was sent)")
+    if not sync.fields:
+        return
+    columns = {c["name"].lower() for c in sa.inspect(conn).get_columns(sync.source.model, schema=schema)}
+    missing = [(a, c) for a, c in sorted(sync.fields.items()) if c not in columns]
+    if missing:
+        named = ", ".join(f"{a} (column {c})" for a, c in missing)
+        raise FieldMissing(f"sync {sync.name}: syncs.yml `fields` names {named}, which {schema}.{sync.source.model} "
+                           f"does not have (its columns: {', '.join(sorted(columns))}); add the column to the model, "
+                           f"or remove the field from `fields` in syncs.yml (the destination then clears it). "
+                           f"Nothing was sent and the sync's state is unchanged.")
 
 
 def source_sql(sync: SyncConfig) -> tuple[str, dict]:
-    """Rows to be in the destination: key, row_hash (md5 over the synced fields) and the fields."""
+    """Rows to be in the destination: key, row_hash (md5 over the synced fields) and the fields.
+    With a `fields:` mapping, its columns (as field__<attribute>) and the mapping itself are part of
+    row_hash, so a mapping change re-sends the rows; without one the hash is what it always was."""
     filters = ["not is_holdout", "channel = :channel"]
     params: dict = {"channel": sync.source.channel}
     if sync.source.audience:
         filters.append("audience = :audience")
         params["audience"] = sync.source.audience
+    mapping = sorted((sync.fields or {}).items())
+    mapped_hash = "".join(f" || '|' || case when {c} is null then 'N' else 'V' || cast({c} as varchar) end"
+                          for _, c in mapping)
+    if mapping:
+        params["fields_signature"] = ",".join(f"{a}={c}" for a, c in mapping)
+        mapped_hash = " || '|' || :fields_signature" + mapped_hash
+    mapped = "".join(f", {c} as {mapped_column(a)}" for a, c in mapping)
     sql = f"""
         select
             profile_id as key,
             md5(coalesce(email, '') || '|' || coalesce(phone, '') || '|' || coalesce(first_name, '') || '|'
-                || coalesce(last_name, '') || '|' || coalesce(payload, '')) as row_hash,
-            email, phone, first_name, last_name, payload
+                || coalesce(last_name, '') || '|' || coalesce(payload, ''){mapped_hash}) as row_hash,
+            email, phone, first_name, last_name, payload{mapped}
         from {sync.source.model}
         where {' and '.join(filters)}"""
     return sql, params
@@ -66,15 +91,18 @@ def build_diff(conn: sa.Connection, sync: SyncConfig) -> Plan:
     range that DuckDB's zone maps (or PostgreSQL's index) find without rescanning the diff."""
     source, params = source_sql(sync)
     params["name"] = sync.name
+    mapped = "".join(f", source.{c}" for c in mapped_columns(sync))
+    mapped_out = "".join(f", {c}" for c in mapped_columns(sync))
     conn.execute(sa.text(f"drop table if exists {DIFF_TABLE}"))
     conn.execute(sa.text(f"""
         create temporary table {DIFF_TABLE} as
         with source as ({source}),
-        state as (select key, row_hash, destination_id, status from {STATE_SCHEMA}.sync_state where sync_name = :name),
+        state as (select key, row_hash, destination_id, status, sent_fields from {STATE_SCHEMA}.sync_state
+                  where sync_name = :name),
         rejected as (select key, payload_hash from {STATE_SCHEMA}.rejections where sync_name = :name),
         joined as (
             select coalesce(source.key, state.key) as key, source.row_hash, source.email, source.phone,
-                   source.first_name, source.last_name, source.payload, state.destination_id,
+                   source.first_name, source.last_name, source.payload{mapped}, state.destination_id, state.sent_fields,
                    case when source.key is null then 'remove' when state.key is null then 'add' else 'update' end as op,
                    state.row_hash as state_hash, state.status
             from source
@@ -89,7 +117,7 @@ def build_diff(conn: sa.Connection, sync: SyncConfig) -> Plan:
                or (joined.op <> 'remove' and rejected.key is null
                    and (joined.op = 'add' or joined.state_hash <> joined.row_hash or joined.status <> 'synced'))
         )
-        select key, row_hash, email, phone, first_name, last_name, payload, destination_id, op,
+        select key, row_hash, email, phone, first_name, last_name, payload, destination_id, op, sent_fields{mapped_out},
                row_number() over (order by case when op = 'remove' then 1 else 0 end, key) as seq
         from changes
         order by seq
@@ -108,8 +136,9 @@ def build_diff(conn: sa.Connection, sync: SyncConfig) -> Plan:
                 skipped_rejected=skipped, current=current)
 
 
-def pages(conn: sa.Connection, op_filter: tuple[str, ...], page_size: int):
-    """The diff rows of the given ops (add/update, or remove), page by page, ordered by key."""
+def pages(conn: sa.Connection, op_filter: tuple[str, ...], page_size: int, extra: tuple[str, ...] = ()):
+    """The diff rows of the given ops (add/update, or remove), page by page, ordered by key, with
+    DIFF_COLUMNS and the `extra` ones (sent_fields, mapped field__ columns: syncs.sent_fields)."""
     ops = ", ".join(f"'{op}'" for op in op_filter)
     bounds = conn.execute(sa.text(f"select min(seq), max(seq) from {DIFF_TABLE} where op in ({ops})")).fetchone()
     if bounds is None or bounds[0] is None:
@@ -117,8 +146,7 @@ def pages(conn: sa.Connection, op_filter: tuple[str, ...], page_size: int):
     first, last = bounds
     for start in range(first, last + 1, page_size):
         rows = conn.execute(sa.text(
-            f"select key, row_hash, email, phone, first_name, last_name, payload, destination_id, op "
-            f"from {DIFF_TABLE} where seq between :lo and :hi and op in ({ops}) order by seq"),
+            f"select {', '.join(DIFF_COLUMNS + extra)} from {DIFF_TABLE} where seq between :lo and :hi and op in ({ops}) order by seq"),
             {"lo": start, "hi": min(start + page_size - 1, last)}).mappings().fetchall()
         if rows:
             yield [dict(r) for r in rows]

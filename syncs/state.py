@@ -19,8 +19,10 @@ DDL = [
     f"create schema if not exists {STATE_SCHEMA}",
     f"""create table if not exists {STATE_SCHEMA}.sync_state (
         sync_name varchar not null, key varchar not null, row_hash varchar, destination_id varchar,
-        status varchar, attempts integer, last_error varchar, synced_at timestamp,
+        status varchar, attempts integer, last_error varchar, synced_at timestamp, sent_fields varchar,
         primary key (sync_name, key))""",
+    # migration of state written before sent_fields (syncs.sent_fields): existing rows keep everything
+    f"alter table {STATE_SCHEMA}.sync_state add column if not exists sent_fields varchar",
     f"""create table if not exists {STATE_SCHEMA}.sync_runs (
         run_id varchar primary key, sync_name varchar, started_at timestamp, finished_at timestamp,
         status varchar, adds integer, updates integer, removes integer, rejections integer, retries integer,
@@ -119,11 +121,11 @@ _STAGE_CHUNK = 500  # rows per multi-row VALUES statement, for dialects without 
 
 
 def _stage(conn: sa.Connection, rows: list[dict]) -> None:
-    """Put acknowledged (key, row_hash, destination_id) rows in a temporary table, in bulk."""
+    """Put acknowledged (key, row_hash, destination_id, sent_fields) rows in a temporary table, in bulk."""
     conn.execute(sa.text(f"create temporary table if not exists {ACK_TABLE} "
-                         "(key varchar, row_hash varchar, destination_id varchar)"))
+                         "(key varchar, row_hash varchar, destination_id varchar, sent_fields varchar)"))
     conn.execute(sa.text(f"delete from {ACK_TABLE}"))
-    stage_rows(conn, ACK_TABLE, ("key", "row_hash", "destination_id"), rows)
+    stage_rows(conn, ACK_TABLE, ("key", "row_hash", "destination_id", "sent_fields"), rows)
 
 
 def stage_rows(conn: sa.Connection, table: str, columns: tuple[str, ...], rows: list[dict]) -> None:
@@ -160,14 +162,17 @@ def stage_rows(conn: sa.Connection, table: str, columns: tuple[str, ...], rows: 
 
 
 def mark_synced(conn: sa.Connection, sync_name: str, rows: list[dict]) -> None:
-    """Record acknowledged rows: key, row_hash, destination_id (and clear their old rejections)."""
+    """Record acknowledged rows: key, row_hash, destination_id, sent_fields (the JSON list of fields
+    the row carried, syncs.sent_fields; kept as it was when not given) and clear their old rejections."""
     if not rows:
         return
     _stage(conn, rows)
     conn.execute(sa.text(
-        f"""insert into {STATE_SCHEMA}.sync_state (sync_name, key, row_hash, destination_id, status, attempts, last_error, synced_at)
-            select :sync_name, key, row_hash, destination_id, 'synced', 1, null, :synced_at from {ACK_TABLE}
+        f"""insert into {STATE_SCHEMA}.sync_state (sync_name, key, row_hash, destination_id, status, attempts, last_error,
+                                                  synced_at, sent_fields)
+            select :sync_name, key, row_hash, destination_id, 'synced', 1, null, :synced_at, sent_fields from {ACK_TABLE}
             on conflict (sync_name, key) do update set row_hash = excluded.row_hash,
+                sent_fields = coalesce(excluded.sent_fields, {STATE_SCHEMA}.sync_state.sent_fields),
                 destination_id = excluded.destination_id, status = 'synced', last_error = null,
                 attempts = {STATE_SCHEMA}.sync_state.attempts + 1, synced_at = excluded.synced_at"""),
         {"sync_name": sync_name, "synced_at": now()})
