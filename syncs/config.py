@@ -221,6 +221,9 @@ class SyncConfig(_Strict):
         if self.mode == "trigger" and self.destination.type == "twilio" and self.message is None:
             raise ValueError(f"trigger sync {self.name} needs message: {{body: \"...\"}} (the text sent, with "
                              "{payload_field} placeholders)")
+        if self.mode == "trigger" and self.fields:
+            raise ValueError(f"sync {self.name}: fields is for syncs that send profile attributes (upsert, add_remove, "
+                             "mirror); a trigger's message uses the payload's fields: remove fields")
         if self.destination.type == "twilio" and self.mode != "trigger":
             raise ValueError(f"sync {self.name}: a twilio destination sends messages; set mode: trigger")
         return self

@@ -32,7 +32,8 @@ def check_source(conn: sa.Connection, sync: SyncConfig, schema: str) -> None:
                             f"run `lifeline build` first (nothing was sent)")
     if not sync.fields:
         return
-    columns = {c["name"].lower() for c in sa.inspect(conn).get_columns(sync.source.model, schema=schema)}
+    # the columns as source_sql sees them (duckdb_engine's get_columns needs pg_collation, absent in DuckDB)
+    columns = {c.lower() for c in conn.execute(sa.text(f"select * from {sync.source.model} limit 0")).keys()}
     missing = [(a, c) for a, c in sorted(sync.fields.items()) if c not in columns]
     if missing:
         named = ", ".join(f"{a} (column {c})" for a, c in missing)

@@ -28,6 +28,7 @@ import orjson
 import sqlalchemy as sa
 
 from syncs.config import SyncConfig
+from syncs.destinations.base import payload_fields
 from syncs.state import stage_rows
 from syncs.warehouse import STATE_SCHEMA
 
@@ -59,18 +60,13 @@ def decode(text: str | None) -> list[str] | None:
     return [n for n in names if isinstance(n, str)] if isinstance(names, list) else None
 
 
-def _payload(row: Mapping) -> dict | None:
-    if not row.get("payload"):
-        return None
-    try:
-        payload = orjson.loads(row["payload"])
-    except orjson.JSONDecodeError:
-        return None
-    return payload if isinstance(payload, dict) else None
-
-
 def _json_value(value: object) -> object:
     return orjson.loads(orjson.dumps(value, default=str))
+
+
+def carried(row: Mapping, mapping: Mapping[str, str] | None) -> str:
+    """The encoded list of fields the row carries: its payload's keys and the mapped attributes."""
+    return encode([*(payload_fields(row) or ()), *(mapping or ())])
 
 
 def outgoing(row: Mapping, mapping: Mapping[str, str] | None, clear_vanished: bool) -> dict:
@@ -78,7 +74,7 @@ def outgoing(row: Mapping, mapping: Mapping[str, str] | None, clear_vanished: bo
     `clear_vanished`, every field of the row's stored `sent_fields` no longer carried, as null);
     `sent_fields` = the fields carried now, for the state once the destination acknowledged."""
     out = {k: v for k, v in row.items() if not k.startswith(MAPPED_PREFIX)}
-    payload = _payload(row)
+    payload = payload_fields(row)
     fields = dict(payload or {})
     for attribute in sorted(mapping or {}):
         fields[attribute] = _json_value(row.get(mapped_column(attribute)))
@@ -104,22 +100,23 @@ def backfill(conn: sa.Connection, sync: SyncConfig, source: str, params: dict, p
                                    "where sync_name = :name and sent_fields is null"), params).scalar()
     if not unknown:
         return 0
-    mapped = "".join(f", source.{c}" for c in mapped_columns(sync))
     conn.execute(sa.text(f"drop table if exists {BACKFILL_TABLE}"))
     conn.execute(sa.text(f"""
         create temporary table {BACKFILL_TABLE} as
         with source as ({source})
-        select source.key, source.payload{mapped}, row_number() over (order by source.key) as seq
+        select source.key, source.payload, row_number() over (order by source.key) as seq
         from source join {STATE_SCHEMA}.sync_state s on s.sync_name = :name and s.key = source.key
         where s.sent_fields is null and s.row_hash = source.row_hash"""), params)
+    if conn.dialect.name == "postgresql":  # pages are seq ranges: without an index each would scan it all
+        conn.execute(sa.text(f"create index on {BACKFILL_TABLE} (seq)"))
     total = conn.execute(sa.text(f"select count(*) from {BACKFILL_TABLE}")).scalar() or 0
     conn.execute(sa.text(f"create temporary table if not exists {FILLED_TABLE} (key varchar, sent_fields varchar)"))
     for start in range(1, total + 1, page_size):
-        rows = conn.execute(sa.text(f"select * from {BACKFILL_TABLE} where seq between :lo and :hi"),
-                            {"lo": start, "hi": start + page_size - 1}).mappings().fetchall()
+        rows = conn.execute(sa.text(f"select key, payload from {BACKFILL_TABLE} where seq between :lo and :hi"),
+                            {"lo": start, "hi": start + page_size - 1}).fetchall()
         conn.execute(sa.text(f"delete from {FILLED_TABLE}"))
         stage_rows(conn, FILLED_TABLE, ("key", "sent_fields"),
-                   [{"key": r["key"], "sent_fields": outgoing(r, sync.fields, False)["sent_fields"]} for r in rows])
+                   [{"key": key, "sent_fields": carried({"payload": payload}, sync.fields)} for key, payload in rows])
         conn.execute(sa.text(f"""
             update {STATE_SCHEMA}.sync_state set sent_fields = f.sent_fields from {FILLED_TABLE} f
             where {STATE_SCHEMA}.sync_state.sync_name = :name and {STATE_SCHEMA}.sync_state.key = f.key

@@ -21,8 +21,6 @@ DDL = [
         sync_name varchar not null, key varchar not null, row_hash varchar, destination_id varchar,
         status varchar, attempts integer, last_error varchar, synced_at timestamp, sent_fields varchar,
         primary key (sync_name, key))""",
-    # migration of state written before sent_fields (syncs.sent_fields): existing rows keep everything
-    f"alter table {STATE_SCHEMA}.sync_state add column if not exists sent_fields varchar",
     f"""create table if not exists {STATE_SCHEMA}.sync_runs (
         run_id varchar primary key, sync_name varchar, started_at timestamp, finished_at timestamp,
         status varchar, adds integer, updates integer, removes integer, rejections integer, retries integer,
@@ -47,9 +45,19 @@ def now() -> datetime:
     return datetime.now(timezone.utc).replace(tzinfo=None)
 
 
+# Columns added after a table's first release: (table, column, type), added to existing state tables.
+MIGRATIONS = [("sync_state", "sent_fields", "varchar")]  # syncs.sent_fields; existing rows keep everything
+
+
 def ensure_state(conn: sa.Connection) -> None:
     for statement in DDL:
         conn.execute(sa.text(statement))
+    for table, column, kind in MIGRATIONS:
+        present = conn.execute(sa.text(
+            "select count(*) from information_schema.columns where table_schema = :s and table_name = :t "
+            "and column_name = :c"), {"s": STATE_SCHEMA, "t": table, "c": column}).scalar()
+        if not present:  # checked first: ALTER TABLE locks the table on PostgreSQL even when it changes nothing
+            conn.execute(sa.text(f"alter table {STATE_SCHEMA}.{table} add column {column} {kind}"))
     conn.commit()
 
 

@@ -14,7 +14,7 @@ Which protocol a client implements decides which sync modes it supports:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterator, Protocol, runtime_checkable
+from typing import Iterator, Mapping, Protocol, runtime_checkable
 
 import orjson
 
@@ -28,17 +28,23 @@ class RowResult:
     message: str | None = None
 
 
-def payload_attributes(row: dict, keep_nulls: bool = False) -> dict | None:
-    """The row's payload (JSON text of personalisation fields) as `lifeline_<field>` attributes,
-    null values left out unless `keep_nulls` (a null is a field to clear at the destination); None
-    when there is no payload or it is not a JSON object."""
+def payload_fields(row: Mapping) -> dict | None:
+    """The row's payload (JSON text of personalisation fields) as a dict; None when there is no
+    payload or it is not a JSON object."""
     if not row.get("payload"):
         return None
     try:
         payload = orjson.loads(row["payload"])
     except orjson.JSONDecodeError:
         return None
-    if not isinstance(payload, dict):
+    return payload if isinstance(payload, dict) else None
+
+
+def payload_attributes(row: dict, keep_nulls: bool = False) -> dict | None:
+    """The row's payload fields as `lifeline_<field>` attributes, null values left out unless
+    `keep_nulls` (a null is a field to clear at the destination); None without a payload object."""
+    payload = payload_fields(row)
+    if payload is None:
         return None
     return {f"lifeline_{k}": v for k, v in payload.items() if keep_nulls or v is not None}
 

@@ -14,8 +14,9 @@ Sync modes:
 - `upsert` (ProfileClient): the attributes above; a payload field that is null is sent as `null`,
   which Braze documents as removing the attribute [B1], so a field that went from a value to null
   is cleared (every null field of a changed row is sent: Braze may count each as a data point). A
-  field missing from the payload altogether is left as it is (the previous payload is not kept;
-  audience_members writes every field, null when empty). Email, phone and names are never
+  field the row carried before and no longer carries at all (gone from the payload, or removed
+  from the sync's `fields:` in syncs.yml) reaches this client as a null field too: the engine
+  remembers each row's fields (syncs/sent_fields.py). Email, phone and names are never
   cleared: other sources (SDKs, forms) set them too. No user is removed;
 - `add_remove` (MembershipClient): Braze has no lists, so membership is an array custom attribute,
   `lifeline_audiences`, changed with Braze's array operations `{"lifeline_audiences": {"add":

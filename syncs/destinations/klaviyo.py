@@ -10,8 +10,9 @@ A payload field that is null is cleared at Klaviyo: each profile of the job name
 `meta.patch_properties.unset` ("remove a key or keys (and their values) completely from
 properties", the profile object of the bulk import in stable.json [K1]; Klaviyo documents `null`
 as clearing for PATCH /api/profiles and /api/profile-import only), so no extra call is needed. A
-field missing from the payload altogether is left as it is (the previous payload is not kept;
-audience_members writes every field, null when empty); email, phone and names are never cleared.
+field the row carried before and no longer carries at all (gone from the payload, or removed from
+the sync's `fields:` in syncs.yml) arrives here as a null field too and is unset the same way (the
+engine remembers each row's fields: syncs/sent_fields.py); email, phone and names are never cleared.
 Reading a list (mirror mode): `GET /api/lists/{id}/profiles`, 100 a page, cursor links (`links.next`).
 Removing: `DELETE /api/lists/{id}/relationships/profiles`, up to 1,000 ids; rows without a stored
 Klaviyo id are resolved first with `GET /api/profiles?filter=any(external_id,[...])`, 100 a call.
