@@ -88,12 +88,9 @@
       counts whole tables (every raw row has one stored row): raw rows outside the slice (and
       before partition_end) must equal stored rows outside it.
     recheck_sql: stored rows to reprocess on every run although no raw row of theirs is new
-    (their result depends on the run's time: base_events' future timestamps).
-
-    one_row_per_key: the input has one row per key (stg_* read the usable base rows, ranked one
-    per key), so no row outside the window shares a key with it: the slice is a plain filter. -#}
+    (their result depends on the run's time: base_events' future timestamps). -#}
 {% macro incremental_slice(rows_sql, scope_table, key_sql, key_column, ts_sql, label, stored_filter='1 = 1',
-                           text_ts_sql=none, raw_id_sql=none, one_row_per_key=false, recheck_sql='1 = 0') -%}
+                           text_ts_sql=none, raw_id_sql=none, recheck_sql='1 = 0') -%}
   {%- if not execute -%}{{ return(rows_sql) }}{%- endif -%}
   {%- set raw_input = text_ts_sql is not none and raw_id_sql is not none -%}
   {%- set stamps = lifeline.load_stamps(rows_sql) if raw_input else none -%}
@@ -167,13 +164,6 @@
     {%- set stored_outside = (n[3] | int) - (n[4] | int) - (n[5] | int) -%}
     {%- set processing = n[1] -%}
   {%- else -%}
-    {%- if one_row_per_key -%}
-    {#- Each key has one input row: the slice is the window's rows (a filter, no key lookup). -#}
-    {%- do run_query('create temporary table ' ~ scope_table ~ ' as
-        select source.*, ' ~ key_sql ~ ' as _slice_key, ' ~ ts_sql ~ ' as _slice_ts
-        from ' ~ rows_sql ~ ' as source
-        where ' ~ lifeline.in_event_window(ts_sql, window)) -%}
-    {%- else -%}
     {#- The window's keys first (key and timestamp only), then the rows with those keys: every
         column of every input row is not materialised. -#}
     {%- do run_query('create temporary table ' ~ scope_table ~ ' as
@@ -185,7 +175,6 @@
         select source.*, ' ~ key_sql ~ ' as _slice_key, ' ~ ts_sql ~ ' as _slice_ts
         from ' ~ rows_sql ~ ' as source
         where ' ~ key_sql ~ ' in (select _slice_key from window_keys)') -%}
-    {%- endif -%}
     {%- if raw_input -%}
       {%- do run_query('create temporary table ' ~ scope_table ~ '_replaced as select ' ~ key_column ~ ' as _slice_key from '
                        ~ this ~ ' where ' ~ key_column ~ ' in (select _slice_key from ' ~ scope_table ~ ')') -%}
@@ -358,4 +347,96 @@ coalesce({{ message_id }}, '') || '|' || coalesce({{ event }}, '') || '|' || coa
 {%- if target.type == 'duckdb' and not is_incremental() %}
 order by {{ column }}
 {%- endif %}
+{%- endmacro %}
+
+{#- The rows an incremental run of a stg_* model re-stages from its base model (`usable_sql`: the
+    usable base rows up to as_of, one per key, with base's `based_at`, the start of the run that
+    (re)wrote the base row). Returns the relation to read rows from (`usable_sql` itself when not
+    incremental); an incremental run reads the temporary table `scope_table`:
+      - the base rows written since this model's last run: based_at > max stored staged_at (new
+        rows, a duplicate that now wins, an implausible timestamp base rechecked, ...);
+      - the rows that became usable because as_of moved forward: occurred_at > max stored occurred_at;
+      - in a partition run (vars partition_start / partition_end), also every row in its window
+        (event_window), as before.
+    The slice replaces the stored rows of its keys (delete+insert). A stored row whose key has no
+    usable row any more (its only copy became a losing duplicate) or any other difference outside
+    the slice shows in the safety net, which counts whole tables: usable rows outside the slice must
+    equal stored rows up to as_of outside it, else every row is re-read (and the log says so). When
+    as_of moves back, the model's post-hook deletes the rows after it. -#}
+{% macro staged_slice(usable_sql, scope_table, key_column, label) -%}
+  {%- if not execute or not is_incremental() -%}{{ return(usable_sql) }}{%- endif -%}
+  {%- do run_query('drop table if exists ' ~ scope_table) -%}
+  {%- set marks = run_query('select max(staged_at), max(occurred_at) from ' ~ this).rows[0] -%}
+  {%- set staged = lifeline.as_naive_datetime(marks[0]) -%}
+  {%- set newest = lifeline.as_naive_datetime(marks[1]) -%}
+  {%- set partitioned = lifeline.window_var_timestamp('partition_start') is not none
+                        or lifeline.window_var_timestamp('partition_end') is not none -%}
+  {%- set conditions = [] -%}
+  {%- if staged is not none -%}{%- do conditions.append('source.based_at > ' ~ lifeline.stamp_literal(staged)) -%}{%- endif -%}
+  {%- if newest is not none -%}{%- do conditions.append('source.occurred_at > ' ~ lifeline.stamp_literal(newest)) -%}{%- endif -%}
+  {%- set describe = "rows based after " ~ (staged.strftime("%Y-%m-%d %H:%M:%S.%f") if staged is not none else "-inf")
+                     ~ " or after " ~ (newest.strftime("%Y-%m-%d %H:%M:%S") if newest is not none else "-inf") -%}
+  {%- if partitioned -%}
+    {%- set window = lifeline.event_window(none) -%}
+    {%- do conditions.append(lifeline.in_event_window('source.occurred_at', window)) -%}
+    {%- set describe = describe ~ " or in window " ~ lifeline.describe_window(window) -%}
+  {%- endif -%}
+  {%- do run_query('create temporary table ' ~ scope_table ~ ' as
+      select source.* from ' ~ usable_sql ~ ' as source
+      where ' ~ ((conditions | join(' or ')) if conditions else '1 = 1')) -%}
+  {#- Stored rows after as_of (it moved back) are not compared: the post-hook deletes them. -#}
+  {%- set up_to_as_of = 'occurred_at <= ' ~ lifeline.as_of() -%}
+  {%- set n = run_query('select
+        (select count(*) from ' ~ usable_sql ~ ' as source),
+        (select count(*) from ' ~ scope_table ~ '),
+        (select count(*) from ' ~ this ~ ' where ' ~ up_to_as_of ~ '),
+        (select count(*) from ' ~ this ~ ' where ' ~ up_to_as_of ~ ' and ' ~ key_column ~ ' in (select ' ~ key_column ~ ' from ' ~ scope_table ~ '))').rows[0] -%}
+  {%- set input_outside = (n[0] | int) - (n[1] | int) -%}
+  {%- set stored_outside = (n[2] | int) - (n[3] | int) -%}
+  {%- if input_outside != stored_outside -%}
+    {{ log(label ~ " (incremental): " ~ input_outside ~ " usable rows outside the " ~ describe ~ " but " ~ stored_outside ~ " stored (a stored row lost its usable base row, or older rows changed): reprocessing every row", info=True) }}
+    {%- do run_query('drop table ' ~ scope_table) -%}
+    {%- do run_query('create temporary table ' ~ scope_table ~ ' as select source.* from ' ~ usable_sql ~ ' as source') -%}
+    {#- Only a real run empties the table; dbt compile/show must not change data. -#}
+    {%- if flags.WHICH in ('run', 'build') -%}{%- do run_query('delete from ' ~ this) -%}{%- endif -%}
+  {%- else -%}
+    {{ log(label ~ " (incremental): " ~ describe ~ ", processing " ~ n[1] ~ " rows", info=True) }}
+  {%- endif -%}
+  {{ return(scope_table) }}
+{%- endmacro %}
+
+{#- The start of the current run as a SQL timestamp (microseconds kept): the stamp a model writes
+    on the rows it (re)writes (based_at, staged_at). -#}
+{% macro run_stamp() -%}
+cast('{{ run_started_at.strftime("%Y-%m-%d %H:%M:%S.%f") }}' as {{ dbt.type_timestamp() }})
+{%- endmacro %}
+
+{#- Where an incremental model that leaves out rows without a profile keeps their keys, so that a
+    later run re-tries only those (int_profile_message_events). -#}
+{% macro unresolved_relation() -%}
+  {{ return(api.Relation.create(database=this.database, schema=this.schema, identifier=this.identifier ~ '__unresolved')) }}
+{%- endmacro %}
+
+{#- The keys left out at earlier runs for want of a profile: the relation the post-hook
+    remember_unresolved keeps, or, when it is missing (dropped by hand), every key of `input`
+    not stored (a full comparison, correct but slower). -#}
+{% macro unresolved_keys(key_column, input) -%}
+  {%- set relation = lifeline.unresolved_relation() -%}
+  {%- if execute and adapter.get_relation(relation.database, relation.schema, relation.identifier) is none -%}
+    {{ return('(select ' ~ key_column ~ ' from ' ~ input ~ ' where ' ~ key_column ~ ' not in (select ' ~ key_column ~ ' from ' ~ this ~ '))') }}
+  {%- endif -%}
+  {{ return(relation) }}
+{%- endmacro %}
+
+{#- Post-hook (before the one deleting the rows without a profile): the keys written by this run
+    (stamp_column = the run's start) leave the unresolved list, and those written without a
+    profile join it. -#}
+{% macro remember_unresolved(key_column, profile_column, stamp_column) -%}
+  {%- if not execute -%}{{ return('') }}{%- endif -%}
+  {%- set relation = lifeline.unresolved_relation() -%}
+  create table if not exists {{ relation }} ({{ key_column }} {{ dbt.type_string() }});
+  delete from {{ relation }} where {{ key_column }} in
+      (select {{ key_column }} from {{ this }} where {{ stamp_column }} = {{ lifeline.run_stamp() }});
+  insert into {{ relation }} ({{ key_column }})
+      select {{ key_column }} from {{ this }} where {{ stamp_column }} = {{ lifeline.run_stamp() }} and {{ profile_column }} is null
 {%- endmacro %}

@@ -1,11 +1,12 @@
 {#- Usable events up to as_of, one per event_id.
 
-    Incremental (macros/incremental_events.sql): a run re-reads from base_events the usable rows
-    in the window (max stored occurred_at - var event_lookback_days, or vars partition_start /
-    partition_end) and delete+inserts them on event_id; a duplicate that now wins replaces the
-    stored copy. Rows older than the window must be unchanged (counted), else every row is
-    re-read; when as_of moves back, the post-hook deletes the rows after it. staged_at is the start
-    of the run that wrote the row. -#}
+    Incremental (macros/incremental_events.sql, staged_slice): a run re-stages the usable
+    base_events rows based (rewritten by base_events) since its last run, those after the newest
+    stored occurred_at (as_of moved forward) and, in a partition run, those in the window (vars
+    partition_start / partition_end minus var event_lookback_days), delete+insert on event_id: a
+    duplicate that now wins replaces the stored copy. The rows outside that slice must be the ones
+    stored (counted), else every row is re-read; when as_of moves back, the post-hook deletes the
+    rows after it. staged_at is the start of the run that wrote the row. -#}
 {{ config(
     materialized='incremental',
     unique_key='event_id',
@@ -16,8 +17,7 @@
 {%- set usable -%}
 (select * from {{ ref('base_events') }} where drop_reason is null and occurred_at <= {{ lifeline.as_of() }})
 {%- endset -%}
-{%- set checked_relation = lifeline.incremental_slice(usable, 'stg_events_slice', 'source.event_id', 'event_id',
-        'source.occurred_at', 'stg_events', one_row_per_key=true) %}
+{%- set checked_relation = lifeline.staged_slice(usable, 'stg_events_slice', 'event_id', 'stg_events') %}
 with checked as (
     select * from {{ checked_relation }} as usable
 ),
@@ -40,7 +40,7 @@ final as (
         properties,
         {#- When this row was (re)written: the run's start. Downstream incremental models read the
             rows staged since their last run through it (int_profile_events). #}
-        cast('{{ run_started_at.strftime("%Y-%m-%d %H:%M:%S.%f") }}' as {{ dbt.type_timestamp() }}) as staged_at
+        {{ lifeline.run_stamp() }} as staged_at
     from checked
 )
 

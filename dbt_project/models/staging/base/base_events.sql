@@ -111,7 +111,10 @@ final as (
             when event_id_rank > 1 then 'duplicate_event_id'
         end as drop_reason,
         case when email_raw is not null and email is null then 'malformed_email' end as email_issue,
-        case when phone_raw is not null and phone is null then 'malformed_phone' end as phone_issue
+        case when phone_raw is not null and phone is null then 'malformed_phone' end as phone_issue,
+        {#- When this row was (re)written: the run's start. stg_events re-stages the rows based
+            since its last run through it. #}
+        {{ lifeline.run_stamp() }} as based_at
     from ranked
 )
 

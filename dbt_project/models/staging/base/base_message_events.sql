@@ -76,7 +76,10 @@ final as (
             when occurred_at is null then 'unparseable_timestamp'
             when channel not in ('email', 'sms', 'ads') then 'unknown_channel'
             when message_event_rank > 1 then 'duplicate_message_event'
-        end as drop_reason
+        end as drop_reason,
+        {#- When this row was (re)written: the run's start (stg_message_events re-stages the rows
+            based since its last run through it). #}
+        {{ lifeline.run_stamp() }} as based_at
     from ranked
 )
 
