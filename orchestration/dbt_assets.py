@@ -26,7 +26,9 @@ from orchestration.partitions import window_vars
 from orchestration.run_artifacts import prune_invocation_folders
 from syncs.warehouse import Warehouse
 
-WINDOW_MACRO = "macro.lifeline.incremental_slice"
+# The macros that bound a model's rows by the partition window (vars partition_start / partition_end):
+# base_* read raw rows through incremental_slice, stg_* read base rows through staged_slice.
+WINDOW_MACROS = ("macro.lifeline.incremental_slice", "macro.lifeline.staged_slice")
 # Where ensure_manifest keeps the manifest the Dagster definitions are built from (in the dbt project).
 PARSED_DIR = "target/lifeline_parsed"
 # Run tags read by every dbt step. A tag, not op config: Dagster splits lifeline_dbt into several
@@ -83,10 +85,10 @@ def ensure_manifest(warehouse: Warehouse) -> Path:
 
 
 def windowed_models(manifest_path: Path) -> list[str]:
-    """Models whose rows are bounded by the partition window (they call the incremental_slice macro)."""
+    """Models whose rows are bounded by the partition window (they call one of WINDOW_MACROS)."""
     nodes = json.loads(Path(manifest_path).read_text())["nodes"].values()
     return sorted(n["name"] for n in nodes
-                  if n["resource_type"] == "model" and WINDOW_MACRO in n["depends_on"]["macros"])
+                  if n["resource_type"] == "model" and set(WINDOW_MACROS) & set(n["depends_on"]["macros"]))
 
 
 def new_rows_var(tags: Mapping[str, str]) -> dict[str, bool]:
@@ -131,7 +133,7 @@ def build_dbt_assets(warehouse: Warehouse, partitions_def: dg.PartitionsDefiniti
     translator = LifelineTranslator(settings=DagsterDbtTranslatorSettings(enable_asset_checks=True))
     windowed = " ".join(windowed_models(manifest))
     if not windowed:
-        raise RuntimeError(f"no dbt model in {manifest} uses {WINDOW_MACRO}: the partitioned dbt assets would be "
+        raise RuntimeError(f"no dbt model in {manifest} uses {' or '.join(WINDOW_MACROS)}: the partitioned dbt assets would be "
                            "empty; run `dbt parse` in dbt_project and check macros/incremental_events.sql")
 
     @dbt_assets(manifest=manifest, project=project, dagster_dbt_translator=translator,

@@ -196,6 +196,13 @@ def evaluate(defs: dg.Definitions, name: str, at: datetime):
                                                                 repository_def=defs.get_repository_def()))
 
 
+def test_exactly_the_event_models_are_partitioned_by_day(light_defs):
+    """base_* (incremental_slice) and stg_* (staged_slice) bound their rows by the window; nothing else does."""
+    graph = light_defs().resolve_asset_graph()
+    partitioned = {key for key in graph.get_all_asset_keys() if graph.get(key).is_partitioned}
+    assert partitioned == set(EVENT_KEYS)
+
+
 def test_schedules_ask_for_the_current_utc_day(light_defs):
     defs = light_defs(schedules=Schedules(timezone="America/New_York"))
     # 21:00 in New York on Oct 5 is already Oct 6 in UTC.
