@@ -22,8 +22,10 @@ from orchestration.load import load
 from syncs.warehouse import Warehouse
 
 AS_OF = datetime(2026, 11, 1)
-MODELS = ["+int_profile_engagement"]
-COMPARED = ["intermediate.int_profile_engagement"]
+MODELS = ["+int_profile_engagement", "int_record_profiles"]
+# Stored records that lost their profile stay as tombstones (profile_id null) by design.
+RECORD_PROFILES = "(select * from intermediate.int_record_profiles where profile_id is not null) as record_profiles"
+COMPARED = ["intermediate.int_profile_engagement", RECORD_PROFILES]
 RUN_STAMPS = {"changed_at"}
 BUILD = ["--select", *MODELS, "--exclude-resource-type", "test"]
 
@@ -112,6 +114,10 @@ def test_profile_changes_after_an_incremental_run_equal_a_full_refresh(any_wareh
     # ann: late opens move only her best send hour; cat: unchanged.
     assert after["ann@example.com"][:-1] == before["ann@example.com"][:-1] and after["ann@example.com"][-1] == "9"
     assert after["cat@example.com"] == before["cat@example.com"]
+    # dan's records (his cookie and email) now resolve to ben's profile.
+    records = incremental[RECORD_PROFILES]
+    dans = {row[-1] for row in records if "cookie-dan" in row or "dan@example.com" in row}
+    assert dans == {row[-1] for row in records if "u-ben" in row}, records
 
     run_dbt(any_warehouse, "build", [*BUILD, "--full-refresh"], as_of=AS_OF)
     full = table_snapshot.snapshot(any_warehouse, COMPARED, RUN_STAMPS)

@@ -36,26 +36,35 @@ current_profiles as (
 ),
 
 {% if is_incremental() %}
-changed as (
-    select current_profiles.*, {{ changed_at }} as changed_at
-    from current_profiles
-    left join {{ this }} as stored on stored.record_id = current_profiles.record_id
-    where stored.record_id is null or stored.profile_id is null or stored.profile_id <> current_profiles.profile_id
-),
-
-vanished as (
+{#- One full outer join of the current and the stored rows on record_id (a left join for the
+    changed rows plus an anti-join for the vanished ones read both sides twice). #}
+compared as (
     select
-        stored.record_id, stored.source_table, stored.anonymous_id_key, stored.user_id_key, stored.email_key,
-        stored.phone_key, cast(null as {{ dbt.type_string() }}) as profile_id, {{ changed_at }} as changed_at
-    from {{ this }} as stored
-    left join current_profiles on current_profiles.record_id = stored.record_id
-    where current_profiles.record_id is null and stored.profile_id is not null
+        current_profiles.*,
+        stored.record_id as stored_record_id,
+        stored.source_table as stored_source_table,
+        stored.anonymous_id_key as stored_anonymous_id_key,
+        stored.user_id_key as stored_user_id_key,
+        stored.email_key as stored_email_key,
+        stored.phone_key as stored_phone_key,
+        stored.profile_id as stored_profile_id
+    from current_profiles
+    full outer join {{ this }} as stored on stored.record_id = current_profiles.record_id
 ),
 
 final as (
-    select * from changed
+    select
+        record_id, source_table, anonymous_id_key, user_id_key, email_key, phone_key, profile_id,
+        {{ changed_at }} as changed_at
+    from compared
+    where record_id is not null
+      and (stored_record_id is null or stored_profile_id is null or stored_profile_id <> profile_id)
     union all
-    select * from vanished
+    select
+        stored_record_id, stored_source_table, stored_anonymous_id_key, stored_user_id_key, stored_email_key,
+        stored_phone_key, cast(null as {{ dbt.type_string() }}), {{ changed_at }}
+    from compared
+    where record_id is null and stored_profile_id is not null
 )
 {% else %}
 final as (
