@@ -379,7 +379,8 @@ order by {{ column }}
   {%- if partitioned -%}
     {%- set window = lifeline.event_window(none) -%}
     {%- do conditions.append(lifeline.in_event_window('source.occurred_at', window)) -%}
-    {%- set describe = describe ~ " or in window " ~ lifeline.describe_window(window) -%}
+    {#- The window first: the log line reads "window [...)" as in a raw-reading model's partition run. -#}
+    {%- set describe = "window " ~ lifeline.describe_window(window) ~ " or " ~ describe -%}
   {%- endif -%}
   {%- do run_query('create temporary table ' ~ scope_table ~ ' as
       select source.* from ' ~ usable_sql ~ ' as source
