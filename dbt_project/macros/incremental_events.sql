@@ -340,14 +340,6 @@ md5(
 coalesce({{ message_id }}, '') || '|' || coalesce({{ event }}, '') || '|' || coalesce(cast({{ occurred_at }} as {{ dbt.type_string() }}), '')
 {%- endmacro %}
 
-{#- The last clause of a raw-reading model: DuckDB keeps the rows of a full build in this order,
-    and incremental runs append theirs, so the recent rows that runs and windowed data tests read
-    (stg_* slices, __event_window__) sit together at the end, where min/max zone maps skip the rest. -#}
-{% macro full_build_order(column) -%}
-{%- if target.type == 'duckdb' and not is_incremental() %}
-order by {{ column }}
-{%- endif %}
-{%- endmacro %}
 
 {#- The rows an incremental run of a stg_* model re-stages from its base model (`usable_sql`: the
     usable base rows up to as_of, one per key, with base's `based_at`, the start of the run that

@@ -95,10 +95,11 @@ def dbt_invocations(run_id: str) -> list[Path]:
 
 
 def table_digest(warehouse: Warehouse) -> dict[str, tuple[int, str]]:
-    """Row count and md5 of the sorted rows of each event model (without staged_at, the run that
-    wrote the row, which differs between runs by design)."""
+    """Row count and md5 of the sorted rows of each event model (without based_at / staged_at, the
+    run that wrote the row, which differs between runs by design)."""
     def relation(name: str) -> str:
-        return f"(select * exclude (staged_at) from staging.{name})" if name == "stg_events" else f"staging.{name}"
+        stamp = "based_at" if name.startswith("base_") else "staged_at"
+        return f"(select * exclude ({stamp}) from staging.{name})"
 
     with duckdb.connect(str(warehouse.duckdb_path), read_only=True) as con:
         return {name: con.execute(

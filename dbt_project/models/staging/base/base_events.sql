@@ -119,4 +119,3 @@ final as (
 )
 
 select * from final
-{{ lifeline.full_build_order('occurred_at') }}
