@@ -190,9 +190,12 @@ def bench_incremental(people: int, work: Path) -> dict:
 
     Both builds are one `dbt build` each (no prediction step), with a private --target-path so
     that concurrent dbt runs of other checkouts cannot overwrite run_results.json; the slowest
-    nodes of each run, node seconds of models and of tests, and the load average (the machine
+    nodes of each run, node seconds of models and of tests, each run's critical path (the chain of
+    nodes that set its wall time, benchmarks/critical_path.py) and the load average (the machine
     is shared) are kept to show where the time goes."""
     import duckdb
+
+    from benchmarks.critical_path import summarise as critical_path_summary
 
     data = work / f"data_{people}"
     if not (data / "_truth").exists():
@@ -204,7 +207,7 @@ def bench_incremental(people: int, work: Path) -> dict:
     load(warehouse, data, replace=True)
     load_average = {"start": [round(x, 2) for x in os.getloadavg()]}
     full = run_dbt(warehouse, "build", ["--full-refresh", "--target-path", str(target)], as_of=AS_OF)
-    full_nodes, full_split = node_timings(target), node_time_split(target)
+    full_nodes, full_split, full_path = node_timings(target), node_time_split(target), critical_path_summary(target)
     # 1% new events, as a day of new traffic arrives: copies of sampled events with fresh ids,
     # spread over the last 24 hours before as_of (copies of events from any time would mostly be
     # older than the look-back window, i.e. a backfill, which the models detect and reprocess).
@@ -225,7 +228,8 @@ def bench_incremental(people: int, work: Path) -> dict:
     return {"people": people, "full_s": round(full.seconds, 2), "incremental_s": round(incremental.seconds, 2),
             "share": round(incremental.seconds / full.seconds, 3), "new_events": max(1, count // 100),
             "slowest_full": full_nodes, "slowest_incremental": node_timings(target),
-            "node_seconds": {"full": full_split, "incremental": node_time_split(target)}, "load_average": load_average}
+            "node_seconds": {"full": full_split, "incremental": node_time_split(target)},
+            "critical_path": {"full": full_path, "incremental": critical_path_summary(target)}, "load_average": load_average}
 
 
 def optional_section(module: str, **kwargs) -> dict | None:

@@ -79,6 +79,32 @@ def test_node_span_reads_dbt_timestamps():
     assert run.node_span({"timing": []}) is None
 
 
+def _timed(unique_id: str, start: float, end: float) -> dict:
+    def at(second: float) -> str:
+        return f"2026-11-23T08:00:{second:06.3f}Z"
+    return {"unique_id": unique_id, "execution_time": end - start,
+            "timing": [{"name": "compile", "started_at": at(start), "completed_at": at(start + 0.1)},
+                       {"name": "execute", "started_at": at(start + 0.1), "completed_at": at(end)}]}
+
+
+def test_critical_path_follows_the_node_each_one_waited_for_longest_including_parent_tests():
+    path_mod = by_path("critical_path")
+    # a (0-5 s) -> its test (5.2-6) -> c (6.5-9); b (0-7) is a parent of c's sibling d only;
+    # d (7-8) waited for b. c ended last, and waited for a and a's test: the path is a, test, c.
+    results = {"results": [_timed("model.p.a", 0, 5), _timed("test.p.unique_a.1", 5.2, 6),
+                           _timed("model.p.b", 0, 7), _timed("model.p.c", 6.5, 9), _timed("model.p.d", 7, 8)]}
+    manifest = {"parent_map": {"model.p.c": ["model.p.a"], "model.p.d": ["model.p.b"], "test.p.unique_a.1": ["model.p.a"]},
+                "child_map": {"model.p.a": ["test.p.unique_a.1", "model.p.c"], "model.p.b": ["model.p.d"]}}
+    path = path_mod.critical_path(results, manifest)
+    assert [p["node"] for p in path] == ["a", "unique_a.1", "c"]
+    assert [p["type"] for p in path] == ["model", "test", "model"]
+    assert [p["gap_s"] for p in path] == pytest.approx([0.0, 0.2, 0.5])
+    # were b the longer parent of c, the path would go through b instead
+    manifest["parent_map"]["model.p.c"] = ["model.p.a", "model.p.b"]
+    results["results"][3] = _timed("model.p.c", 7.5, 9)
+    assert [p["node"] for p in path_mod.critical_path(results, manifest)] == ["b", "c"]
+
+
 def test_counting_sandbox_logs_calls_in_order_and_resets(tmp_path: Path):
     import socket
 
