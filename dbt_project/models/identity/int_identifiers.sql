@@ -1,12 +1,67 @@
 {#- Every usable identifier once, with when it was first and last seen, how many people-level ids
     (emails, user_ids) it was seen with, and whether that is too many to trust it for stitching.
     identifier_key is a stable 60-bit integer from the md5 of type:value (macro stable_key), the
-    same on every run and warehouse, so the incremental graph state stays valid across runs. -#}
+    same on every run and warehouse, so the incremental graph state stays valid across runs.
+
+    Incremental (delete+insert on identifier_key; macros/identity_incremental.sql): a run recomputes
+    only the identifiers of the records int_identity_records wrote or removed after this model's
+    newest changed_at, each over ALL its occurrences (seen min/max, linked counts), and keeps the
+    rest; an identifier left with no occurrence is deleted (tombstone identifier_type null, removed
+    by the post-hook). exclusion_changed_at is the start of the run that set the current
+    is_excluded (int_identity_edges re-derives the records of identifiers that flipped).
+    A changed identity_link_limits var, or records rebuilt in full, rebuild every row. -#}
+{{ config(
+    materialized='incremental',
+    unique_key='identifier_key',
+    incremental_strategy=('merge' if target.type == 'bigquery' else 'delete+insert'),
+    on_schema_change='fail',
+    post_hook="delete from {{ this }} where identifier_type is null"
+) }}
 {%- set limits = var('identity_link_limits') -%}
-with occurrences as (
-    select * from {{ ref('int_identifier_occurrences') }}
+-- depends_on: {{ ref('int_identity_records') }}
+{%- set limits_changed = namespace(reason=none) -%}
+{%- if execute and is_incremental() -%}
+  {%- set stored_limits = run_query('select distinct identifier_type, link_limit from ' ~ this) -%}
+  {%- for row in stored_limits.rows -%}
+    {%- if row[0] not in limits or (limits[row[0]] | int) != (row[1] | int) -%}
+      {%- set limits_changed.reason = 'the var identity_link_limits changed' -%}
+    {%- endif -%}
+  {%- endfor -%}
+{%- endif -%}
+{%- set mark = lifeline.identity_chain_mark('int_identifiers', limits_changed.reason) -%}
+{%- set all_occurrences = ref('int_identifier_occurrences') %}
+with
+{% if mark is not none %}
+{#- The identifiers of the records written or removed since the mark. #}
+changed_records as (
+    select record_id, anonymous_id, user_id, email, phone
+    from {{ ref('int_identity_records') }}
+    where changed_at > {{ lifeline.stamp_literal(mark) }}
+    union all
+    select record_id, anonymous_id, user_id, email, phone
+    from {{ lifeline.identity_removed_relation() }}
+    where removed_at > {{ lifeline.stamp_literal(mark) }}
+),
+
+touched as (
+    select distinct identifier_type, identifier_value
+    from ({{ lifeline.unpivot_identifiers('changed_records') }}) as unpivoted
+),
+
+occurrences as (
+    select all_occurrences.*
+    from {{ all_occurrences }} as all_occurrences
+    join touched
+        on touched.identifier_type = all_occurrences.identifier_type
+        and touched.identifier_value = all_occurrences.identifier_value
+    where not all_occurrences.is_blocklisted
+),
+{% else %}
+occurrences as (
+    select * from {{ all_occurrences }}
     where not is_blocklisted
 ),
+{% endif %}
 
 seen as (
     select
@@ -27,9 +82,10 @@ linked as (
         other.identifier_type as linked_type,
         other.identifier_value as linked_value
     from occurrences as subject
-    join occurrences as other on other.record_id = subject.record_id
+    join {{ all_occurrences }} as other on other.record_id = subject.record_id
     where other.identifier_type in ('email', 'user_id')
       and other.identifier_type <> subject.identifier_type
+      and not other.is_blocklisted
 ),
 
 co_occurring as (
@@ -49,7 +105,7 @@ limits as (
     {%- endfor %}
 ),
 
-final as (
+computed as (
     select
         {{ lifeline.stable_key("seen.identifier_type || ':' || seen.identifier_value") }} as identifier_key,
         seen.identifier_type,
@@ -65,6 +121,50 @@ final as (
         on co_occurring.identifier_type = seen.identifier_type
         and co_occurring.identifier_value = seen.identifier_value
     join limits on limits.identifier_type = seen.identifier_type
+),
+
+{% if mark is not none %}
+stored as (
+    select identifier_key, is_excluded, exclusion_changed_at
+    from {{ this }}
+),
+
+final as (
+    select
+        computed.*,
+        case when stored.is_excluded = computed.is_excluded then stored.exclusion_changed_at
+             else {{ lifeline.run_stamp() }} end as exclusion_changed_at,
+        {{ lifeline.run_stamp() }} as changed_at
+    from computed
+    left join stored on stored.identifier_key = computed.identifier_key
+    union all
+    {#- Touched identifiers with no usable occurrence left: tombstones. #}
+    select
+        {{ lifeline.stable_key("touched.identifier_type || ':' || touched.identifier_value") }},
+        cast(null as {{ dbt.type_string() }}),
+        cast(null as {{ dbt.type_string() }}),
+        cast(null as {{ dbt.type_timestamp() }}),
+        cast(null as {{ dbt.type_timestamp() }}),
+        cast(null as {{ dbt.type_bigint() }}),
+        cast(null as {{ dbt.type_int() }}),
+        cast(null as {{ dbt.type_boolean() }}),
+        cast(null as {{ dbt.type_string() }}),
+        cast(null as {{ dbt.type_timestamp() }}),
+        {{ lifeline.run_stamp() }}
+    from touched
+    left join seen
+        on seen.identifier_type = touched.identifier_type
+        and seen.identifier_value = touched.identifier_value
+    where seen.identifier_type is null
 )
+{% else %}
+final as (
+    select
+        computed.*,
+        {{ lifeline.run_stamp() }} as exclusion_changed_at,
+        {{ lifeline.run_stamp() }} as changed_at
+    from computed
+)
+{% endif %}
 
 select * from final

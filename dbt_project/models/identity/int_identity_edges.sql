@@ -1,10 +1,74 @@
 {#- Edges between identifiers seen together on one record, as integer keys: each identifier on a
     record is linked to the record's anchor (its first usable identifier in the order user_id,
-    email, phone, anonymous_id), a star rather than every pair. Excluded identifiers link nobody. -#}
-with occurrences as (
-    select * from {{ ref('int_identifier_occurrences') }}
+    email, phone, anonymous_id), a star rather than every pair. Excluded identifiers link nobody.
+    Each (src, dst) pair once, however many records produce it.
+
+    Incremental (delete+insert on (src, dst); macros/identity_incremental.sql). The touched records
+    are those int_identity_records wrote or removed after this model's newest changed_at, plus the
+    records holding an identifier whose is_excluded flipped since (int_identifiers
+    .exclusion_changed_at); K is the set of their identifiers. Every edge a touched record produced
+    before or produces now has both ends in K, and an edge with both ends in K can only come from a
+    record holding an identifier of K. So a run recomputes the star edges of the records holding an
+    identifier of K, keeps those with both ends in K, and writes them plus tombstones (changed_at
+    null, deleted by the post-hook) for the stored edges with both ends in K that no record
+    produces any more; every other edge comes from untouched records and stays. -#}
+{{ config(
+    materialized='incremental',
+    unique_key=['src', 'dst'],
+    incremental_strategy=('merge' if target.type == 'bigquery' else 'delete+insert'),
+    on_schema_change='fail',
+    post_hook="delete from {{ this }} where changed_at is null"
+) }}
+-- depends_on: {{ ref('int_identity_records') }}
+{%- set mark = lifeline.identity_chain_mark('int_identity_edges') -%}
+{%- set all_occurrences = ref('int_identifier_occurrences') %}
+with
+{% if mark is not none %}
+{%- set since = lifeline.stamp_literal(mark) %}
+touched_records as (
+    select record_id, anonymous_id, user_id, email, phone
+    from {{ ref('int_identity_records') }}
+    where changed_at > {{ since }}
+       or record_id in (
+           select flipped_occurrences.record_id
+           from {{ all_occurrences }} as flipped_occurrences
+           join {{ ref('int_identifiers') }} as flipped
+               on flipped.identifier_type = flipped_occurrences.identifier_type
+               and flipped.identifier_value = flipped_occurrences.identifier_value
+           where flipped.exclusion_changed_at > {{ since }}
+       )
+    union all
+    select record_id, anonymous_id, user_id, email, phone
+    from {{ lifeline.identity_removed_relation() }}
+    where removed_at > {{ since }}
+),
+
+touched_identifiers as (
+    select distinct
+        identifier_type,
+        identifier_value,
+        {{ lifeline.stable_key("identifier_type || ':' || identifier_value") }} as identifier_key
+    from ({{ lifeline.unpivot_identifiers('touched_records') }}) as unpivoted
+),
+
+occurrences as (
+    select all_occurrences.*
+    from {{ all_occurrences }} as all_occurrences
+    where not all_occurrences.is_blocklisted
+      and all_occurrences.record_id in (
+          select holding.record_id
+          from {{ all_occurrences }} as holding
+          join touched_identifiers
+              on touched_identifiers.identifier_type = holding.identifier_type
+              and touched_identifiers.identifier_value = holding.identifier_value
+      )
+),
+{% else %}
+occurrences as (
+    select * from {{ all_occurrences }}
     where not is_blocklisted
 ),
+{% endif %}
 
 usable as (
     select
@@ -31,12 +95,38 @@ anchored as (
     from usable
 ),
 
-final as (
+edges as (
     select distinct
         anchor_key as src,
         identifier_key as dst
     from anchored
     where identifier_key <> anchor_key
+),
+
+{% if mark is not none %}
+recomputed as (
+    select edges.src, edges.dst
+    from edges
+    where edges.src in (select identifier_key from touched_identifiers)
+      and edges.dst in (select identifier_key from touched_identifiers)
+),
+
+final as (
+    select src, dst, {{ lifeline.run_stamp() }} as changed_at
+    from recomputed
+    union all
+    select stored.src, stored.dst, cast(null as {{ dbt.type_timestamp() }})
+    from {{ this }} as stored
+    left join recomputed on recomputed.src = stored.src and recomputed.dst = stored.dst
+    where stored.src in (select identifier_key from touched_identifiers)
+      and stored.dst in (select identifier_key from touched_identifiers)
+      and recomputed.src is null
 )
+{% else %}
+final as (
+    select src, dst, {{ lifeline.run_stamp() }} as changed_at
+    from edges
+)
+{% endif %}
 
 select * from final

@@ -1,0 +1,163 @@
+"""The incremental identity chain (int_identity_records -> int_identifier_occurrences ->
+int_identifiers -> int_identity_edges -> int_identity_components -> identity_map) equals a
+--full-refresh build row for row after each run of a hand-written history, on DuckDB and
+PostgreSQL:
+
+1. new events with an existing combination (ann's cookie again) and a new one (dan's cookie with
+   ben's user_id: dan merges into ben); a kiosk cookie seen with a sixth email crosses its link
+   limit and becomes excluded, so the five people it linked split apart (edges of records the run
+   did not touch); a new customer and a new order; cat's customer row changes email (her old
+   record is removed, and so is her old email, seen nowhere else);
+2. a run with nothing new writes nothing;
+3. a late duplicate event_id with different identifiers wins: int_identity_records falls back
+   to a full rebuild, and so do the models after it;
+4. as_of moves back before the new events: stg_events deletes them, the records fall back again.
+"""
+from __future__ import annotations
+
+import csv
+import re
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+import table_snapshot
+from orchestration.dbt_runner import run_dbt
+from orchestration.load import load
+from syncs.warehouse import Warehouse
+
+AS_OF = datetime(2026, 11, 1)
+BUILD = ["--select", "+int_identity_components", "identity_map", "identity_exclusions",
+         "--exclude-resource-type", "test"]
+COMPARED = ["intermediate.int_identity_records", "intermediate.int_identifier_occurrences",
+            "intermediate.int_identifiers", "intermediate.int_identity_edges",
+            "intermediate.int_identity_components", "identity_map", "identity_exclusions"]
+RUN_STAMPS = {"changed_at", "staged_at", "exclusion_changed_at"}
+CHAIN = ("int_identity_records", "int_identifier_occurrences", "int_identifiers", "int_identity_edges")
+
+EVENT_HEADER = ["event_id", "event_type", "occurred_at", "anonymous_id", "user_id", "email"]
+CUSTOMER_HEADER = ["customer_id", "email", "created_at", "updated_at"]
+ORDER_HEADER = ["order_id", "ordered_at", "customer_id", "email", "anonymous_id"]
+KIOSK = [[f"k{i}", "identify", f"2026-10-0{i}T10:00:00Z", "cookie-k", "", f"k{i}@x.com"] for i in range(1, 6)]
+FIRST = {
+    "events": (EVENT_HEADER, [
+        ["e1", "identify", "2026-10-01T09:00:00Z", "cookie-ann", "u-ann", ""],
+        ["e2", "page_view", "2026-10-02T09:00:00Z", "cookie-ann", "", ""],
+        ["e3", "identify", "2026-10-10T09:00:00Z", "cookie-dan", "", "dan@x.com"],
+        ["e4", "page_view", "2026-10-20T09:00:00Z", "cookie-cat", "u-cat", ""],
+        *KIOSK,
+    ]),
+    "customers": (CUSTOMER_HEADER, [
+        ["u-ann", "ann@x.com", "2026-08-01T09:00:00Z", "2026-08-01T09:00:00Z"],
+        ["u-ben", "ben@x.com", "2026-08-02T09:00:00Z", "2026-08-02T09:00:00Z"],
+        ["u-cat", "cat@x.com", "2026-08-03T09:00:00Z", "2026-08-03T09:00:00Z"],
+    ]),
+    "orders": (ORDER_HEADER, [["o1", "2026-10-01T09:30:00Z", "u-ann", "ann@x.com", "cookie-ann"]]),
+}
+SECOND = {
+    "events": (EVENT_HEADER, [
+        ["e5", "page_view", "2026-10-25T09:00:00Z", "cookie-ann", "", ""],  # existing combination, later
+        ["e6", "identify", "2026-10-26T09:00:00Z", "cookie-dan", "u-ben", ""],  # dan's cookie is ben's
+        ["k6", "identify", "2026-10-27T10:00:00Z", "cookie-k", "", "k6@x.com"],  # the kiosk's sixth email
+    ]),
+    "customers": (CUSTOMER_HEADER, [
+        ["u-eve", "eve@x.com", "2026-10-27T09:00:00Z", "2026-10-27T09:00:00Z"],
+        ["u-cat", "cat.new@x.com", "2026-08-03T09:00:00Z", "2026-10-28T09:00:00Z"],  # cat's new email
+    ]),
+    "orders": (ORDER_HEADER, [["o2", "2026-10-28T09:30:00Z", "u-ben", "ben@x.com", ""]]),
+}
+# An earlier copy of e3 with another email: it wins, so the stored e3 is rewritten.
+LATE_DUPLICATE = {"events": (EVENT_HEADER, [["e3", "identify", "2026-10-09T09:00:00Z", "cookie-dan", "", "dan.old@x.com"]])}
+
+
+def write_batch(root: Path, batch: dict[str, tuple[list[str], list[list[str]]]]) -> Path:
+    root.mkdir(parents=True)
+    for table, (header, rows) in batch.items():
+        with (root / f"{table}.csv").open("w", newline="") as f:
+            csv.writer(f).writerows([header, *rows])
+    return root
+
+
+def build(warehouse: Warehouse, *args: str, as_of: datetime = AS_OF) -> dict[str, str]:
+    """One dbt build of the identity chain; the line each incremental identity model logged."""
+    result = run_dbt(warehouse, "build", [*BUILD, *args], as_of=as_of)
+    return {m.group(1): m.group(2) for m in re.finditer(r"(int_\w+) \(incremental\): (.*)", result.output)}
+
+
+def rows(warehouse: Warehouse, sql: str) -> list[tuple]:
+    engine = warehouse.engine()
+    with engine.connect() as conn:
+        found = [tuple(r) for r in conn.execute(sa.text(sql)).fetchall()]
+    engine.dispose()
+    return found
+
+
+def written_by_last_run(warehouse: Warehouse, relation: str) -> int:
+    return rows(warehouse, f"select count(*) from {relation} where changed_at = (select max(changed_at) from {relation})")[0][0]
+
+
+def assert_equals_full_refresh(warehouse: Warehouse, as_of: datetime = AS_OF) -> dict[str, list[tuple]]:
+    incremental = table_snapshot.snapshot(warehouse, COMPARED, RUN_STAMPS)
+    build(warehouse, "--full-refresh", as_of=as_of)
+    full = table_snapshot.snapshot(warehouse, COMPARED, RUN_STAMPS)
+    for relation in COMPARED:
+        assert incremental[relation] == full[relation], f"{relation} differs from a full refresh"
+    return full
+
+
+def profile(warehouse: Warehouse, identifier_type: str, value: str) -> str | None:
+    found = rows(warehouse, f"select profile_id from identity_map where identifier_type = '{identifier_type}' "
+                            f"and identifier_value = '{value}'")
+    return found[0][0] if found else None
+
+
+@pytest.fixture(scope="module")
+def batches(tmp_path_factory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("incremental_identity")
+    return {name: write_batch(root / name, batch)
+            for name, batch in (("first", FIRST), ("second", SECOND), ("late", LATE_DUPLICATE))}
+
+
+def test_identity_chain_after_incremental_runs_equals_a_full_refresh(any_warehouse, batches):
+    load(any_warehouse, batches["first"], replace=True)
+    build(any_warehouse, "--full-refresh")
+    assert len({profile(any_warehouse, "email", f"k{i}@x.com") for i in range(1, 6)}) == 1  # the kiosk links them
+
+    # 1. New events, customers and orders: every model takes its incremental path.
+    load(any_warehouse, batches["second"], replace=False)
+    lines = build(any_warehouse)
+    assert set(lines) >= set(CHAIN), lines
+    assert "3 stg_events rows staged after" in lines["int_identity_records"], lines
+    assert not any("rebuilding" in line for line in lines.values()), lines
+    # Written: ann's cookie record, dan's new one, the kiosk's sixth, eve's customer record, cat's new
+    # one and its old one's tombstone (removed by the post-hook), and the o2 order record.
+    assert written_by_last_run(any_warehouse, "intermediate.int_identity_records") == 6
+    assert rows(any_warehouse, "select count(*) from intermediate.int_identity_records__removed")[0][0] == 1
+    assert profile(any_warehouse, "anonymous_id", "cookie-dan") == profile(any_warehouse, "user_id", "u-ben")
+    assert profile(any_warehouse, "email", "cat@x.com") is None
+    assert profile(any_warehouse, "anonymous_id", "cookie-k") is None  # excluded as shared
+    assert len({profile(any_warehouse, "email", f"k{i}@x.com") for i in range(1, 7)}) == 6
+    assert_equals_full_refresh(any_warehouse)
+
+    # 2. Nothing new: nothing is written.
+    before = table_snapshot.snapshot(any_warehouse, COMPARED[:4])
+    lines = build(any_warehouse)
+    assert "0 stg_events rows staged after" in lines["int_identity_records"], lines
+    assert table_snapshot.snapshot(any_warehouse, COMPARED[:4]) == before
+
+    # 3. A late duplicate that wins with other identifiers: the records fall back, and so does the chain.
+    load(any_warehouse, batches["late"], replace=False)
+    lines = build(any_warehouse)
+    assert "rebuilding every record" in lines["int_identity_records"], lines
+    assert "rebuilt in full since the last run" in lines["int_identity_edges"], lines
+    full = assert_equals_full_refresh(any_warehouse)
+    assert not any("dan@x.com" in row for row in full["intermediate.int_identity_records"])
+
+    # 4. as_of moves back before the second batch: stg_events deletes its events, the records fall back.
+    earlier = datetime(2026, 10, 24)
+    lines = build(any_warehouse, as_of=earlier)
+    assert "rebuilding every record" in lines["int_identity_records"], lines
+    full = assert_equals_full_refresh(any_warehouse, as_of=earlier)
+    assert not any("k6@x.com" in row for row in full["intermediate.int_identity_records"])
