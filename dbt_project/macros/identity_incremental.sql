@@ -3,8 +3,9 @@
 
     int_identity_records stamps `changed_at` (the run's start) on every row it writes and keeps the
     records it deleted in the side table `int_identity_records__removed` (with their identifiers and
-    `removed_at`). Each model downstream stores `changed_at` on its own rows; its mark is the newest
-    one, and a run re-derives only what the records changed or removed after that mark touch. When
+    `removed_at`). Each model downstream logs its successful runs in `int_identity_records__runs`;
+    its mark is its last run's start, and a run re-derives only what the records changed or
+    removed after that mark touch. When
     the records were rewritten as a whole since the mark (a --full-refresh or a fallback of
     int_identity_records: its oldest changed_at is newer than the mark), or the side table is
     missing, the model rebuilds itself in full and says so in the log. -#}
@@ -30,27 +31,66 @@
   delete from {{ removed }} where removed_at < (select min(changed_at) from {{ this }})
 {%- endmacro %}
 
-{#- The mark of an incremental model downstream of int_identity_records (the newest changed_at it
-    stored), or none when this run must rebuild the model in full: not incremental, empty, the
-    records rewritten as a whole since the mark, the side table missing, or `extra_reason` (a
-    text, e.g. a changed var) set. A full rebuild in an incremental run empties the table first
-    (only in a real run: dbt compile/show must not change data) and is logged. -#}
-{% macro identity_chain_mark(label, extra_reason=none) -%}
+{#- The log of the runs of the models downstream (model, ran_at: the start of its last successful
+    run), kept next to int_identity_records. -#}
+{% macro identity_runs_relation() -%}
+  {%- set records = ref('int_identity_records') -%}
+  {{ return(api.Relation.create(database=records.database, schema=records.schema, identifier=records.identifier ~ '__runs')) }}
+{%- endmacro %}
+
+{#- Post-hook of the models downstream: deletes the tombstones (`tombstone_condition`) and
+    records the run in the log. -#}
+{% macro identity_chain_post_hook(tombstone_condition) -%}
+  {%- if not execute -%}{{ return('') }}{%- endif -%}
+  {%- set runs = lifeline.identity_runs_relation() -%}
+  delete from {{ this }} where {{ tombstone_condition }};
+  create table if not exists {{ runs }} (model {{ dbt.type_string() }}, ran_at {{ dbt.type_timestamp() }});
+  delete from {{ runs }} where model = '{{ this.identifier }}';
+  insert into {{ runs }} (model, ran_at) values ('{{ this.identifier }}', {{ lifeline.run_stamp() }})
+{%- endmacro %}
+
+{#- The mark of an incremental model downstream of int_identity_records (the start of its last
+    successful run, from the log), or none when this run must rebuild the model in full: not
+    incremental, no run logged, the records rewritten as a whole since the mark (their oldest
+    changed_at is newer), a side table missing, or `extra_reason` (a text, e.g. a changed var)
+    set. A full rebuild in an incremental run empties the table first (only in a real run: dbt
+    compile/show must not change data) and is logged.
+    `parents`: the chain models this one reads besides the records; each must have run after the
+    records last changed, else the run fails with an error naming what to build (reading a
+    parent that has not caught up would record a mark past changes it never saw). -#}
+{% macro identity_chain_mark(label, parents=[], extra_reason=none) -%}
   {%- if not execute or not is_incremental() -%}{{ return(none) }}{%- endif -%}
   {%- set removed = lifeline.identity_removed_relation() -%}
-  {%- set marks = run_query('select (select max(changed_at) from ' ~ this ~ '), (select min(changed_at) from ' ~ ref('int_identity_records') ~ ')').rows[0] -%}
-  {%- set mark = lifeline.as_naive_datetime(marks[0]) -%}
-  {%- set records_since = lifeline.as_naive_datetime(marks[1]) -%}
-  {%- set reason = extra_reason -%}
-  {%- if reason is none and mark is none -%}{%- set reason = 'no stored rows' -%}{%- endif -%}
-  {%- if reason is none and records_since is not none and records_since > mark -%}
-    {%- set reason = 'int_identity_records was rebuilt in full since the last run' -%}
+  {%- set runs = lifeline.identity_runs_relation() -%}
+  {%- set state = namespace(reason=extra_reason) -%}
+  {%- for side in (removed, runs) if state.reason is none -%}
+    {%- if adapter.get_relation(side.database, side.schema, side.identifier) is none -%}
+      {%- set state.reason = 'the side table ' ~ side ~ ' is missing' -%}
+    {%- endif -%}
+  {%- endfor -%}
+  {%- set mark = none -%}
+  {%- if state.reason is none -%}
+    {%- set ran = run_query('select model, ran_at from ' ~ runs) -%}
+    {%- set last_run = {} -%}
+    {%- for row in ran.rows -%}{%- do last_run.update({row[0]: lifeline.as_naive_datetime(row[1])}) -%}{%- endfor -%}
+    {%- set mark = last_run.get(this.identifier) -%}
+    {%- set records = run_query('select (select min(changed_at) from ' ~ ref('int_identity_records') ~ '),
+        (select max(changed_at) from ' ~ ref('int_identity_records') ~ '), (select max(removed_at) from ' ~ removed ~ ')').rows[0] -%}
+    {%- set records_since = lifeline.as_naive_datetime(records[0]) -%}
+    {%- set changed = [lifeline.as_naive_datetime(records[1]), lifeline.as_naive_datetime(records[2])] | reject('none') | list -%}
+    {%- if mark is none -%}
+      {%- set state.reason = 'no run logged' -%}
+    {%- elif records_since is not none and records_since > mark -%}
+      {%- set state.reason = 'int_identity_records was rebuilt in full since the last run' -%}
+    {%- endif -%}
+    {%- for parent in parents if state.reason is none and changed -%}
+      {%- if last_run.get(parent) is none or last_run[parent] < changed | max -%}
+        {{ exceptions.raise_compiler_error(label ~ ": " ~ parent ~ " has not run since int_identity_records last changed, so it does not reflect those changes yet. Build the chain together: dbt build --select int_identity_records+ (lifeline build does).") }}
+      {%- endif -%}
+    {%- endfor -%}
   {%- endif -%}
-  {%- if reason is none and adapter.get_relation(removed.database, removed.schema, removed.identifier) is none -%}
-    {%- set reason = 'the side table ' ~ removed ~ ' is missing' -%}
-  {%- endif -%}
-  {%- if reason is not none -%}
-    {{ log(label ~ " (incremental): " ~ reason ~ ": rebuilding every row", info=True) }}
+  {%- if state.reason is not none -%}
+    {{ log(label ~ " (incremental): " ~ state.reason ~ ": rebuilding every row", info=True) }}
     {%- if flags.WHICH in ('run', 'build') -%}{%- do run_query('delete from ' ~ this) -%}{%- endif -%}
     {{ return(none) }}
   {%- endif -%}

@@ -8,7 +8,8 @@ PostgreSQL:
    limit and becomes excluded, so the five people it linked split apart (edges of records the run
    did not touch); a new customer and a new order; cat's customer row changes email (her old
    record is removed, and so is her old email, seen nowhere else);
-2. a run with nothing new writes nothing;
+2. a run with nothing new writes nothing; after a run of the records alone, a run of the edges
+   alone fails (its parents have not caught up) and the next run of the chain catches up;
 3. a late duplicate event_id with different identifiers wins: int_identity_records falls back
    to a full rebuild, and so do the models after it;
 4. as_of moves back before the new events: stg_events deletes them, the records fall back again.
@@ -69,6 +70,7 @@ SECOND = {
     "orders": (ORDER_HEADER, [["o2", "2026-10-28T09:30:00Z", "u-ben", "ben@x.com", ""]]),
 }
 # An earlier copy of e3 with another email: it wins, so the stored e3 is rewritten.
+EVE_AGAIN = {"events": (EVENT_HEADER, [["e7", "identify", "2026-10-29T09:00:00Z", "cookie-eve", "u-eve", ""]])}
 LATE_DUPLICATE = {"events": (EVENT_HEADER, [["e3", "identify", "2026-10-09T09:00:00Z", "cookie-dan", "", "dan.old@x.com"]])}
 
 
@@ -117,7 +119,7 @@ def profile(warehouse: Warehouse, identifier_type: str, value: str) -> str | Non
 def batches(tmp_path_factory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("incremental_identity")
     return {name: write_batch(root / name, batch)
-            for name, batch in (("first", FIRST), ("second", SECOND), ("late", LATE_DUPLICATE))}
+            for name, batch in (("first", FIRST), ("second", SECOND), ("eve", EVE_AGAIN), ("late", LATE_DUPLICATE))}
 
 
 def test_identity_chain_after_incremental_runs_equals_a_full_refresh(any_warehouse, batches):
@@ -146,6 +148,17 @@ def test_identity_chain_after_incremental_runs_equals_a_full_refresh(any_warehou
     lines = build(any_warehouse)
     assert "0 stg_events rows staged after" in lines["int_identity_records"], lines
     assert table_snapshot.snapshot(any_warehouse, COMPARED[:4]) == before
+
+    # The records alone, then the edges alone: refused, as the occurrences and identifiers lag behind.
+    load(any_warehouse, batches["eve"], replace=False)
+    run_dbt(any_warehouse, "build", ["--select", "+int_identity_records", "--exclude-resource-type", "test"], as_of=AS_OF)
+    refused = run_dbt(any_warehouse, "build", ["--select", "int_identity_edges"], as_of=AS_OF, check=False)
+    assert refused.returncode != 0
+    assert "int_identifier_occurrences has not run since int_identity_records last changed" in refused.output
+    lines = build(any_warehouse)
+    assert not any("rebuilding" in line for line in lines.values()), lines
+    assert profile(any_warehouse, "anonymous_id", "cookie-eve") == profile(any_warehouse, "user_id", "u-eve")
+    assert_equals_full_refresh(any_warehouse)
 
     # 3. A late duplicate that wins with other identifiers: the records fall back, and so does the chain.
     load(any_warehouse, batches["late"], replace=False)

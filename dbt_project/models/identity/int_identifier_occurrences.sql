@@ -10,7 +10,7 @@
     unique_key='record_id',
     incremental_strategy=('merge' if target.type == 'bigquery' else 'delete+insert'),
     on_schema_change='fail',
-    post_hook="delete from {{ this }} where identifier_type is null"
+    post_hook="{{ lifeline.identity_chain_post_hook('identifier_type is null') }}"
 ) }}
 {%- set mark = lifeline.identity_chain_mark('int_identifier_occurrences') -%}
 with records as (

@@ -15,7 +15,7 @@
     unique_key='identifier_key',
     incremental_strategy=('merge' if target.type == 'bigquery' else 'delete+insert'),
     on_schema_change='fail',
-    post_hook="delete from {{ this }} where identifier_type is null"
+    post_hook="{{ lifeline.identity_chain_post_hook('identifier_type is null') }}"
 ) }}
 {%- set limits = var('identity_link_limits') -%}
 -- depends_on: {{ ref('int_identity_records') }}
@@ -28,7 +28,7 @@
     {%- endif -%}
   {%- endfor -%}
 {%- endif -%}
-{%- set mark = lifeline.identity_chain_mark('int_identifiers', limits_changed.reason) -%}
+{%- set mark = lifeline.identity_chain_mark('int_identifiers', ['int_identifier_occurrences'], limits_changed.reason) -%}
 {%- set all_occurrences = ref('int_identifier_occurrences') %}
 with
 {% if mark is not none %}

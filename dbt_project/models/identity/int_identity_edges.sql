@@ -17,10 +17,10 @@
     unique_key=['src', 'dst'],
     incremental_strategy=('merge' if target.type == 'bigquery' else 'delete+insert'),
     on_schema_change='fail',
-    post_hook="delete from {{ this }} where changed_at is null"
+    post_hook="{{ lifeline.identity_chain_post_hook('changed_at is null') }}"
 ) }}
 -- depends_on: {{ ref('int_identity_records') }}
-{%- set mark = lifeline.identity_chain_mark('int_identity_edges') -%}
+{%- set mark = lifeline.identity_chain_mark('int_identity_edges', ['int_identifier_occurrences', 'int_identifiers']) -%}
 {%- set all_occurrences = ref('int_identifier_occurrences') %}
 with
 {% if mark is not none %}
