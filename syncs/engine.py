@@ -15,7 +15,7 @@ from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, Mapping
+from typing import Callable, Iterable, Iterator, Mapping
 
 from tqdm import tqdm
 
@@ -25,7 +25,7 @@ from syncs.destinations.registry import UnsupportedDestination, limits, open_cli
 from syncs.mirror import add_strangers, stage_members
 from syncs.modes import UnsupportedMode, check_mode
 from syncs.plan import Plan, SourceMissing, build_diff, check_source, estimate, pages, source_sql
-from syncs.sent_fields import backfill, mapped_columns, shaped
+from syncs.sent_fields import backfill, carried, mapped_columns, shaped
 from syncs.state import (SyncLocked, acquire_lock, ensure_state, mark_removed, mark_synced, now, record_rejections,
                          record_run, release_lock)
 from syncs.warehouse import Warehouse
@@ -111,6 +111,16 @@ def _sent(send: Callable[[list[dict]], list], batches: Iterable[list[dict]], in_
         pool.shutdown(wait=True, cancel_futures=True)
 
 
+def with_sent_fields(batches: Iterable[list[dict]]) -> Iterator[list[dict]]:
+    """Each page with `sent_fields` set to the fields the row carries now: what sent_fields.shaped
+    gives when there is no `fields:` mapping and nothing to clear (every mode but upsert), without
+    copying every row."""
+    for batch in batches:
+        for row in batch:
+            row["sent_fields"] = carried(row, None)
+        yield batch
+
+
 def _send(conn, sync: SyncConfig, client, plan: Plan, result: SyncResult, progress: bool) -> None:
     """Send the diff: add/update rows (upsert() in upsert mode, else add()), then removals (none in
     upsert mode: the rows' state is dropped so that a return re-sends them). State is committed
@@ -120,22 +130,24 @@ def _send(conn, sync: SyncConfig, client, plan: Plan, result: SyncResult, progre
     send, batch_size = (client.upsert, client.upsert_batch_size) if upsert else (client.add, client.add_batch_size)
     bar = tqdm(total=plan.adds + plan.updates + plan.removes + plan.strangers, desc=sync.name, unit="row",
                disable=not progress)
-    rows = shaped(pages(conn, ("add", "update"), batch_size, ("sent_fields",) + mapped_columns(sync)), sync)
+    diff = pages(conn, ("add", "update"), batch_size, ("sent_fields",) + mapped_columns(sync))
+    rows = shaped(diff, sync) if sync.fields or upsert else with_sent_fields(diff)
     for batch, results in _sent(send, rows, getattr(client, "in_flight", 1)):
         by_key = {r["key"]: r for r in batch}
-        ok = [{"key": r.key, "row_hash": by_key[r.key]["row_hash"], "destination_id": r.destination_id,
-               "sent_fields": by_key[r.key]["sent_fields"]} for r in results if r.ok]
-        bad = [{"key": r.key, "code": r.code, "message": r.message, "payload_hash": by_key[r.key]["row_hash"]}
-               for r in results if not r.ok and r.code != "not_acknowledged"]
+        ok, bad, adds = [], [], 0
+        for r in results:
+            row = by_key[r.key]
+            if r.ok:
+                ok.append({"key": r.key, "row_hash": row["row_hash"], "destination_id": r.destination_id,
+                           "sent_fields": row["sent_fields"]})
+                adds += row["op"] == "add"
+            elif r.code != "not_acknowledged":
+                bad.append({"key": r.key, "code": r.code, "message": r.message, "payload_hash": row["row_hash"]})
         mark_synced(conn, sync.name, ok)
         record_rejections(conn, sync.name, bad)
         conn.commit()
-        for r in results:
-            if r.ok:
-                if by_key[r.key]["op"] == "add":
-                    result.adds += 1
-                else:
-                    result.updates += 1
+        result.adds += adds
+        result.updates += len(ok) - adds
         result.rejections += len(bad)
         bar.update(len(batch))
     if upsert:

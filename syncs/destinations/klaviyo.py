@@ -31,7 +31,7 @@ from urllib.parse import urlencode
 import orjson
 import requests
 
-from syncs.destinations.base import DestinationError, RowResult, payload_attributes
+from syncs.destinations.base import DestinationError, RowResult, payload_fields
 from syncs.http import limiter, session
 
 # [K1] klaviyo/openapi stable.json; [K2] rate limits (tier M: 10/s burst, 150/min steady).
@@ -46,6 +46,8 @@ RATE_L = [(75, 1), (700, 60)]
 NO_LIMIT = [(100_000, 1)]  # only for a sandbox run without rate limits
 JSONAPI = "application/vnd.api+json"
 BODY_OVERHEAD = 512  # the job document around its profiles, with a list relationship
+PROFILE_FIELDS = (("email", "email"), ("phone", "phone_number"), ("first_name", "first_name"),
+                  ("last_name", "last_name"))  # diff column -> profile attribute (sent when not empty)
 
 
 class KlaviyoClient:
@@ -206,17 +208,21 @@ def profile_json(row: dict) -> bytes:
     """One profile of an import job body, serialised once (sized by `batches`, sent by `submit`):
     its payload fields as properties, the null ones unset (`meta.patch_properties.unset`)."""
     attrs = {"external_id": row["key"]}
-    for field, target in (("email", "email"), ("phone", "phone_number"), ("first_name", "first_name"),
-                          ("last_name", "last_name")):
-        if row.get(field):
-            attrs[target] = row[field]
-    fields = payload_attributes(row, keep_nulls=True)
+    get = row.get
+    for field, target in PROFILE_FIELDS:
+        value = get(field)
+        if value:
+            attrs[target] = value
     profile: dict = {"type": "profile", "attributes": attrs}
+    fields = payload_fields(row)
     if fields is not None:
-        cleared = [name for name, value in fields.items() if value is None]
-        for name in cleared:
-            del fields[name]
-        attrs["properties"] = fields
+        properties, cleared = {}, []
+        for name, value in fields.items():
+            if value is None:
+                cleared.append(f"lifeline_{name}")
+            else:
+                properties[f"lifeline_{name}"] = value
+        attrs["properties"] = properties
         if cleared:
             profile["meta"] = {"patch_properties": {"unset": cleared}}
     return orjson.dumps(profile)

@@ -216,7 +216,7 @@ NOT_STORED = frozenset(("id", "subscriptions", "created", "updated"))  # import 
 def match_key(field: str, value: Any) -> str | None:
     if value is None or value == "":
         return None
-    text = str(value).strip()
+    text = (value if type(value) is str else str(value)).strip()
     return text.lower() if field == "email" else text
 
 
@@ -224,11 +224,12 @@ def validate_profile(attrs: Any, pointer: str) -> tuple[str, str, str] | None:
     """None when the profile is acceptable, else (code, detail, pointer) of the first problem."""
     if not isinstance(attrs, dict):
         return ("invalid", "Each profile needs an `attributes` object.", pointer)
-    if not any(attrs.get(k) not in (None, "") for k in IDENTIFIERS):
+    email, phone, external_id = attrs.get("email"), attrs.get("phone_number"), attrs.get("external_id")
+    if email in (None, "") and phone in (None, "") and external_id in (None, ""):
         return ("invalid", "A profile needs at least one of email, phone_number or external_id.", pointer)
-    if attrs.get("email") not in (None, "") and not valid_email(attrs["email"]):
-        return ("invalid", f"Invalid email address.", f"{pointer}/email")
-    if attrs.get("phone_number") not in (None, "") and not valid_e164(attrs["phone_number"]):
+    if email not in (None, "") and not valid_email(email):
+        return ("invalid", "Invalid email address.", f"{pointer}/email")
+    if phone not in (None, "") and not valid_e164(phone):
         return ("invalid", "Invalid phone number format (Example of a valid format: +12345678901)",
                 f"{pointer}/phone_number")
     return None
@@ -249,29 +250,66 @@ def with_unset(attrs: dict, meta: object) -> dict | str:
 
 
 def identity_keys(attrs: dict) -> dict[str, str]:
-    """The normalised identifiers Klaviyo matches on (email compared case-insensitively)."""
-    return {f: k for f in IDENTIFIERS if (k := match_key(f, attrs.get(f)))}
+    """The normalised identifiers Klaviyo matches on (email compared case-insensitively): what
+    match_key gives for each identifier, written out because it runs for every imported profile."""
+    keys = {}
+    for field in IDENTIFIERS:
+        value = attrs.get(field)
+        if value is not None and value != "":
+            key = (value if type(value) is str else str(value)).strip()
+            if key:
+                keys[field] = key.lower() if field == "email" else key
+    return keys
+
+
+def merged_attributes(base: dict, attrs: dict) -> dict:
+    """`attrs` merged into the stored attributes `base`: a null clears, an omitted key is kept,
+    `properties` merge key by key (a null property is removed); id/subscriptions/dates are not stored."""
+    merged = dict(base)
+    for key, value in attrs.items():
+        if key in NOT_STORED:
+            continue
+        if key == "properties" and isinstance(value, dict):
+            props = {**(merged.get("properties") or {}), **value}
+            merged["properties"] = {k: v for k, v in props.items() if v is not None}
+        elif value is None:
+            merged.pop(key, None)
+        else:
+            merged[key] = value
+    return merged
+
+
+def fresh_attributes(attrs: dict) -> dict:
+    """merged_attributes({}, attrs), for a profile created by this import (the bulk of an initial sync)."""
+    merged = {k: v for k, v in attrs.items() if v is not None and k not in NOT_STORED}
+    props = merged.get("properties")
+    if isinstance(props, dict) and None in props.values():
+        merged["properties"] = {k: v for k, v in props.items() if v is not None}
+    return merged
 
 
 class ProfileIndex:
-    """Resolves a batch of profiles to ids in a few IN queries, and writes them back in one go."""
+    """Resolves a batch of profiles to ids with one indexed query per identifier (the batch's keys
+    passed as one JSON array), merges them in memory and writes them back in one go."""
 
-    def __init__(self, db, wanted: list[dict]):
+    def __init__(self, db, wanted: list[dict], keys: list[dict[str, str]] | None = None):
         self.db = db
         self.by: dict[str, dict[str, str]] = {k: {} for k in IDENTIFIERS}
         self.rows: dict[str, dict] = {}
         self._fresh_ids: list[str] = []
+        self._batch = max(16, min(len(wanted), 10_000))  # ids made at once for new profiles
+        keys = [identity_keys(a) for a in wanted] if keys is None else keys
         for field in IDENTIFIERS:
-            known = self.by[field]
-            keys = list({k for a in wanted if (k := match_key(field, a.get(field))) and k not in known})
-            for part in chunked(keys):
-                marks = ",".join("?" * len(part))
-                for pid, email, phone, ext, attributes, ec, sc, created in db.execute(
-                        f"select id, email, phone_number, external_id, attributes, email_consent, sms_consent, "
-                        f"created from kl_profiles where {field} in ({marks})", part):
-                    if pid not in self.rows:
-                        self._remember(pid, {"email": email, "phone_number": phone, "external_id": ext},
-                                       attributes, ec, sc, created, new=False)
+            wanted_keys = list({k[field] for k in keys if field in k})
+            if not wanted_keys:
+                continue
+            for pid, email, phone, ext, attributes, ec, sc, created in db.execute(
+                    f"select p.id, p.email, p.phone_number, p.external_id, p.attributes, p.email_consent, "
+                    f"p.sms_consent, p.created from json_each(?) k join kl_profiles p on p.{field} = k.value",  # noqa: S608
+                    (orjson.dumps(wanted_keys).decode(),)):
+                if pid not in self.rows:
+                    self._remember(pid, {"email": email, "phone_number": phone, "external_id": ext},
+                                   attributes, ec, sc, created, new=False)
 
     def _remember(self, pid, keys, attributes, ec, sc, created, new) -> None:
         self.rows[pid] = {"attributes": attributes, "email_consent": ec, "sms_consent": sc,
@@ -283,12 +321,20 @@ class ProfileIndex:
     def resolve(self, attrs: dict, keys: dict[str, str] | None = None) -> tuple[str | None, str | None]:
         """(profile id or None, conflict detail or None)."""
         keys = identity_keys(attrs) if keys is None else keys
-        found = {self.by[f].get(k) for f, k in keys.items()} - {None}
+        found = None
+        conflict = False
+        for field, key in keys.items():
+            pid = self.by[field].get(key)
+            if pid is not None:
+                if found is None:
+                    found = pid
+                elif pid != found:
+                    conflict = True
         if attrs.get("id") and (attrs["id"] in self.rows or self._load(attrs["id"])):
-            found = {attrs["id"]}
-        if len(found) > 1:
+            return attrs["id"], None
+        if conflict:
             return None, "The identifiers of this profile belong to different existing profiles."
-        return (found.pop() if found else None), None
+        return found, None
 
     def _load(self, pid: str) -> bool:
         row = self.db.execute("select email, phone_number, external_id, attributes, email_consent, sms_consent, "
@@ -305,35 +351,28 @@ class ProfileIndex:
         if pid is None:
             pid, _ = self.resolve(attrs, keys)
         row = self.rows.get(pid) if pid else None
-        base = row["attributes"] if row else {}
-        base = json.loads(base) if isinstance(base, str) else base
-        merged = dict(base)
-        for key, value in attrs.items():
-            if key in NOT_STORED:
-                continue
-            if key == "properties" and isinstance(value, dict):
-                props = {**(merged.get("properties") or {}), **value}
-                merged["properties"] = {k: v for k, v in props.items() if v is not None}
-            elif value is None:
-                merged.pop(key, None)
-            else:
-                merged[key] = value
+        created = row is None
+        if created:
+            merged = fresh_attributes(attrs)
+        else:
+            base = row["attributes"]
+            merged = merged_attributes(orjson.loads(base) if isinstance(base, str) else base, attrs)
         encoded = orjson.dumps(merged)  # the stored text; its UTF-8 size is what the 100 KB limit counts
         if max_bytes is not None and len(encoded) > max_bytes:
             return None, False
-        text = encoded.decode()
-        created = row is None
         if created:
             if not self._fresh_ids:
-                self._fresh_ids = ulids(256)
+                self._fresh_ids = ulids(self._batch)
             pid = self._fresh_ids.pop()
-            self._remember(pid, {}, "{}", None, None, now, new=True)
-            row = self.rows[pid]
-        row["attributes"], row["text"], row["dirty"] = merged, text, True
-        new_keys = keys if created else identity_keys(merged)
+            row = self.rows[pid] = {"email_consent": None, "sms_consent": None, "created": now, "new": True,
+                                    "stored_keys": {}}
+            new_keys = keys
+        else:
+            new_keys = identity_keys(merged)
+        row["attributes"], row["text"], row["dirty"], row["keys"] = merged, encoded.decode(), True, new_keys
+        by = self.by
         for field, key in new_keys.items():
-            self.by[field][key] = pid
-        row["keys"] = new_keys
+            by[field][key] = pid
         return pid, created
 
     def set_consent(self, pid: str, channel: str, consent: str) -> None:
@@ -360,6 +399,7 @@ class ProfileIndex:
                 same.append((*rest, now, pid))
             else:
                 moved.append((*ids, *rest, now, pid))
+        fresh.sort()  # in id order: appended to the primary key's index instead of spread over it
         self.db.executemany("insert into kl_profiles (id, email, phone_number, external_id, attributes, "
                             "email_consent, sms_consent, created, updated) values (?,?,?,?,?,?,?,?,?)", fresh)
         self.db.executemany("update kl_profiles set email = ?, phone_number = ?, external_id = ?, attributes = ?, "
@@ -540,44 +580,46 @@ async def create_bulk_import(request: Request, ctx: Context) -> Response:
     entries = profile_entries(body, MAX_BULK_PROFILES, "A bulk import job")
     lists = list_ids_of(body)
     errors: list[dict] = []
-    accepted: list[tuple[int, dict]] = []
+    accepted: list[tuple[int, dict, dict[str, str]]] = []
     for i, entry in enumerate(entries):
-        pointer = f"/data/attributes/profiles/data/{i}/attributes"
         attrs = entry.get("attributes") if isinstance(entry, dict) else None
-        problem = validate_profile(attrs, pointer)
-        patched = with_unset(attrs, entry.get("meta")) if problem is None else attrs
+        problem = validate_profile(attrs, "")  # pointers are built only for the profiles that fail
+        patched = attrs if problem else with_unset(attrs, entry.get("meta"))
         if isinstance(patched, str):
             problem = ("invalid", patched, f"/data/attributes/profiles/data/{i}/meta/patch_properties/unset")
+        elif problem:
+            problem = (problem[0], problem[1], f"/data/attributes/profiles/data/{i}/attributes{problem[2]}")
         if problem:
             errors.append(import_error(problem[0], "Invalid input.", problem[1], problem[2],
                                        attrs if isinstance(attrs, dict) else entry))
         else:
-            accepted.append((i, patched))
+            accepted.append((i, patched, identity_keys(patched)))
     jid, job, created_ts = await run_in_threadpool(apply_bulk_import, ctx, len(entries), lists, accepted, errors)
     return jsonapi(job_resource(request, ctx, jid, job, created_ts), status=202)
 
 
-def apply_bulk_import(ctx: Context, total: int, lists: list[str], accepted: list[tuple[int, dict]],
+def apply_bulk_import(ctx: Context, total: int, lists: list[str], accepted: list[tuple[int, dict, dict[str, str]]],
                       errors: list[dict]) -> tuple[str, dict, float]:
     """The write half of a bulk import (runs in a worker thread: SQLite releases the GIL, so the
-    server parses the next request meanwhile). Appends per-profile failures to `errors`."""
+    server parses the next request meanwhile): `accepted` holds (position, attributes, identity
+    keys) of the valid profiles. Appends per-profile failures to `errors`."""
     now, jid = now_iso(), ulid()
     with ctx.store.tx() as db:
         for lid in lists:
             require_list(db, lid)
-        index = ProfileIndex(db, [a for _, a in accepted])
+        index = ProfileIndex(db, [attrs for _, attrs, _ in accepted], [keys for _, _, keys in accepted])
         imported: list[str] = []
-        for i, attrs in accepted:
-            pointer = f"/data/attributes/profiles/data/{i}/attributes"
-            keys = identity_keys(attrs)
-            pid, conflict = index.resolve(attrs, keys)
+        for i, attrs, profile_keys in accepted:
+            pid, conflict = index.resolve(attrs, profile_keys)
             if conflict:
-                errors.append(import_error("duplicate_profile", "Conflicting identifiers.", conflict, pointer, attrs))
+                errors.append(import_error("duplicate_profile", "Conflicting identifiers.", conflict,
+                                           f"/data/attributes/profiles/data/{i}/attributes", attrs))
                 continue
-            pid, _ = index.upsert(attrs, now, pid, keys, MAX_PROFILE_BYTES)
+            pid, _ = index.upsert(attrs, now, pid, profile_keys, MAX_PROFILE_BYTES)
             if pid is None:
                 errors.append(import_error("invalid", "Invalid input.", "The profile exceeds the 100 KB per-profile "
-                                           "limit.", pointer, {k: attrs.get(k) for k in IDENTIFIERS}))
+                                           "limit.", f"/data/attributes/profiles/data/{i}/attributes",
+                                           {k: attrs.get(k) for k in IDENTIFIERS}))
                 continue
             imported.append(pid)
         index.flush(now)
@@ -809,8 +851,9 @@ async def privacy_delete(request: Request, ctx: Context) -> Response:
         index = ProfileIndex(db, [attrs])
         pid, _ = index.resolve(attrs)
         if pid:
-            for table, col in (("kl_list_members", "profile_id"), ("kl_profiles", "id")):
-                db.execute(f"delete from {table} where {col} = ?", (pid,))  # noqa: S608 - fixed names
+            db.execute("delete from kl_list_members where list_id in (select id from kl_lists) and profile_id = ?",
+                       (pid,))  # by the (list_id, profile_id) key, list by list
+            db.execute("delete from kl_profiles where id = ?", (pid,))
     return Response(status_code=202)
 
 

@@ -24,7 +24,9 @@ create table if not exists kl_lists (id text primary key, name text not null, cr
     updated text not null, opt_in_process text not null default 'single_opt_in');
 create table if not exists kl_list_members (list_id text not null, profile_id text not null,
     added text not null, primary key (list_id, profile_id)) without rowid;
-create index if not exists kl_list_members_profile on kl_list_members(profile_id);
+-- members are found by (list, profile): a profile's memberships through the few lists, without an index
+-- on profile_id that every imported member would update
+drop index if exists kl_list_members_profile;
 create table if not exists kl_jobs (id text primary key, kind text not null, body text not null,
     created_ts real not null);
 create table if not exists kl_job_profiles (job_id text primary key, profile_ids text not null);
@@ -61,8 +63,11 @@ class Store:
         self.path = state_dir / "sandbox.sqlite3"
         self._lock = threading.RLock()
         self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        self._db.execute("pragma page_size=16384")  # a new database only: fewer, larger index pages (-10% per import)
         self._db.execute("pragma journal_mode=wal")
-        self._db.execute("pragma synchronous=normal")
+        # No fsync: the sandbox's state must survive its process being killed (the OS keeps what was
+        # written), not a power cut; a checkpoint's fsync stalled bulk imports on a busy disk.
+        self._db.execute("pragma synchronous=off")
         # A bulk import touches the profiles' primary key and three identifier indexes: with SQLite's
         # default 2 MB page cache those pages are re-read from the OS once a list nears 1M profiles.
         self._db.execute(f"pragma cache_size={-PAGE_CACHE_KIB}")
