@@ -25,17 +25,27 @@ offer_rules as (
     group by audience
 ),
 
+{#- Only the message events of a candidate's audience (campaign) are grouped: a semi-join on
+    (profile_id, campaign) before the group-by, instead of grouping every message event of every
+    profile (the candidates are a few percent of the profiles). #}
+candidate_keys as (
+    select distinct profile_id, audience from candidates
+),
+
 messages as (
     select
-        profile_id,
-        campaign as audience,
-        message_id,
-        min(case when event = 'sent' then occurred_at end) as sent_at,
-        max(case when event = 'opened' then 1 else 0 end) as opened,
-        max(case when event = 'clicked' then 1 else 0 end) as clicked,
-        max(case when event = 'clicked' then occurred_at end) as clicked_at
-    from {{ ref('int_profile_message_events') }}
-    group by profile_id, campaign, message_id
+        message_events.profile_id,
+        message_events.campaign as audience,
+        message_events.message_id,
+        min(case when message_events.event = 'sent' then message_events.occurred_at end) as sent_at,
+        max(case when message_events.event = 'opened' then 1 else 0 end) as opened,
+        max(case when message_events.event = 'clicked' then 1 else 0 end) as clicked,
+        max(case when message_events.event = 'clicked' then message_events.occurred_at end) as clicked_at
+    from {{ ref('int_profile_message_events') }} as message_events
+    join candidate_keys
+        on candidate_keys.profile_id = message_events.profile_id
+        and candidate_keys.audience = message_events.campaign
+    group by message_events.profile_id, message_events.campaign, message_events.message_id
 ),
 
 episode_messages as (

@@ -14,9 +14,66 @@
         interval starts at as_of; predictions made for a later as_of are ignored (no leakage when
         replaying history).
     When several changes share a timestamp the later stage in the list above wins.
-    valid_to is the next interval's valid_from, null while current. -#}
+    valid_to is the next interval's valid_from, null while current.
+
+    Incremental (delete+insert on profile_id, macros/incremental_profiles.sql): a run replays only
+    the profiles whose inputs changed since its last run (their int_profile_first_seen row and
+    completed orders, and with the predicted rule on, their prediction rows), plus, when as_of
+    moved, the profiles whose replay depends on where as_of lies: a profile first seen without a
+    timestamp (it starts at as_of), a completed order whose at_risk/lapsed/churned moment falls
+    between the old and the new as_of, and with the predicted rule on, a prediction for a buyer
+    whose last order lies within at_risk_days of either as_of. A change of the model or of its
+    vars replays every profile. -#}
+{%- set p_alive_below = var('at_risk_p_alive_below', none) %}
+{%- set p_alive_rule = p_alive_below is not none and p_alive_below | string | trim not in ('', 'null', 'None') %}
+{%- set scope_vars = ['at_risk_days', 'lapsed_days', 'churned_days', 'at_risk_p_alive_below'] %}
+{{ config(
+    materialized='incremental',
+    unique_key='profile_id',
+    incremental_strategy=('merge' if target.type == 'bigquery' else 'delete+insert'),
+    on_schema_change='fail',
+    post_hook=["delete from {{ this }} where stage is null",
+               "{{ lifeline.store_profile_scope(['at_risk_days', 'lapsed_days', 'churned_days', 'at_risk_p_alive_below']) }}"]
+) }}
+{%- set fingerprint_sql %}
+    select profile_id, {{ lifeline.profile_row_hash(["'first_seen'", 'first_seen_at', 'contactable_at', 'is_contactable']) }} as row_hash
+    from {{ ref('int_profile_first_seen') }}
+    union all
+    select profile_id, {{ lifeline.profile_row_hash(["'purchase'", 'ordered_at', 'purchase_number']) }}
+    from {{ ref('int_profile_orders') }}
+    where is_purchase
+{%- if p_alive_rule %}
+    union all
+    select profile_id, {{ lifeline.profile_row_hash(["'prediction'", 'p_alive', 'as_of']) }}
+    from {{ source('predictions', 'profile_predictions') }}
+{%- endif %}
+{%- endset %}
+{%- set time_sql %}
+    select profile_id from {{ ref('int_profile_first_seen') }} where first_seen_at is null
+    union
+    select profile_id from {{ ref('int_profile_orders') }}
+    where is_purchase and (
+        {%- for days in ['at_risk_days', 'lapsed_days', 'churned_days'] %}
+        {% if not loop.first %}or {% endif %}({{ lifeline.add_days(var(days), 'ordered_at') }} >= {low} and {{ lifeline.add_days(var(days), 'ordered_at') }} <= {high})
+        {%- endfor %}
+    )
+{%- if p_alive_rule %}
+    union
+    select orders.profile_id
+    from {{ ref('int_profile_orders') }} as orders
+    join {{ source('predictions', 'profile_predictions') }} as predictions on predictions.profile_id = orders.profile_id
+    where orders.is_purchase
+      and orders.ordered_at < {high}
+      and {{ lifeline.add_days(var('at_risk_days'), 'orders.ordered_at') }} > {low}
+{%- endif %}
+{%- endset %}
+{%- set scope = lifeline.profile_scope(fingerprint_sql, 'lifecycle_stage_history', scope_vars, time_sql) %}
+
 with first_seen as (
     select * from {{ ref('int_profile_first_seen') }}
+    {%- if scope %}
+    where profile_id in (select profile_id from {{ scope }})
+    {%- endif %}
 ),
 
 purchases as (
@@ -28,6 +85,9 @@ purchases as (
         lead(ordered_at) over (partition by profile_id order by purchase_number) as next_ordered_at
     from {{ ref('int_profile_orders') }}
     where is_purchase
+    {%- if scope %}
+      and profile_id in (select profile_id from {{ scope }})
+    {%- endif %}
 ),
 
 first_purchase as (
@@ -90,8 +150,6 @@ decay_points as (
            or {{ lifeline.add_days('decay_thresholds.after_days', 'purchases.ordered_at') }} < purchases.next_ordered_at)
 ),
 
-{%- set p_alive_below = var('at_risk_p_alive_below', none) %}
-{%- set p_alive_rule = p_alive_below is not none and p_alive_below | string | trim not in ('', 'null', 'None') %}
 {%- if p_alive_rule %}
 predicted_points as (
     select
@@ -145,13 +203,26 @@ changes as (
     where previous_stage is null or previous_stage <> stage
 ),
 
-final as (
+intervals as (
     select
         profile_id,
         stage,
         changed_at as valid_from,
         lead(changed_at) over (partition by profile_id order by changed_at) as valid_to
     from changes
+),
+
+final as (
+    select * from intervals
+{%- if scope %}
+    {#- A scoped profile without intervals any more (merged away, erased): a tombstone (stage
+        null) that replaces its stored rows and is deleted by the post-hook. #}
+    union all
+    select scoped.profile_id, cast(null as {{ dbt.type_string() }}), cast(null as {{ dbt.type_timestamp() }}),
+           cast(null as {{ dbt.type_timestamp() }})
+    from {{ scope }} as scoped
+    where scoped.profile_id not in (select profile_id from intervals)
+{%- endif %}
 )
 
 select * from final

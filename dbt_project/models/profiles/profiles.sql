@@ -1,12 +1,61 @@
 {#- One row per person. Survivorship of contact fields: the customer record wins over orders and
     events; among equals the newest non-null value wins. Consent is the latest signal per channel
-    (int_consent_signals) and is only true when the profile has that channel's contact field. -#}
+    (int_consent_signals) and is only true when the profile has that channel's contact field.
+
+    Incremental (delete+insert on profile_id, macros/incremental_profiles.sql): a run recomputes
+    only the profiles whose input rows changed since its last run: their int_profile_first_seen
+    row, identity_map rows (email, phone, user_id), customer records, consent signals, completed
+    orders, int_profile_engagement row and current lifecycle stage. Nothing here depends on as_of
+    directly (the stage carries it). A change of the model replaces every row. -#}
+{{ config(
+    materialized='incremental',
+    unique_key='profile_id',
+    incremental_strategy=('merge' if target.type == 'bigquery' else 'delete+insert'),
+    on_schema_change='fail',
+    post_hook=["delete from {{ this }} where email_consent is null",
+               "{{ lifeline.store_profile_scope() }}"]
+) }}
+{%- set fingerprint_sql %}
+    select profile_id, {{ lifeline.profile_row_hash(["'first_seen'", 'first_seen_at', 'last_seen_at']) }} as row_hash
+    from {{ ref('int_profile_first_seen') }}
+    union all
+    select profile_id, {{ lifeline.profile_row_hash(["'identifier'", 'identifier_type', 'identifier_value', 'last_seen_at']) }}
+    from {{ ref('identity_map') }}
+    where identifier_type in ('email', 'phone', 'user_id')
+    union all
+    select identity_map.profile_id, {{ lifeline.profile_row_hash(["'customer'", 'customers.customer_id', 'customers.email',
+        'customers.phone', 'customers.first_name', 'customers.last_name', 'customers.country_code', 'customers.postal_code',
+        'customers.record_at']) }}
+    from {{ ref('stg_customers') }} as customers
+    join {{ ref('identity_map') }} as identity_map
+        on identity_map.identifier_type = 'user_id' and identity_map.identifier_value = customers.customer_id
+    union all
+    select profile_id, {{ lifeline.profile_row_hash(["'consent'", 'channel', 'status', 'signaled_at']) }}
+    from {{ ref('int_consent_signals') }}
+    union all
+    select profile_id, {{ lifeline.profile_row_hash(["'order'", 'total', 'ordered_at']) }}
+    from {{ ref('int_profile_orders') }}
+    where is_purchase
+    union all
+    select profile_id, {{ lifeline.profile_row_hash(["'engagement'", 'last_opened_at', 'last_clicked_at', 'last_sent_at',
+        'emails_sent', 'sends_since_last_engagement', 'best_send_hour']) }}
+    from {{ ref('int_profile_engagement') }}
+    union all
+    select profile_id, {{ lifeline.profile_row_hash(["'stage'", 'stage']) }}
+    from {{ ref('lifecycle_stage_history') }}
+    where valid_to is null
+{%- endset %}
+{%- set scope = lifeline.profile_scope(fingerprint_sql, 'profiles') %}
+{%- set in_scope = ('profile_id in (select profile_id from ' ~ scope ~ ')') if scope else '1 = 1' %}
+
 with first_seen as (
     select * from {{ ref('int_profile_first_seen') }}
+    where {{ in_scope }}
 ),
 
 identity_map as (
     select * from {{ ref('identity_map') }}
+    where {{ in_scope }}
 ),
 
 customer_records as (
@@ -65,6 +114,7 @@ latest_consent as (
                     case status when 'unsubscribed' then 0 when 'subscribed' then 1 else 2 end
             ) as signal_rank
         from {{ ref('int_consent_signals') }} as signals
+        where {{ in_scope }}
     ) ranked
     where signal_rank = 1
 ),
@@ -77,14 +127,14 @@ orders as (
         min(ordered_at) as first_order_at,
         max(ordered_at) as last_order_at
     from {{ ref('int_profile_orders') }}
-    where is_purchase
+    where is_purchase and {{ in_scope }}
     group by profile_id
 ),
 
 current_stage as (
     select profile_id, stage
     from {{ ref('lifecycle_stage_history') }}
-    where valid_to is null
+    where valid_to is null and {{ in_scope }}
 ),
 
 final as (
@@ -124,6 +174,15 @@ final as (
     left join orders on orders.profile_id = first_seen.profile_id
     left join {{ ref('int_profile_engagement') }} as engagement on engagement.profile_id = first_seen.profile_id
     left join current_stage on current_stage.profile_id = first_seen.profile_id
+{%- if scope %}
+    {#- A scoped profile that no longer exists (merged away, erased): a tombstone (email_consent
+        null) that replaces its stored row and is deleted by the post-hook. #}
+    union all
+    select scoped.profile_id, null, null, null, null, null, null, null, cast(null as boolean), cast(null as boolean),
+           null, null, null, null, null, null, null, null, null, null, null, null, null, null, null
+    from {{ scope }} as scoped
+    where scoped.profile_id not in (select profile_id from first_seen)
+{%- endif %}
 )
 
 select * from final
