@@ -7,12 +7,14 @@ Unknown extra columns are kept; a missing optional column is added as null; a mi
 created empty. A file that lacks a required column is refused with an error naming the file and
 the column, before anything is written.
 
-Every row of `events` and `message_events` also gets the load's stamp in LOAD_STAMP_COLUMN (a
-timestamp, strictly increasing from one load to the next): the incremental event models read only
-the rows loaded since their last run (dbt_project/macros/incremental_events.sql). Rows already in
-a table that lacked the column are stamped 1970-01-01 (loaded before any run that uses stamps);
-rows appended later by another tool have no stamp, which makes those models fall back to their
-occurred_at window. A column of that name in an input file is ignored.
+Every row of `events`, `message_events`, `customers`, `orders` and `order_items` also gets the
+load's stamp in LOAD_STAMP_COLUMN (a timestamp, strictly increasing from one load to the next): the
+incremental models reading them take only the rows loaded since their last run
+(dbt_project/macros/incremental_events.sql, incremental_orders.sql). Rows already in a table that
+lacked the column are stamped 1970-01-01 (loaded before any run that uses stamps); rows appended
+later by another tool have no stamp, which makes those models fall back to their occurred_at
+window (events) or to a full read (customers, orders, order items). A column of that name in an
+input file is ignored.
 
 DuckDB reads the files itself. For PostgreSQL, DuckDB (in memory) reads and streams them in
 record batches into `COPY ... FROM STDIN`, so memory stays flat whatever the file size.
@@ -35,10 +37,10 @@ SUFFIXES = {".csv": "csv", ".tsv": "csv", ".parquet": "parquet", ".jsonl": "json
             ".json": "json", ".csv.gz": "csv", ".jsonl.gz": "json"}
 
 
-# The load stamp (contract §1 keeps unknown extra columns) of the tables the incremental event
-# models slice by it.
+# The load stamp (contract §1 keeps unknown extra columns) of the tables the incremental models
+# slice by it.
 LOAD_STAMP_COLUMN = "_lifeline_loaded_at"
-STAMPED_TABLES = ("events", "message_events")
+STAMPED_TABLES = ("events", "message_events", "customers", "orders", "order_items")
 # What rows loaded before the stamp existed get: earlier than any stamp a load writes.
 UNSTAMPED_ROWS = "1970-01-01 00:00:00"
 

@@ -354,23 +354,24 @@ coalesce({{ message_id }}, '') || '|' || coalesce({{ event }}, '') || '|' || coa
     usable row any more (its only copy became a losing duplicate) or any other difference outside
     the slice shows in the safety net, which counts whole tables: usable rows outside the slice must
     equal stored rows up to as_of outside it, else every row is re-read (and the log says so). When
-    as_of moves back, the model's post-hook deletes the rows after it. -#}
-{% macro staged_slice(usable_sql, scope_table, key_column, label) -%}
+    as_of moves back, the model's post-hook deletes the rows after it. ts_column: the rows' time
+    (occurred_at; a row whose time is null is usable whatever as_of is). -#}
+{% macro staged_slice(usable_sql, scope_table, key_column, label, ts_column='occurred_at') -%}
   {%- if not execute or not is_incremental() -%}{{ return(usable_sql) }}{%- endif -%}
   {%- do run_query('drop table if exists ' ~ scope_table) -%}
-  {%- set marks = run_query('select max(staged_at), max(occurred_at) from ' ~ this).rows[0] -%}
+  {%- set marks = run_query('select max(staged_at), max(' ~ ts_column ~ ') from ' ~ this).rows[0] -%}
   {%- set staged = lifeline.as_naive_datetime(marks[0]) -%}
   {%- set newest = lifeline.as_naive_datetime(marks[1]) -%}
   {%- set partitioned = lifeline.window_var_timestamp('partition_start') is not none
                         or lifeline.window_var_timestamp('partition_end') is not none -%}
   {%- set conditions = [] -%}
   {%- if staged is not none -%}{%- do conditions.append('source.based_at > ' ~ lifeline.stamp_literal(staged)) -%}{%- endif -%}
-  {%- if newest is not none -%}{%- do conditions.append('source.occurred_at > ' ~ lifeline.stamp_literal(newest)) -%}{%- endif -%}
+  {%- if newest is not none -%}{%- do conditions.append('source.' ~ ts_column ~ ' > ' ~ lifeline.stamp_literal(newest)) -%}{%- endif -%}
   {%- set describe = "rows based after " ~ (staged.strftime("%Y-%m-%d %H:%M:%S.%f") if staged is not none else "-inf")
                      ~ " or after " ~ (newest.strftime("%Y-%m-%d %H:%M:%S") if newest is not none else "-inf") -%}
   {%- if partitioned -%}
     {%- set window = lifeline.event_window(none) -%}
-    {%- do conditions.append(lifeline.in_event_window('source.occurred_at', window)) -%}
+    {%- do conditions.append(lifeline.in_event_window('source.' ~ ts_column, window)) -%}
     {#- The window first: the log line reads "window [...)" as in a raw-reading model's partition run. -#}
     {%- set describe = "window " ~ lifeline.describe_window(window) ~ " or " ~ describe -%}
   {%- endif -%}
@@ -378,7 +379,7 @@ coalesce({{ message_id }}, '') || '|' || coalesce({{ event }}, '') || '|' || coa
       select source.* from ' ~ usable_sql ~ ' as source
       where ' ~ ((conditions | join(' or ')) if conditions else '1 = 1')) -%}
   {#- Stored rows after as_of (it moved back) are not compared: the post-hook deletes them. -#}
-  {%- set up_to_as_of = 'occurred_at <= ' ~ lifeline.as_of() -%}
+  {%- set up_to_as_of = '(' ~ ts_column ~ ' is null or ' ~ ts_column ~ ' <= ' ~ lifeline.as_of() ~ ')' -%}
   {%- set n = run_query('select
         (select count(*) from ' ~ usable_sql ~ ' as source),
         (select count(*) from ' ~ scope_table ~ '),

@@ -1,5 +1,24 @@
 {#- Orders (all statuses) with the profile that placed them and their sequence among the
-    profile's completed orders. -#}
+    profile's completed orders.
+
+    Incremental (macros/incremental_orders.sql, affected_order_profiles): a profile's rows depend
+    only on the orders attributed to it, so a run recomputes every order of the profiles touched
+    since its last run (attributed_at): the stored and the current profile of each stg_orders row
+    staged since (new, corrected, re-read), of each order whose record changed profile
+    (int_record_profiles.changed_at: merges, splits) and of each stored order gone from stg_orders.
+    delete+insert on order_id; the post-hook removes the stored rows of those profiles the run did
+    not rewrite (orders that lost their profile or are gone) and the orders after as_of.
+    attributed_at is the start of the run that wrote the row. -#}
+{{ config(
+    materialized='incremental',
+    unique_key='order_id',
+    incremental_strategy=('merge' if target.type == 'bigquery' else 'delete+insert'),
+    on_schema_change='fail',
+    post_hook=["{{ lifeline.drop_unwritten_order_profiles('int_profile_orders_affected') }}",
+               "delete from {{ this }} where ordered_at > {{ lifeline.as_of() }}"]
+) }}
+{%- set affected = lifeline.affected_order_profiles(ref('stg_orders'), ref('int_record_profiles'),
+                                                    'int_profile_orders_affected', 'int_profile_orders') %}
 with orders as (
     select * from {{ ref('stg_orders') }}
 ),
@@ -8,6 +27,9 @@ record_profiles as (
     select * from {{ ref('int_record_profiles') }}
     where source_table = 'orders'
       and profile_id is not null
+      {%- if affected is not none %}
+      and profile_id in (select profile_id from {{ affected }})
+      {%- endif %}
 ),
 
 attributed as (
@@ -28,7 +50,9 @@ final as (
         attributed.*,
         case when is_purchase then
             row_number() over (partition by profile_id, is_purchase order by ordered_at, order_id)
-        end as purchase_number
+        end as purchase_number,
+        {#- When this row was (re)written: the run's start. #}
+        {{ lifeline.run_stamp() }} as attributed_at
     from attributed
 )
 

@@ -1,13 +1,29 @@
+{#- Order items, one row per (order_id, product_id): quantities summed, the highest unit price.
+
+    Incremental (macros/incremental_orders.sql, order_items_slice): a run re-reads the raw rows of
+    the orders that have an item loaded since its last run (load stamp) and replaces the stored
+    rows of those orders (delete+insert on order_id). Without load stamps, or when the raw rows
+    read before are not all there any more, every raw row is re-read. -#}
+{{ config(
+    materialized='incremental',
+    unique_key='order_id',
+    incremental_strategy=('merge' if target.type == 'bigquery' else 'delete+insert'),
+    on_schema_change='fail',
+    post_hook="{{ lifeline.store_load_count_mark(source('raw', 'order_items'), 'stg_order_items_slice') }}"
+) }}
+{%- set order_id_sql = "nullif(trim(cast(source.order_id as " ~ dbt.type_string() ~ ")), '')" -%}
+{%- set raw_relation = lifeline.order_items_slice(source('raw', 'order_items'), 'stg_order_items_slice',
+                                                  order_id_sql, 'stg_order_items') %}
 with source as (
-    select * from {{ source('raw', 'order_items') }}
+    select * from {{ raw_relation }}
 ),
 
 typed as (
     select
-        nullif(trim(cast(order_id as {{ dbt.type_string() }})), '') as order_id,
-        nullif(trim(cast(product_id as {{ dbt.type_string() }})), '') as product_id,
-        coalesce({{ lifeline.parse_number('quantity') }}, 1) as quantity,
-        {{ lifeline.parse_number('unit_price') }} as unit_price
+        {{ order_id_sql }} as order_id,
+        nullif(trim(cast(source.product_id as {{ dbt.type_string() }})), '') as product_id,
+        coalesce({{ lifeline.parse_number('source.quantity') }}, 1) as quantity,
+        {{ lifeline.parse_number('source.unit_price') }} as unit_price
     from source
 ),
 

@@ -1,5 +1,28 @@
+{#- Every raw customer row, typed and normalised, with the reason it is not used (drop_reason) and
+    the identifiers that were repaired. stg_customers keeps the usable rows; quarantine lists the rest.
+
+    Incremental (macros/incremental_orders.sql, stamped_slice): a run reads the raw rows loaded
+    since its last run (load stamp), every raw row sharing a customer_key with them (so a newer
+    record of a customer is ranked against the stored ones, as in a full refresh), and replaces the
+    stored rows of those keys (customer_key: customer_id, or 'row:' || md5 of the raw row when
+    there is none). Raw rows without load stamps, or a count that does not match (rows deleted,
+    table replaced): every raw row is re-read. based_at is the start of the run that wrote the row. -#}
+{{ config(
+    materialized='incremental',
+    unique_key='customer_key',
+    incremental_strategy=('merge' if target.type == 'bigquery' else 'lifeline_slice'),
+    on_schema_change='fail',
+    post_hook="{{ lifeline.store_load_mark(source('raw', 'customers'), 'base_customers_slice') }}"
+) }}
+{%- set raw_columns = ['customer_id', 'email', 'phone', 'first_name', 'last_name', 'created_at', 'country',
+                       'postal_code', 'email_consent', 'sms_consent', 'updated_at'] -%}
+{%- set key_sql = "coalesce(" ~ lifeline.clean_text('source.customer_id') ~ ", 'row:' || "
+                  ~ lifeline.raw_row_hash('source', raw_columns) ~ ")" -%}
+{%- set raw_relation = lifeline.stamped_slice(
+        source('raw', 'customers'), 'base_customers_slice', key_sql, 'customer_key',
+        'cast(source.customer_id as ' ~ dbt.type_string() ~ ')', 'base_customers') %}
 with source as (
-    select * from {{ source('raw', 'customers') }}
+    select * from {{ raw_relation }}
 ),
 
 calling_codes as (
@@ -23,7 +46,8 @@ typed as (
         nullif(trim(cast(source.postal_code as {{ dbt.type_string() }})), '') as postal_code,
         lower(trim(cast(source.email_consent as {{ dbt.type_string() }}))) as email_consent_raw,
         lower(trim(cast(source.sms_consent as {{ dbt.type_string() }}))) as sms_consent_raw,
-        {{ lifeline.parse_timestamp('source.updated_at') }} as updated_at
+        {{ lifeline.parse_timestamp('source.updated_at') }} as updated_at,
+        {{ key_sql }} as customer_key
     from source
 ),
 
@@ -62,6 +86,7 @@ ranked as (
 
 final as (
     select
+        customer_key,
         customer_id,
         email,
         phone,
@@ -80,7 +105,10 @@ final as (
             when customer_rank > 1 then 'superseded_customer_record'
         end as drop_reason,
         case when email_raw is not null and email is null then 'malformed_email' end as email_issue,
-        case when phone_raw is not null and phone is null then 'malformed_phone' end as phone_issue
+        case when phone_raw is not null and phone is null then 'malformed_phone' end as phone_issue,
+        {#- When this row was (re)written: the run's start. stg_customers re-stages the rows based
+            since its last run through it. #}
+        {{ lifeline.run_stamp() }} as based_at
     from ranked
 )
 
