@@ -5,13 +5,19 @@
     Incremental (delete+insert on record_id): a run writes only the records that are new or whose
     profile changed, with changed_at = the run's start, and a tombstone (profile_id null) for a
     stored record that no longer has a profile. Readers take `profile_id is not null`;
-    int_profile_events re-attributes the events of records with changed_at after the last it saw. -#}
+    int_profile_events re-attributes the events of records with changed_at after the last it saw.
+    It resolves again only the records int_identity_records wrote or removed since its last run and
+    those with an identifier whose identity_map row changed since (macros/record_profiles.sql,
+    record_profiles_mark; a copy of identity_map is kept in <this>__identity_map); when it cannot
+    trust those, it resolves every record and compares it with the stored rows. -#}
 {{ config(
     materialized='incremental',
     unique_key='record_id',
     incremental_strategy=('merge' if target.type == 'bigquery' else 'delete+insert'),
-    on_schema_change='fail'
+    on_schema_change='fail',
+    post_hook="{{ lifeline.remember_identity_map(ref('identity_map')) }}"
 ) }}
+{%- set mark = lifeline.record_profiles_mark(ref('int_identity_records'), lifeline.identity_removed_relation(), ref('identity_map')) %}
 {%- set changed_at = "cast('" ~ run_started_at.strftime('%Y-%m-%d %H:%M:%S.%f') ~ "' as " ~ dbt.type_timestamp() ~ ")" %}
 with records as (
     select * from {{ ref('int_identity_records') }}
@@ -21,6 +27,72 @@ identity_map as (
     select * from {{ ref('identity_map') }}
 ),
 
+{% if mark is not none %}
+{#- The records to resolve again: written since the mark, or with an identifier whose
+    identity_map row changed (one semi-join per identifier column against the few changed ones). #}
+changed_identifiers as (
+    select * from {{ lifeline.changed_identifiers_table() }}
+),
+
+touched as (
+    select record_id from records where changed_at > {{ lifeline.stamp_literal(mark) }}
+    union
+    select records.record_id from records
+    join changed_identifiers on changed_identifiers.identifier_type = 'user_id' and changed_identifiers.identifier_value = records.user_id
+    union
+    select records.record_id from records
+    join changed_identifiers on changed_identifiers.identifier_type = 'email' and changed_identifiers.identifier_value = records.email
+    union
+    select records.record_id from records
+    join changed_identifiers on changed_identifiers.identifier_type = 'phone' and changed_identifiers.identifier_value = records.phone
+    union
+    select records.record_id from records
+    join changed_identifiers on changed_identifiers.identifier_type = 'anonymous_id' and changed_identifiers.identifier_value = records.anonymous_id
+),
+
+touched_records as (
+    select records.* from records where record_id in (select record_id from touched)
+),
+
+{#- Their profile now, null when they have none. #}
+resolved as (
+    select
+        records.record_id,
+        records.source_table,
+        coalesce(records.anonymous_id, '') as anonymous_id_key,
+        coalesce(records.user_id, '') as user_id_key,
+        coalesce(records.email, '') as email_key,
+        coalesce(records.phone, '') as phone_key,
+        {{ lifeline.resolved_profile_id() }} as profile_id
+    from touched_records as records
+    {{ lifeline.join_identity_map('records') }}
+),
+
+stored as (
+    select * from {{ this }}
+    where record_id in (select record_id from touched)
+       or record_id in (select record_id from {{ lifeline.identity_removed_relation() }} where removed_at > {{ lifeline.stamp_literal(mark) }})
+),
+
+final as (
+    select
+        resolved.record_id, resolved.source_table, resolved.anonymous_id_key, resolved.user_id_key,
+        resolved.email_key, resolved.phone_key, resolved.profile_id, {{ changed_at }} as changed_at
+    from resolved
+    left join stored on stored.record_id = resolved.record_id
+    where resolved.profile_id is not null
+      and (stored.record_id is null or stored.profile_id is null or stored.profile_id <> resolved.profile_id)
+    union all
+    {#- Tombstones: stored with a profile, and now without one or removed (a removed record that
+        came back was written since, so it is in resolved). #}
+    select
+        stored.record_id, stored.source_table, stored.anonymous_id_key, stored.user_id_key, stored.email_key,
+        stored.phone_key, cast(null as {{ dbt.type_string() }}), {{ changed_at }}
+    from stored
+    left join resolved on resolved.record_id = stored.record_id
+    where stored.profile_id is not null and resolved.profile_id is null
+)
+{% else %}
 current_profiles as (
     select
         records.record_id,
@@ -71,6 +143,7 @@ final as (
     select current_profiles.*, {{ changed_at }} as changed_at
     from current_profiles
 )
+{% endif %}
 {% endif %}
 
 select * from final

@@ -17,7 +17,9 @@
       - the events of records whose profile changed since the last run (int_record_profiles rows
         with changed_at after the newest record_changed_at stored here: merges, splits);
       - the events stored without a record (resolved through the fallback) whose record exists now;
-    and deletes stored rows whose event_id is no longer in stg_events. -#}
+    and drops the stored rows whose stg_events row may be gone (macros/incremental_attribution.sql:
+    the rows after the newest occurred_at of the stg_events rows it has seen, or every row when
+    stg_events was reprocessed or refreshed since; no comparison of every stored event_id). -#}
 {{ config(
     materialized='incremental',
     unique_key='event_id',
@@ -25,10 +27,7 @@
     on_schema_change='fail',
     post_hook="delete from {{ this }} where profile_id is null"
 ) }}
-{%- if is_incremental() and execute and flags.WHICH in ('run', 'build') -%}
-  {%- do run_query('delete from ' ~ this ~ ' where not exists (select 1 from ' ~ ref('stg_events') ~ ' as events
-        where events.event_id = ' ~ this ~ '.event_id)') -%}
-{%- endif %}
+{%- set reattribute_all = lifeline.drop_unstaged_rows(ref('stg_events'), 'int_profile_events') %}
 with record_profiles as (
     select * from {{ ref('int_record_profiles') }}
     where source_table = 'events'
@@ -38,7 +37,7 @@ identity_map as (
     select * from {{ ref('identity_map') }}
 ),
 
-{% if is_incremental() %}
+{% if is_incremental() and not reattribute_all %}
 changed_records as (
     select * from record_profiles
     where changed_at > (select coalesce(max(record_changed_at), cast('1900-01-01' as {{ dbt.type_timestamp() }})) from {{ this }})

@@ -20,16 +20,13 @@
     post_hook=["{{ lifeline.remember_unresolved('message_key', 'profile_id', 'attributed_at') }}",
                "delete from {{ this }} where profile_id is null"]
 ) }}
-{%- if is_incremental() and execute and flags.WHICH in ('run', 'build') -%}
-  {%- do run_query('delete from ' ~ this ~ ' where not exists (select 1 from ' ~ ref('stg_message_events') ~ ' as messages
-        where messages.message_key = ' ~ this ~ '.message_key)') -%}
-{%- endif %}
+{%- set reattribute_all = lifeline.drop_unstaged_rows(ref('stg_message_events'), 'int_profile_message_events') %}
 with identity_map as (
     select identifier_type, identifier_value, profile_id from {{ ref('identity_map') }}
     where identifier_type in ('email', 'phone')
 ),
 
-{% if is_incremental() %}
+{% if is_incremental() and not reattribute_all %}
 stored_recipients as (
     select distinct recipient_email, recipient_phone, external_id, profile_id
     from {{ this }}
