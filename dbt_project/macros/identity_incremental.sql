@@ -112,3 +112,15 @@
 
 {#- SQL condition: a and b are equal or both null. -#}
 {% macro same_value(a, b) -%}({{ a }} = {{ b }} or ({{ a }} is null and {{ b }} is null)){%- endmacro %}
+
+{#- Fails an incremental run of a model built by a release without `columns` (they were tables
+    before): the stored rows lack the marks, so one full refresh is needed. -#}
+{% macro identity_require_columns(columns) -%}
+  {%- if execute and is_incremental() -%}
+    {%- set stored = adapter.get_columns_in_relation(this) | map(attribute='name') | map('lower') | list -%}
+    {%- set missing = columns | reject('in', stored) | list -%}
+    {%- if missing -%}
+      {{ exceptions.raise_compiler_error(this ~ " was built by an earlier release without the column(s) " ~ (missing | join(', ')) ~ " this incremental model needs: run `lifeline build --full-refresh` once (or dbt build --full-refresh --select int_identity_records+).") }}
+    {%- endif -%}
+  {%- endif -%}
+{%- endmacro %}

@@ -174,3 +174,22 @@ def test_identity_chain_after_incremental_runs_equals_a_full_refresh(any_warehou
     assert "rebuilding every record" in lines["int_identity_records"], lines
     full = assert_equals_full_refresh(any_warehouse, as_of=earlier)
     assert not any("k6@x.com" in row for row in full["intermediate.int_identity_records"])
+
+
+def test_a_table_built_by_an_earlier_release_asks_for_one_full_refresh(any_warehouse, batches):
+    load(any_warehouse, batches["first"], replace=True)
+    chain = ["--select", "+int_identity_edges", "--exclude-resource-type", "test"]
+    run_dbt(any_warehouse, "build", [*chain, "--full-refresh"], as_of=AS_OF)
+    edges = rows(any_warehouse, "select src, dst from intermediate.int_identity_edges order by 1, 2")
+    engine = any_warehouse.engine()
+    with engine.begin() as conn:  # the edges as the earlier release built them: no changed_at
+        conn.execute(sa.text("alter table intermediate.int_identity_edges drop column changed_at"))
+    engine.dispose()
+
+    refused = run_dbt(any_warehouse, "build", chain, as_of=AS_OF, check=False)
+    assert refused.returncode != 0
+    assert "without the column(s) changed_at" in refused.output and "--full-refresh" in refused.output
+    assert rows(any_warehouse, "select src, dst from intermediate.int_identity_edges order by 1, 2") == edges
+
+    run_dbt(any_warehouse, "build", [*chain, "--full-refresh"], as_of=AS_OF)
+    assert rows(any_warehouse, "select src, dst from intermediate.int_identity_edges order by 1, 2") == edges

@@ -12,6 +12,7 @@
     on_schema_change='fail',
     post_hook="{{ lifeline.identity_chain_post_hook('identifier_type is null') }}"
 ) }}
+{%- do lifeline.identity_require_columns(['changed_at']) -%}
 {%- set mark = lifeline.identity_chain_mark('int_identifier_occurrences') -%}
 with records as (
     select * from {{ ref('int_identity_records') }}

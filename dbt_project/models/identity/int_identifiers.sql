@@ -17,6 +17,7 @@
     on_schema_change='fail',
     post_hook="{{ lifeline.identity_chain_post_hook('identifier_type is null') }}"
 ) }}
+{%- do lifeline.identity_require_columns(['changed_at', 'exclusion_changed_at']) -%}
 {%- set limits = var('identity_link_limits') -%}
 -- depends_on: {{ ref('int_identity_records') }}
 {%- set limits_changed = namespace(reason=none) -%}

@@ -20,6 +20,7 @@
     post_hook="{{ lifeline.identity_chain_post_hook('changed_at is null') }}"
 ) }}
 -- depends_on: {{ ref('int_identity_records') }}
+{%- do lifeline.identity_require_columns(['changed_at']) -%}
 {%- set mark = lifeline.identity_chain_mark('int_identity_edges', ['int_identifier_occurrences', 'int_identifiers']) -%}
 {%- set all_occurrences = ref('int_identifier_occurrences') %}
 with

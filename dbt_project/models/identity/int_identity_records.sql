@@ -22,6 +22,7 @@
     on_schema_change='fail',
     post_hook="{{ lifeline.identity_records_post_hook() }}"
 ) }}
+{%- do lifeline.identity_require_columns(['source_rows', 'staged_at', 'changed_at']) -%}
 {%- set has_identifier = 'coalesce(anonymous_id, user_id, email, phone) is not null' -%}
 {%- set events_source = '(select * from ' ~ ref('stg_events') ~ ' where ' ~ has_identifier ~ ')' -%}
 {%- set incremental_run = namespace(on=false) -%}
