@@ -140,47 +140,51 @@ md5(
 
 {#- int_profile_orders: builds the temporary table `affected_table` (profile_id) of the profiles
     whose orders may have changed since the model's last run (max attributed_at) and returns it, or
-    none when every profile is recomputed (not incremental, nothing stored). See the model. -#}
+    none when every profile is recomputed: not incremental, nothing stored, or stg_orders rewrote
+    every row since (its fallback, or a refresh: the only ways an order leaves stg_orders other
+    than as_of moving back, whose orders the post-hook deletes). See the model. -#}
 {% macro affected_order_profiles(stg_orders, record_profiles, affected_table, label) -%}
   {%- if not execute or not is_incremental() -%}{{ return(none) }}{%- endif -%}
   {%- do run_query('drop table if exists ' ~ affected_table) -%}
+  {%- do run_query('create temporary table ' ~ affected_table ~ ' as select profile_id from ' ~ this ~ ' where 1 = 0') -%}
   {%- set mark = lifeline.as_naive_datetime(run_query('select max(attributed_at) from ' ~ this).columns[0].values()[0]) -%}
-  {%- if mark is none -%}
-    {%- do run_query('create temporary table ' ~ affected_table ~ ' as select profile_id from ' ~ this ~ ' where 1 = 0') -%}
-    {{ log(label ~ " (incremental): nothing stored: recomputing every profile", info=True) }}
+  {%- set since = lifeline.stamp_literal(mark) if mark is not none else none -%}
+  {%- set counts = run_query('select count(*), count(case when staged_at > ' ~ since ~ ' then 1 end) from ' ~ stg_orders).rows[0]
+                   if since is not none else none -%}
+  {%- if counts is none or (counts[1] | int) == (counts[0] | int) -%}
+    {{ log(label ~ " (incremental): " ~ ("nothing stored" if counts is none else "every stg_orders row was staged after "
+           ~ mark.strftime("%Y-%m-%d %H:%M:%S.%f")) ~ ": recomputing every profile", info=True) }}
+    {#- Only a real run empties the table; dbt compile/show must not change data. -#}
+    {%- if flags.WHICH in ('run', 'build') -%}{%- do run_query('delete from ' ~ this) -%}{%- endif -%}
     {{ return(none) }}
   {%- endif -%}
-  {%- set since = lifeline.stamp_literal(mark) -%}
   {%- set keys -%}
     records.anonymous_id_key = coalesce(orders.anonymous_id, '') and records.user_id_key = coalesce(orders.customer_id, '')
     and records.email_key = coalesce(orders.email, '') and records.phone_key = coalesce(orders.phone, '')
   {%- endset -%}
-  {%- do run_query('create temporary table ' ~ affected_table ~ ' as
+  {%- do run_query('insert into ' ~ affected_table ~ '
       with restaged as (
           select order_id, anonymous_id, customer_id, email, phone from ' ~ stg_orders ~ ' where staged_at > ' ~ since ~ '
       ),
       changed_records as (
           select * from ' ~ record_profiles ~ " where source_table = 'orders' and changed_at > " ~ since ~ '
       ),
+      moved as (
+          select orders.order_id from ' ~ stg_orders ~ ' as orders join changed_records as records on ' ~ keys ~ '
+      ),
       touched as (
-          select stored.profile_id from ' ~ this ~ ' as stored where stored.order_id in (select order_id from restaged)
-          union all
           select stored.profile_id from ' ~ this ~ ' as stored
-          where stored.order_id not in (select order_id from ' ~ stg_orders ~ ')
+          where stored.order_id in (select order_id from restaged) or stored.order_id in (select order_id from moved)
           union all
           select records.profile_id from restaged as orders
           join ' ~ record_profiles ~ " as records on records.source_table = 'orders' and " ~ keys ~ '
           union all
           select profile_id from changed_records
-          union all
-          select stored.profile_id from ' ~ stg_orders ~ ' as orders
-          join changed_records as records on ' ~ keys ~ '
-          join ' ~ this ~ ' as stored on stored.order_id = orders.order_id
       )
       select distinct profile_id from touched where profile_id is not null') -%}
   {%- set n = run_query('select count(*) from ' ~ affected_table).columns[0].values()[0] -%}
   {{ log(label ~ " (incremental): orders staged or records changed after " ~ mark.strftime("%Y-%m-%d %H:%M:%S.%f")
-         ~ ", recomputing " ~ n ~ " profiles", info=True) }}
+         ~ " (" ~ counts[1] ~ " orders), recomputing " ~ n ~ " profiles", info=True) }}
   {{ return(affected_table) }}
 {%- endmacro %}
 

@@ -4,11 +4,13 @@
     Incremental (macros/incremental_orders.sql, affected_order_profiles): a profile's rows depend
     only on the orders attributed to it, so a run recomputes every order of the profiles touched
     since its last run (attributed_at): the stored and the current profile of each stg_orders row
-    staged since (new, corrected, re-read), of each order whose record changed profile
-    (int_record_profiles.changed_at: merges, splits) and of each stored order gone from stg_orders.
-    delete+insert on order_id; the post-hook removes the stored rows of those profiles the run did
-    not rewrite (orders that lost their profile or are gone) and the orders after as_of.
-    attributed_at is the start of the run that wrote the row. -#}
+    staged since (new, corrected, re-read) and of each order whose record changed profile
+    (int_record_profiles.changed_at: merges, splits). delete+insert on order_id; the post-hook
+    removes the stored rows of those profiles the run did not rewrite (their order lost its
+    profile) and the orders after as_of (as_of moved back: the purchase numbers before it stay).
+    When stg_orders rewrote every row since (its fallback or a refresh, the only other way an
+    order leaves it), every profile is recomputed. attributed_at is the start of the run that
+    wrote the row. -#}
 {{ config(
     materialized='incremental',
     unique_key='order_id',
