@@ -13,11 +13,12 @@ import time
 import uuid
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, Mapping
 
+import sqlalchemy as sa
 from tqdm import tqdm
 
 from syncs.config import MissingSecret, SyncConfig, environment, load_syncs
@@ -121,12 +122,19 @@ def one_thread(conn) -> Iterator[None]:
     if conn.dialect.name != "duckdb":
         yield
         return
-    threads = conn.exec_driver_sql("select current_setting('threads')").scalar()
+    threads = int(conn.exec_driver_sql("select current_setting('threads')").scalar())
     conn.exec_driver_sql("set threads = 1")
     try:
         yield
-    finally:
-        conn.exec_driver_sql(f"set threads = {int(threads)}")
+    except BaseException:
+        # A failed DuckDB statement aborts the transaction, which then refuses every statement,
+        # SET included: roll back first (run_sync rolls back anyway; committed pages stay), and
+        # let nothing hide the error that stopped the sync.
+        conn.rollback()
+        with suppress(sa.exc.DBAPIError):
+            conn.exec_driver_sql(f"set threads = {threads}")
+        raise
+    conn.exec_driver_sql(f"set threads = {threads}")
 
 
 def with_sent_fields(batches: Iterable[list[dict]]) -> Iterator[list[dict]]:
