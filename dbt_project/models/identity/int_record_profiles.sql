@@ -50,12 +50,17 @@ touched as (
     join changed_identifiers on changed_identifiers.identifier_type = 'anonymous_id' and changed_identifiers.identifier_value = records.anonymous_id
 ),
 
-touched_records as (
+to_resolve as (
     select records.* from records where record_id in (select record_id from touched)
 ),
+{% else %}
+to_resolve as (
+    select * from records
+),
+{% endif %}
 
-{#- Their profile now, null when they have none. #}
-resolved as (
+{#- Their profile now (incremental by touched records: null when they have none, for the tombstones). #}
+current_profiles as (
     select
         records.record_id,
         records.source_table,
@@ -64,10 +69,12 @@ resolved as (
         coalesce(records.email, '') as email_key,
         coalesce(records.phone, '') as phone_key,
         {{ lifeline.resolved_profile_id() }} as profile_id
-    from touched_records as records
+    from to_resolve as records
     {{ lifeline.join_identity_map('records') }}
+    {% if mark is none %}where {{ lifeline.resolved_profile_id() }} is not null{% endif %}
 ),
 
+{% if mark is not none %}
 stored as (
     select * from {{ this }}
     where record_id in (select record_id from touched)
@@ -78,7 +85,7 @@ final as (
     select
         resolved.record_id, resolved.source_table, resolved.anonymous_id_key, resolved.user_id_key,
         resolved.email_key, resolved.phone_key, resolved.profile_id, {{ changed_at }} as changed_at
-    from resolved
+    from current_profiles as resolved
     left join stored on stored.record_id = resolved.record_id
     where resolved.profile_id is not null
       and (stored.record_id is null or stored.profile_id is null or stored.profile_id <> resolved.profile_id)
@@ -89,25 +96,10 @@ final as (
         stored.record_id, stored.source_table, stored.anonymous_id_key, stored.user_id_key, stored.email_key,
         stored.phone_key, cast(null as {{ dbt.type_string() }}), {{ changed_at }}
     from stored
-    left join resolved on resolved.record_id = stored.record_id
+    left join current_profiles as resolved on resolved.record_id = stored.record_id
     where stored.profile_id is not null and resolved.profile_id is null
 )
-{% else %}
-current_profiles as (
-    select
-        records.record_id,
-        records.source_table,
-        coalesce(records.anonymous_id, '') as anonymous_id_key,
-        coalesce(records.user_id, '') as user_id_key,
-        coalesce(records.email, '') as email_key,
-        coalesce(records.phone, '') as phone_key,
-        {{ lifeline.resolved_profile_id() }} as profile_id
-    from records
-    {{ lifeline.join_identity_map('records') }}
-    where {{ lifeline.resolved_profile_id() }} is not null
-),
-
-{% if is_incremental() %}
+{% elif is_incremental() %}
 {#- One full outer join of the current and the stored rows on record_id (a left join for the
     changed rows plus an anti-join for the vanished ones read both sides twice). #}
 compared as (
@@ -143,7 +135,6 @@ final as (
     select current_profiles.*, {{ changed_at }} as changed_at
     from current_profiles
 )
-{% endif %}
 {% endif %}
 
 select * from final

@@ -4,29 +4,42 @@
     Incremental (delete+insert on message_key). A run resolves only:
       - the stg_message_events rows staged after the newest staged_at stored here (new,
         re-ranked, re-staged): a filter on staged_at, not a comparison of every row;
-      - the rows without a profile at an earlier run whose recipient email or phone is now in
-        identity_map: their message_keys are kept in <this>__unresolved (few rows), written by
-        the post-hook from the rows of this run that found no profile;
-      - the rows of recipients whose resolution changed: the distinct (recipient_email,
-        recipient_phone, external_id, profile_id) stored, resolved again against identity_map
-        (merges, splits, an identifier that became shared);
-    and deletes stored rows whose message_key is no longer in stg_message_events. Rows without a
-    profile are written (a full build too, so that they are recorded) and removed by the post-hook. -#}
+      - the rows whose recipient email or phone has an identity_map row that changed, appeared or
+        vanished since the last run (merges, splits, an identifier that became shared, an
+        unresolved recipient who became known): identity_map's email and phone rows compared with
+        the copy of them this model keeps (<this>__identity_map, macros/record_profiles.sql,
+        identity_map_changes), not every stored row resolved again;
+    and drops the stored rows whose stg_message_events row may be gone (macros/incremental_attribution.sql).
+    Without the copy (first run after an upgrade, dropped by hand) it resolves the distinct stored
+    recipients again and retries the rows without a profile at an earlier run (their message_keys
+    are kept in <this>__unresolved by the post-hook). Rows without a profile are written (a full
+    build too, so that they are recorded) and removed by the post-hook. -#}
 {{ config(
     materialized='incremental',
     unique_key='message_key',
     incremental_strategy=('merge' if target.type == 'bigquery' else 'delete+insert'),
     on_schema_change='fail',
     post_hook=["{{ lifeline.remember_unresolved('message_key', 'profile_id', 'attributed_at') }}",
+               "{{ lifeline.remember_identity_map(ref('identity_map'), ['email', 'phone']) }}",
                "delete from {{ this }} where profile_id is null"]
 ) }}
 {%- set reattribute_all = lifeline.drop_unstaged_rows(ref('stg_message_events'), 'int_profile_message_events') %}
+{%- set map_copied_at = lifeline.identity_map_changes(ref('identity_map'), ['email', 'phone']) %}
 with identity_map as (
     select identifier_type, identifier_value, profile_id from {{ ref('identity_map') }}
     where identifier_type in ('email', 'phone')
 ),
 
 {% if is_incremental() and not reattribute_all %}
+{% if map_copied_at is not none %}
+{#- The email and phone rows of identity_map that changed since the last run (a copy of them is
+    kept: macros/record_profiles.sql, identity_map_changes). #}
+changed_identifiers as (
+    select * from {{ lifeline.changed_identifiers_table() }}
+),
+
+{% else %}
+{#- No copy of identity_map to compare with: every stored recipient is resolved again. #}
 stored_recipients as (
     select distinct recipient_email, recipient_phone, external_id, profile_id
     from {{ this }}
@@ -42,12 +55,21 @@ changed_recipients as (
     where coalesce(by_email.profile_id, by_phone.profile_id, stored.external_id) is null
        or coalesce(by_email.profile_id, by_phone.profile_id, stored.external_id) <> stored.profile_id
 ),
+{% endif %}
 
 messages as (
     select messages.*
     from {{ ref('stg_message_events') }} as messages
     where messages.staged_at > (select coalesce(max(staged_at), cast('1900-01-01' as {{ dbt.type_timestamp() }})) from {{ this }})
     union
+    {% if map_copied_at is not none -%}
+    {#- Rows whose recipient's email or phone row changed, appeared (an unresolved recipient who
+        became known) or vanished. #}
+    select messages.*
+    from {{ ref('stg_message_events') }} as messages
+    where messages.recipient_email in (select identifier_value from changed_identifiers where identifier_type = 'email')
+       or messages.recipient_phone in (select identifier_value from changed_identifiers where identifier_type = 'phone')
+    {%- else -%}
     select messages.*
     from {{ lifeline.unresolved_keys('message_key', ref('stg_message_events')) }} as unresolved
     join {{ ref('stg_message_events') }} as messages on messages.message_key = unresolved.message_key
@@ -60,6 +82,7 @@ messages as (
         on coalesce(changed_recipients.recipient_email, '') = coalesce(messages.recipient_email, '')
         and coalesce(changed_recipients.recipient_phone, '') = coalesce(messages.recipient_phone, '')
         and coalesce(changed_recipients.external_id, '') = coalesce(messages.external_id, '')
+    {%- endif %}
 ),
 {% else %}
 messages as (
