@@ -122,7 +122,7 @@ def batches(tmp_path_factory) -> dict[str, Path]:
             for name, batch in (("first", FIRST), ("second", SECOND), ("eve", EVE_AGAIN), ("late", LATE_DUPLICATE))}
 
 
-def test_identity_chain_after_incremental_runs_equals_a_full_refresh(any_warehouse, batches):
+def test_new_events_customers_and_orders_update_the_chain_equal_to_a_full_refresh(any_warehouse, batches):
     load(any_warehouse, batches["first"], replace=True)
     build(any_warehouse, "--full-refresh")
     assert len({profile(any_warehouse, "email", f"k{i}@x.com") for i in range(1, 6)}) == 1  # the kiosk links them
@@ -159,6 +159,12 @@ def test_identity_chain_after_incremental_runs_equals_a_full_refresh(any_warehou
     assert not any("rebuilding" in line for line in lines.values()), lines
     assert profile(any_warehouse, "anonymous_id", "cookie-eve") == profile(any_warehouse, "user_id", "u-eve")
     assert_equals_full_refresh(any_warehouse)
+
+
+def test_a_rewritten_or_deleted_staged_event_rebuilds_the_chain_equal_to_a_full_refresh(any_warehouse, batches):
+    load(any_warehouse, batches["first"], replace=True)
+    load(any_warehouse, batches["second"], replace=False)
+    build(any_warehouse, "--full-refresh")
 
     # 3. A late duplicate that wins with other identifiers: the records fall back, and so does the chain.
     load(any_warehouse, batches["late"], replace=False)

@@ -30,18 +30,20 @@ touched_records as (
     select record_id, anonymous_id, user_id, email, phone
     from {{ ref('int_identity_records') }}
     where changed_at > {{ since }}
-       or record_id in (
-           select flipped_occurrences.record_id
-           from {{ all_occurrences }} as flipped_occurrences
-           join {{ ref('int_identifiers') }} as flipped
-               on flipped.identifier_type = flipped_occurrences.identifier_type
-               and flipped.identifier_value = flipped_occurrences.identifier_value
-           where flipped.exclusion_changed_at > {{ since }}
-       )
     union all
     select record_id, anonymous_id, user_id, email, phone
     from {{ lifeline.identity_removed_relation() }}
     where removed_at > {{ since }}
+),
+
+{#- The records holding an identifier whose is_excluded flipped (or that is new) since the mark. #}
+flipped_records as (
+    select flipped_occurrences.record_id
+    from {{ all_occurrences }} as flipped_occurrences
+    join {{ ref('int_identifiers') }} as flipped
+        on flipped.identifier_type = flipped_occurrences.identifier_type
+        and flipped.identifier_value = flipped_occurrences.identifier_value
+    where flipped.exclusion_changed_at > {{ since }}
 ),
 
 touched_identifiers as (
@@ -49,7 +51,12 @@ touched_identifiers as (
         identifier_type,
         identifier_value,
         {{ lifeline.stable_key("identifier_type || ':' || identifier_value") }} as identifier_key
-    from ({{ lifeline.unpivot_identifiers('touched_records') }}) as unpivoted
+    from (
+        select identifier_type, identifier_value from ({{ lifeline.unpivot_identifiers('touched_records') }}) as unpivoted
+        union all
+        select identifier_type, identifier_value from {{ all_occurrences }}
+        where record_id in (select record_id from flipped_records)
+    ) as touched
 ),
 
 occurrences as (

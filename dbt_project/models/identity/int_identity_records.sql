@@ -183,18 +183,7 @@ written as (
 {% endif %}
 
 final as (
-    select
-        record_id,
-        source_table,
-        anonymous_id,
-        user_id,
-        email,
-        phone,
-        first_seen_at,
-        last_seen_at,
-        source_rows,
-        staged_at,
-        {{ lifeline.run_stamp() }} as changed_at
+    select written.*, {{ lifeline.run_stamp() }} as changed_at
     from written
 )
 
