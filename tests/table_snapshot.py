@@ -3,7 +3,7 @@ full refresh."""
 from __future__ import annotations
 
 import json
-from collections.abc import Collection, Iterable
+from collections.abc import Callable, Collection, Iterable
 
 import sqlalchemy as sa
 
@@ -31,3 +31,25 @@ def snapshot(warehouse: Warehouse, relations: Iterable[str], ignored: Collection
             out[relation] = sorted(tuple(_cell(v) for v in row) for row in rows)
     engine.dispose()
     return out
+
+
+def rows(warehouse: Warehouse, sql: str) -> list[tuple]:
+    """The rows of one query, as tuples."""
+    engine = warehouse.engine()
+    with engine.connect() as conn:
+        found = [tuple(r) for r in conn.execute(sa.text(sql)).fetchall()]
+    engine.dispose()
+    return found
+
+
+def assert_same_as_full_refresh(warehouse: Warehouse, relations: Collection[str], full_refresh: Callable[[], object],
+                                ignored: Collection[str] = ()) -> dict[str, list[tuple]]:
+    """Snapshots `relations` as the incremental runs left them, runs `full_refresh()` (a
+    --full-refresh build of the same models), and asserts every relation is unchanged; returns the
+    full refresh's snapshot."""
+    incremental = snapshot(warehouse, relations, ignored)
+    full_refresh()
+    full = snapshot(warehouse, relations, ignored)
+    for relation in relations:
+        assert incremental[relation] == full[relation], f"{relation} differs from a full refresh"
+    return full

@@ -15,7 +15,6 @@ step (steps 1-2, 3 and 4 are three tests, each after the same first build):
 """
 from __future__ import annotations
 
-import csv
 import itertools
 import os
 import re
@@ -25,6 +24,7 @@ from pathlib import Path
 import pytest
 
 import table_snapshot
+from raw_batches import write_batch
 from orchestration.dbt_runner import run_dbt
 from orchestration.load import load
 from syncs.warehouse import Warehouse
@@ -84,14 +84,6 @@ EVE = {
 LOST = {"events": (EVENT_HEADER, [["e2", "page_view", "1999-01-01T00:00:00Z", "cookie-dan", "", ""]])}
 
 _reference_counter = itertools.count()
-
-
-def write_batch(root: Path, batch: dict[str, tuple[list[str], list[list[str]]]]) -> Path:
-    root.mkdir(parents=True)
-    for table, (header, rows) in batch.items():
-        with (root / f"{table}.csv").open("w", newline="") as f:
-            csv.writer(f).writerows([header, *rows])
-    return root
 
 
 @pytest.fixture(params=["duckdb", "postgres"])

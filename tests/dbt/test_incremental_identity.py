@@ -16,7 +16,6 @@ PostgreSQL:
 """
 from __future__ import annotations
 
-import csv
 import re
 from datetime import datetime
 from pathlib import Path
@@ -25,6 +24,8 @@ import pytest
 import sqlalchemy as sa
 
 import table_snapshot
+from raw_batches import write_batch
+from table_snapshot import rows
 from orchestration.dbt_runner import run_dbt
 from orchestration.load import load
 from syncs.warehouse import Warehouse
@@ -74,26 +75,10 @@ EVE_AGAIN = {"events": (EVENT_HEADER, [["e7", "identify", "2026-10-29T09:00:00Z"
 LATE_DUPLICATE = {"events": (EVENT_HEADER, [["e3", "identify", "2026-10-09T09:00:00Z", "cookie-dan", "", "dan.old@x.com"]])}
 
 
-def write_batch(root: Path, batch: dict[str, tuple[list[str], list[list[str]]]]) -> Path:
-    root.mkdir(parents=True)
-    for table, (header, rows) in batch.items():
-        with (root / f"{table}.csv").open("w", newline="") as f:
-            csv.writer(f).writerows([header, *rows])
-    return root
-
-
 def build(warehouse: Warehouse, *args: str, as_of: datetime = AS_OF) -> dict[str, str]:
     """One dbt build of the identity chain; the line each incremental identity model logged."""
     result = run_dbt(warehouse, "build", [*BUILD, *args], as_of=as_of)
     return {m.group(1): m.group(2) for m in re.finditer(r"(int_\w+) \(incremental\): (.*)", result.output)}
-
-
-def rows(warehouse: Warehouse, sql: str) -> list[tuple]:
-    engine = warehouse.engine()
-    with engine.connect() as conn:
-        found = [tuple(r) for r in conn.execute(sa.text(sql)).fetchall()]
-    engine.dispose()
-    return found
 
 
 def written_by_last_run(warehouse: Warehouse, relation: str) -> int:
@@ -101,12 +86,8 @@ def written_by_last_run(warehouse: Warehouse, relation: str) -> int:
 
 
 def assert_equals_full_refresh(warehouse: Warehouse, as_of: datetime = AS_OF) -> dict[str, list[tuple]]:
-    incremental = table_snapshot.snapshot(warehouse, COMPARED, RUN_STAMPS)
-    build(warehouse, "--full-refresh", as_of=as_of)
-    full = table_snapshot.snapshot(warehouse, COMPARED, RUN_STAMPS)
-    for relation in COMPARED:
-        assert incremental[relation] == full[relation], f"{relation} differs from a full refresh"
-    return full
+    return table_snapshot.assert_same_as_full_refresh(
+        warehouse, COMPARED, lambda: build(warehouse, "--full-refresh", as_of=as_of), RUN_STAMPS)
 
 
 def profile(warehouse: Warehouse, identifier_type: str, value: str) -> str | None:

@@ -15,7 +15,6 @@ DuckDB and PostgreSQL. The sequence over a small hand-written history:
 """
 from __future__ import annotations
 
-import csv
 import re
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -23,6 +22,7 @@ from pathlib import Path
 import pytest
 
 import table_snapshot
+from raw_batches import write_batch
 from orchestration.dbt_runner import run_dbt
 from orchestration.load import load
 from syncs.warehouse import Warehouse
@@ -94,14 +94,6 @@ LATER = {
 }
 
 
-def write_batch(root: Path, batch: dict[str, tuple[list[str], list[list[str]]]]) -> Path:
-    root.mkdir(parents=True)
-    for table, (header, rows) in batch.items():
-        with (root / f"{table}.csv").open("w", newline="") as f:
-            csv.writer(f).writerows([header, *rows])
-    return root
-
-
 def build(warehouse: Warehouse, args: list[str], as_of: datetime, extra_vars: dict | None = None) -> dict[str, str]:
     """One dbt build; the scope line each per-profile model logged."""
     output = run_dbt(warehouse, "build", args, as_of=as_of, extra_vars=extra_vars).output
@@ -116,11 +108,8 @@ def by_user(warehouse: Warehouse) -> dict[str, tuple]:
 
 
 def assert_equals_full_refresh(warehouse: Warehouse, as_of: datetime, extra_vars: dict | None = None) -> None:
-    incremental = table_snapshot.snapshot(warehouse, COMPARED)
-    build(warehouse, ["--select", *MINE, "--full-refresh", "--exclude-resource-type", "test"], as_of, extra_vars)
-    full = table_snapshot.snapshot(warehouse, COMPARED)
-    for relation in COMPARED:
-        assert incremental[relation] == full[relation], f"{relation} differs from a full refresh"
+    table_snapshot.assert_same_as_full_refresh(warehouse, COMPARED, lambda: build(
+        warehouse, ["--select", *MINE, "--full-refresh", "--exclude-resource-type", "test"], as_of, extra_vars))
 
 
 @pytest.fixture(scope="module")

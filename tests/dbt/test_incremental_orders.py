@@ -14,7 +14,6 @@ DuckDB and PostgreSQL, over a small hand-written history:
 """
 from __future__ import annotations
 
-import csv
 import re
 from datetime import datetime
 from pathlib import Path
@@ -23,6 +22,8 @@ import pytest
 import sqlalchemy as sa
 
 import table_snapshot
+from raw_batches import write_batch
+from table_snapshot import rows
 from orchestration.dbt_runner import run_dbt
 from orchestration.load import LOAD_STAMP_COLUMN, load
 from syncs.warehouse import Warehouse
@@ -77,26 +78,10 @@ LATER = {
 }
 
 
-def write_batch(root: Path, batch: dict[str, tuple[list[str], list[list[str]]]]) -> Path:
-    root.mkdir(parents=True)
-    for table, (header, rows) in batch.items():
-        with (root / f"{table}.csv").open("w", newline="") as f:
-            csv.writer(f).writerows([header, *rows])
-    return root
-
-
 def build(warehouse: Warehouse, *args: str, as_of: datetime = AS_OF) -> dict[str, str]:
     """One dbt build of the chain; the slice line each incremental model logged."""
     output = run_dbt(warehouse, "build", [*BUILD, *args], as_of=as_of).output
     return {m.group(1): m.group(2) for m in re.finditer(r"(\w+) \(incremental\): (.*)", output)}
-
-
-def rows(warehouse: Warehouse, sql: str) -> list[tuple]:
-    engine = warehouse.engine()
-    with engine.connect() as conn:
-        found = [tuple(r) for r in conn.execute(sa.text(sql))]
-    engine.dispose()
-    return found
 
 
 def execute(warehouse: Warehouse, *statements: str) -> None:
@@ -108,12 +93,8 @@ def execute(warehouse: Warehouse, *statements: str) -> None:
 
 
 def assert_equals_full_refresh(warehouse: Warehouse, as_of: datetime = AS_OF) -> dict[str, list[tuple]]:
-    incremental = table_snapshot.snapshot(warehouse, COMPARED, RUN_STAMPS)
-    build(warehouse, "--full-refresh", as_of=as_of)
-    full = table_snapshot.snapshot(warehouse, COMPARED, RUN_STAMPS)
-    for relation in COMPARED:
-        assert incremental[relation] == full[relation], f"{relation} differs from a full refresh"
-    return full
+    return table_snapshot.assert_same_as_full_refresh(
+        warehouse, COMPARED, lambda: build(warehouse, "--full-refresh", as_of=as_of), RUN_STAMPS)
 
 
 @pytest.fixture

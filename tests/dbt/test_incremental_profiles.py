@@ -10,13 +10,13 @@ on DuckDB and PostgreSQL, over a small hand-written history whose second batch c
 """
 from __future__ import annotations
 
-import csv
 from datetime import datetime
 from pathlib import Path
 
 import pytest
 
 import table_snapshot
+from raw_batches import write_batch
 from orchestration.dbt_runner import run_dbt
 from orchestration.load import load
 from syncs.warehouse import Warehouse
@@ -69,16 +69,6 @@ LATER = {
         ["m9", "email", "sent", "2026-10-29T10:00:00Z", "ben@example.com", "welcome", ""],
     ]),
 }
-
-
-def write_batch(root: Path, batch: dict[str, tuple[list[str], list[list[str]]]]) -> Path:
-    root.mkdir(parents=True)
-    for table, (header, rows) in batch.items():
-        with (root / f"{table}.csv").open("w", newline="") as f:
-            writer = csv.writer(f)
-            writer.writerow(header)
-            writer.writerows(rows)
-    return root
 
 
 def engagement(warehouse: Warehouse) -> dict[str, tuple]:

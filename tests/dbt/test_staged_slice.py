@@ -74,12 +74,8 @@ def written_by_last_run(warehouse: Warehouse, relation: str, stamp: str, key: st
 
 
 def assert_equals_full_refresh(warehouse: Warehouse, as_of: datetime = AS_OF) -> dict[str, list[tuple]]:
-    incremental = table_snapshot.snapshot(warehouse, COMPARED, RUN_STAMPS)
-    build(warehouse, "--full-refresh", as_of=as_of)
-    full = table_snapshot.snapshot(warehouse, COMPARED, RUN_STAMPS)
-    for relation in COMPARED:
-        assert incremental[relation] == full[relation], f"{relation} differs from a full refresh"
-    return full
+    return table_snapshot.assert_same_as_full_refresh(
+        warehouse, COMPARED, lambda: build(warehouse, "--full-refresh", as_of=as_of), RUN_STAMPS)
 
 
 @pytest.fixture
