@@ -28,8 +28,8 @@ from syncs.mirror import add_strangers, stage_members
 from syncs.modes import UnsupportedMode, check_mode
 from syncs.plan import Plan, SourceMissing, build_diff, check_source, estimate, pages, source_sql
 from syncs.sent_fields import backfill, carried, mapped_columns, shaped
-from syncs.state import (SyncLocked, acquire_lock, ensure_state, mark_removed, mark_synced, now, record_rejections,
-                         record_run, release_lock)
+from syncs.state import (SyncLocked, acquire_lock, ensure_state, mark_departed, mark_removed, mark_synced, now,
+                         record_rejections, record_run, release_lock)
 from syncs.warehouse import Warehouse
 
 log = logging.getLogger(__name__)
@@ -149,9 +149,10 @@ def with_sent_fields(batches: Iterable[list[dict]]) -> Iterator[list[dict]]:
 
 def _send(conn, sync: SyncConfig, client, plan: Plan, result: SyncResult, progress: bool) -> None:
     """Send the diff: add/update rows (upsert() in upsert mode, else add()), then removals (none in
-    upsert mode: the rows' state is dropped so that a return re-sends them). State is committed
-    per page for the rows the destination acknowledged, with the fields each carried; in upsert
-    mode a field a row carried before and no longer does is sent as null (syncs.sent_fields)."""
+    upsert mode: the rows' state is kept as 'departed' with what they carried, so that a return
+    re-sends them and clears what they no longer carry). State is committed per page for the rows
+    the destination acknowledged, with the fields each carried; in upsert mode a field a row carried
+    before and no longer does is sent as null (syncs.sent_fields)."""
     upsert = sync.mode == "upsert"
     send, batch_size = (client.upsert, client.upsert_batch_size) if upsert else (client.add, client.add_batch_size)
     bar = tqdm(total=plan.adds + plan.updates + plan.removes + plan.strangers, desc=sync.name, unit="row",
@@ -178,7 +179,7 @@ def _send(conn, sync: SyncConfig, client, plan: Plan, result: SyncResult, progre
         bar.update(len(batch))
     if upsert:
         for page in pages(conn, ("remove",), 10_000):
-            mark_removed(conn, sync.name, [r["key"] for r in page])
+            mark_departed(conn, sync.name, [r["key"] for r in page])
             conn.commit()
     else:
         for page in pages(conn, ("remove", "stranger"), client.remove_batch_size):

@@ -16,7 +16,7 @@ import sqlalchemy as sa
 
 from syncs.config import SyncConfig
 from syncs.plan import DIFF_TABLE, Plan, source_sql
-from syncs.state import stage_rows
+from syncs.state import DEPARTED, stage_rows
 from syncs.warehouse import STATE_SCHEMA
 
 MEMBERS_TABLE = "_lifeline_members"
@@ -51,7 +51,8 @@ def add_strangers(conn: sa.Connection, sync: SyncConfig, plan: Plan) -> None:
     conn.execute(sa.text(f"""
         insert into {DIFF_TABLE} (key, row_hash, email, phone, first_name, last_name, payload, destination_id, op, seq)
         with source as ({source}),
-        state as (select key, destination_id from {STATE_SCHEMA}.sync_state where sync_name = :name),
+        state as (select key, destination_id from {STATE_SCHEMA}.sync_state
+                  where sync_name = :name and coalesce(status, '') <> '{DEPARTED}'),
         members as (select destination_id, max(key) as key, max(email_hash) as email_hash
                     from {MEMBERS_TABLE} where destination_id is not null group by destination_id),
         strangers as (

@@ -12,6 +12,7 @@ import sqlalchemy as sa
 
 from syncs.config import SyncConfig
 from syncs.sent_fields import mapped_column, mapped_columns
+from syncs.state import DEPARTED
 from syncs.warehouse import STATE_SCHEMA
 
 DIFF_TABLE = "_lifeline_diff"
@@ -76,7 +77,7 @@ class Plan:
     updates: int = 0
     removes: int = 0
     strangers: int = 0        # mirror: destination members Lifeline did not put there (removed too)
-    released: int = 0         # upsert: rows that left the model (kept at the destination, state dropped)
+    released: int = 0         # upsert: rows that left the model (kept at the destination, state kept as 'departed')
     destination_members: int | None = None  # mirror: members read from the destination
     skipped_rejected: int = 0
     current: int = 0
@@ -89,7 +90,12 @@ class Plan:
 def build_diff(conn: sa.Connection, sync: SyncConfig) -> Plan:
     """One pass over source and state (a full outer join); rows numbered `seq` in page order
     (adds and updates by key, then removes by key) and stored in that order, so a page is a seq
-    range that DuckDB's zone maps (or PostgreSQL's index) find without rescanning the diff."""
+    range that DuckDB's zone maps (or PostgreSQL's index) find without rescanning the diff.
+
+    A state row with status 'departed' (upsert: the row left the model, the destination kept it;
+    syncs.state.mark_departed) is no member: it is never removed, and when the row returns it is an
+    'add' carrying the state's sent_fields and destination_id, so the fields it no longer carries
+    are cleared (syncs.sent_fields) as for a row that never left."""
     source, params = source_sql(sync)
     params["name"] = sync.name
     mapped = "".join(f", source.{c}" for c in mapped_columns(sync))
@@ -104,7 +110,8 @@ def build_diff(conn: sa.Connection, sync: SyncConfig) -> Plan:
         joined as (
             select coalesce(source.key, state.key) as key, source.row_hash, source.email, source.phone,
                    source.first_name, source.last_name, source.payload{mapped}, state.destination_id, state.sent_fields,
-                   case when source.key is null then 'remove' when state.key is null then 'add' else 'update' end as op,
+                   case when source.key is null then 'remove'
+                        when state.key is null or state.status = '{DEPARTED}' then 'add' else 'update' end as op,
                    state.row_hash as state_hash, state.status
             from source
             full outer join state on state.key = source.key

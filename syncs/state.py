@@ -41,6 +41,9 @@ class SyncLocked(RuntimeError):
     """Another run of the same sync holds the lock."""
 
 
+DEPARTED = "departed"  # sync_state.status of an upsert row that left the model (the destination kept it)
+
+
 def now() -> datetime:
     return datetime.now(timezone.utc).replace(tzinfo=None)
 
@@ -188,7 +191,18 @@ def mark_synced(conn: sa.Connection, sync_name: str, rows: list[dict]) -> None:
                          f"and key in (select key from {ACK_TABLE})"), {"n": sync_name})
 
 
+def mark_departed(conn: sa.Connection, sync_name: str, keys: list[str]) -> None:
+    """Upsert: the rows left the model and the destination keeps them. Their state stays, with what
+    they carried (sent_fields) and their destination_id, as status 'departed': no longer members,
+    and a return is sent as an add that clears what the row no longer carries (plan.build_diff)."""
+    if keys:
+        _stage(conn, [{"key": k} for k in keys])
+        conn.execute(sa.text(f"update {STATE_SCHEMA}.sync_state set status = '{DEPARTED}' where sync_name = :n "
+                             f"and key in (select key from {ACK_TABLE})"), {"n": sync_name})
+
+
 def mark_removed(conn: sa.Connection, sync_name: str, keys: list[str]) -> None:
+    """The destination removed the rows: their state is deleted."""
     if keys:
         _stage(conn, [{"key": k} for k in keys])
         conn.execute(sa.text(f"delete from {STATE_SCHEMA}.sync_state where sync_name = :n "

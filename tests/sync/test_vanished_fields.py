@@ -149,6 +149,17 @@ class Killed(BaseException):
     """Stands for the process dying: nothing after it runs, the open transaction is never committed."""
 
 
+def killed_before_commit(warehouse, sync, monkeypatch) -> None:
+    """Run the sync and die right after the destination answered, before its state is written."""
+    def die(*args, **kwargs):
+        raise Killed
+
+    with monkeypatch.context() as patch:
+        patch.setattr(syncs.engine, "mark_synced", die)
+        with pytest.raises(Killed):
+            run_sync(warehouse, sync, env=ENV, progress=False)
+
+
 @pytest.mark.parametrize("platform", ["braze", "klaviyo"])
 def test_a_run_killed_between_send_and_state_commit_converges_on_rerun(any_warehouse, sandbox, tmp_path,
                                                                       monkeypatch, platform):
@@ -158,13 +169,7 @@ def test_a_run_killed_between_send_and_state_commit_converges_on_rerun(any_wareh
     sync = sync_of(tmp_path, platform, sandbox.base_url, None)
     audience(any_warehouse, {"step": 1}, tier=False)  # offer and tier both vanish
 
-    def die(*args, **kwargs):
-        raise Killed
-
-    with monkeypatch.context() as patch:
-        patch.setattr(syncs.engine, "mark_synced", die)
-        with pytest.raises(Killed):
-            run_sync(any_warehouse, sync, env=ENV, progress=False)
+    killed_before_commit(any_warehouse, sync, monkeypatch)
     assert state(any_warehouse, sync.name) == before  # sent, but not recorded
     assert held(platform, sandbox.base_url) == {k: {"lifeline_step": 1} for k in KEYS}
 
