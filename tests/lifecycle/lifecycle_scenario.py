@@ -91,6 +91,18 @@ class Scenario:
                     "occurred_at": ts(sent_at + offset * HOUR), "recipient": f"{role}@example.com",
                     "campaign": campaign, "external_id": ""})
 
+    def consent_event(self, role: str, event_type: str, at: datetime, channel: str) -> None:
+        """A subscribe/unsubscribe event naming its channel in properties."""
+        self.rows["events"].append({"event_id": self._id("e"), "event_type": event_type, "occurred_at": ts(at),
+                                    "user_id": role, "session_id": "s", "properties": f'{{"channel": "{channel}"}}'})
+
+    def ads_opt_out(self, role: str, at: datetime, *, by_phone: bool = False) -> None:
+        """An ad-targeting opt-out echoed by an ad platform (message_events channel ads, event opted_out)."""
+        [person] = [c for c in self.rows["customers"] if c["customer_id"] == role]
+        self.rows["message_events"].append({
+            "message_id": self._id("m"), "channel": "ads", "event": "opted_out", "occurred_at": ts(at),
+            "recipient": person["phone"] if by_phone else person["email"], "campaign": "ads", "external_id": ""})
+
     def write(self, folder: Path) -> Path:
         folder.mkdir(parents=True, exist_ok=True)
         self.rows["products"] = PRODUCTS
@@ -184,6 +196,27 @@ def audience_scenario(s: Scenario) -> None:
     s.message("st_ign5", "newsletter", AS_OF - 9 * DAY, opened=True)
 
 
+def ads_scenario(s: Scenario) -> None:
+    """Ad-targeting signals (message_events channel ads; events naming channel ads): everyone here
+    carted 2 hours ago, so all are cart_abandonment candidates."""
+    s.person("ad_out")  # email consent, then an ad-targeting opt-out
+    s.ads_opt_out("ad_out", AS_OF - DAY)
+    s.person("ad_sms_out", email_consent="unsubscribed", sms=True, sms_consent="subscribed")
+    s.ads_opt_out("ad_sms_out", AS_OF - DAY, by_phone=True)  # an ads opt-out, not an SMS STOP
+    s.person("ad_resub")  # opted out of ads, later subscribed to email again: still out of ads
+    s.ads_opt_out("ad_resub", AS_OF - 10 * DAY)
+    s.consent_event("ad_resub", "subscribe", AS_OF - DAY, "email")
+    s.person("ad_back")  # opted out of ads, later subscribed to ads explicitly: back in
+    s.ads_opt_out("ad_back", AS_OF - 10 * DAY)
+    s.consent_event("ad_back", "subscribe", AS_OF - DAY, "ads")
+    s.person("ad_unsub_event")  # an unsubscribe event naming channel ads: an ads signal, not an email one
+    s.consent_event("ad_unsub_event", "unsubscribe", AS_OF - DAY, "ads")
+    s.person("ad_both", sms=True, sms_consent="subscribed")
+    s.person("ad_none", email_consent="unsubscribed", sms=True, sms_consent="unsubscribed")
+    for role in ("ad_out", "ad_sms_out", "ad_resub", "ad_back", "ad_unsub_event", "ad_both", "ad_none"):
+        s.event(role, "add_to_cart", AS_OF - 2 * HOUR)
+
+
 def lift_scenario(s: Scenario) -> None:
     """Ten members (six convert within 14 days of entered_at, one a minute too late) and ten
     holdout people (two convert, one ordered before entering)."""
@@ -206,5 +239,6 @@ def write_scenario(folder: Path) -> Path:
     s = Scenario()
     stage_scenario(s)
     audience_scenario(s)
+    ads_scenario(s)
     lift_scenario(s)
     return s.write(folder)

@@ -1,7 +1,8 @@
 {#- Every consent signal per profile and channel (contract §1: the latest signal wins across
     customer records, subscribe/unsubscribe events and message events). A subscribe/unsubscribe
     event applies to the channel named in properties.channel, else to sms when it carries only a
-    phone, else to email. -#}
+    phone, else to email. Channel `ads` is ad targeting: a message event of channel ads (opted_out:
+    an ad-targeting opt-out) is an ads signal, never an sms or email one (audience_members). -#}
 with customers as (
     select * from {{ ref('stg_customers') }}
 ),
@@ -29,6 +30,7 @@ from_events as (
         case
             when properties like '%"channel": "sms"%' or properties like '%"channel":"sms"%' then 'sms'
             when properties like '%"channel": "email"%' or properties like '%"channel":"email"%' then 'email'
+            when properties like '%"channel": "ads"%' or properties like '%"channel":"ads"%' then 'ads'
             when email is null and phone is not null then 'sms'
             else 'email'
         end as channel,
@@ -49,7 +51,7 @@ opt_outs as (
 from_messages as (
     select
         identity_map.profile_id,
-        case when messages.event = 'opted_out' then 'sms' else messages.channel end as channel,
+        case when messages.channel = 'ads' then 'ads' when messages.event = 'opted_out' then 'sms' else messages.channel end as channel,
         'unsubscribed' as status,
         messages.occurred_at as signaled_at,
         'message_events' as source
@@ -59,7 +61,7 @@ from_messages as (
     union all
     select
         identity_map.profile_id,
-        case when messages.event = 'opted_out' then 'sms' else messages.channel end,
+        case when messages.channel = 'ads' then 'ads' when messages.event = 'opted_out' then 'sms' else messages.channel end,
         'unsubscribed',
         messages.occurred_at,
         'message_events'
