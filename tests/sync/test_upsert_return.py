@@ -9,6 +9,7 @@ import json
 import pytest
 from ads_helpers import record
 from sync_helpers import people, set_audience
+from test_modes import klaviyo_list, klaviyo_sync
 from test_vanished_fields import ENV, KEYS, cleared_on_the_wire, execute, held, killed_before_commit, run, sync_of
 
 from syncs.engine import run_sync
@@ -132,3 +133,25 @@ def test_state_from_an_earlier_release_that_dropped_the_row_still_works(any_ware
     wire.seen.clear()
     run(any_warehouse, sync)
     assert held("braze", sandbox.base_url)[LEAVER] == {"lifeline_step": 2, "lifeline_offer": "discount_10"}
+
+
+def test_mirror_treats_a_departed_row_as_no_member(duck_warehouse, sandbox, tmp_path):
+    """A sync switched from upsert to mirror under the same name: the departed row's person is still
+    in the list but not in the model, so mirror removes them (as when upsert deleted the state), and
+    a return adds them again."""
+    sync = klaviyo_sync(tmp_path, sandbox.base_url, "mirror")
+    sync.safety.max_remove_share = 1
+    set_audience(duck_warehouse, people(3))
+    assert run(duck_warehouse, sync).adds == 3
+    execute(duck_warehouse, f"update lifeline_state.sync_state set status = 'departed' "
+                            f"where sync_name = '{sync.name}' and key = '{LEAVER}'")  # as an upsert run leaves it
+    set_audience(duck_warehouse, [m for m in people(3) if m["profile_id"] != LEAVER])
+    planned = run_sync(duck_warehouse, sync, env=ENV, progress=False, dry_run=True)
+    assert (planned.plan.current, planned.removes, planned.plan.strangers) == (2, 1, 1)
+    gone = run(duck_warehouse, sync)
+    assert (gone.removes, gone.strangers) == (1, 1)
+    assert set(klaviyo_list(sandbox.base_url, "cart")) == {"person0@example.com", "person2@example.com"}
+    set_audience(duck_warehouse, people(3))
+    assert run(duck_warehouse, sync).adds == 1
+    assert len(klaviyo_list(sandbox.base_url, "cart")) == 3
+    assert status(duck_warehouse, sync.name)[LEAVER][0] == "synced"
