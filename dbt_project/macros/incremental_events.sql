@@ -284,9 +284,16 @@
       select source.*, ' ~ key_sql ~ ' as _slice_key, ' ~ ts_sql ~ ' as _slice_ts
       from ' ~ rows_sql ~ ' as source
       where ' ~ stamp ~ ' > ' ~ lifeline.stamp_literal(mark)) -%}
+  {#- Two branches, not one `in (...) or recheck` filter: a disjunction with a subquery makes the
+      database test every stored row against the slice (a mark join), while a plain semi-join and a
+      filter the scan can apply cost a fraction of that (0.66 s -> 0.01 s at 100k people). The
+      second branch leaves out the keys of the first, so each stored row appears once, as before. -#}
   {%- do run_query('create temporary table ' ~ scope_table ~ '_replaced as
       select ' ~ key_column ~ ' as _slice_key from ' ~ this ~ '
-      where ' ~ key_column ~ ' in (select _slice_key from ' ~ scope_table ~ ') or (' ~ recheck_sql ~ ')') -%}
+      where ' ~ key_column ~ ' in (select _slice_key from ' ~ scope_table ~ ')
+      union all
+      select ' ~ key_column ~ ' as _slice_key from ' ~ this ~ '
+      where (' ~ recheck_sql ~ ') and not coalesce(' ~ key_column ~ ' in (select _slice_key from ' ~ scope_table ~ '), false)') -%}
   {%- set found = run_query('select count(*) from ' ~ scope_table ~ '_replaced').columns[0].values()[0] | int -%}
   {%- if found > 0 -%}
     {#- Earlier raw rows of these keys, looked up by their raw id's text (see incremental_slice). -#}
@@ -375,9 +382,19 @@ coalesce({{ message_id }}, '') || '|' || coalesce({{ event }}, '') || '|' || coa
     {#- The window first: the log line reads "window [...)" as in a raw-reading model's partition run. -#}
     {%- set describe = "window " ~ lifeline.describe_window(window) ~ " or " ~ describe -%}
   {%- endif -%}
+  {#- One branch per condition, each leaving out the rows of the branches before it (so a row is
+      read once, as with `or`): a disjunction over different columns cannot be applied by the scan,
+      so every column of every usable row would be read before filtering (0.65 s at 100k people),
+      while each branch's own condition is applied by the scan and skips most of the table by its
+      zone maps (based_at grows with the table) or reads only the column it tests (0.05 s). -#}
+  {%- set branches = [] -%}
+  {%- for condition in conditions -%}
+    {%- set earlier = [] -%}
+    {%- for before in conditions[:loop.index0] -%}{%- do earlier.append(' and not coalesce(' ~ before ~ ', false)') -%}{%- endfor -%}
+    {%- do branches.append('select source.* from ' ~ usable_sql ~ ' as source where (' ~ condition ~ ')' ~ (earlier | join(''))) -%}
+  {%- endfor -%}
   {%- do run_query('create temporary table ' ~ scope_table ~ ' as
-      select source.* from ' ~ usable_sql ~ ' as source
-      where ' ~ ((conditions | join(' or ')) if conditions else '1 = 1')) -%}
+      ' ~ ((branches | join(' union all ')) if branches else 'select source.* from ' ~ usable_sql ~ ' as source')) -%}
   {#- Stored rows after as_of (it moved back) are not compared: the post-hook deletes them. -#}
   {%- set up_to_as_of = '(' ~ ts_column ~ ' is null or ' ~ ts_column ~ ' <= ' ~ lifeline.as_of() ~ ')' -%}
   {%- set n = run_query('select
