@@ -5,9 +5,10 @@ through a sequence, the other with --full-refresh at each step, and they are com
 step (steps 1-2, 3 and 4 are three tests, each after the same first build):
 
 1. new events and messages: dan's cookie shows up with ben's user_id (dan's profile merges into
-   ben's), cat's cookie has a new page view, and eve, whom no profile knows yet, gets a message;
-2. as_of moves back before those rows: they vanish from stg_events / stg_message_events, and dan
-   splits from ben again;
+   ben's), cat's cookie has a new page view, eve, whom no profile knows yet, gets a message, and a
+   shared tablet's cookie links too many emails: its cookie-alone page view loses its profile;
+2. as_of moves back before those rows: they vanish from stg_events / stg_message_events, dan
+   splits from ben again and the tablet's page view has a profile again;
 3. (from the first build) eve identifies herself: her messages, unresolved at the first build, get
    her profile; cat's customer record changes address (a record removed, one added);
 4. stg_events reprocesses every row (a stored event lost its usable row) and stg_message_events is
@@ -54,6 +55,9 @@ FIRST = {
         ["e2", "page_view", "2026-09-05T10:00:00Z", "cookie-dan", "", ""],
         ["e3", "identify", "2026-09-05T10:01:00Z", "cookie-dan", "", "dan@example.com"],
         ["e5", "identify", "2026-10-25T10:00:00Z", "cookie-cat", "u-cat", ""],
+        # A shared tablet: one email so far, and a page view with the cookie alone.
+        ["k1", "identify", "2026-09-10T10:00:00Z", "cookie-kiosk", "", "kim@example.com"],
+        ["k0", "page_view", "2026-09-10T10:05:00Z", "cookie-kiosk", "", ""],
     ]),
     "message_events": (MESSAGE_HEADER, [
         ["m1", "email", "sent", "2026-10-01T10:00:00Z", "ann@example.com", "welcome"],
@@ -67,6 +71,10 @@ LATER = {
     "events": (EVENT_HEADER, [
         ["e4", "identify", "2026-10-28T10:00:00Z", "cookie-dan", "u-ben", ""],
         ["e7", "page_view", "2026-10-29T10:00:00Z", "cookie-cat", "", ""],
+        # Five more people sign in on the tablet: its cookie links six emails and is excluded,
+        # so the cookie-alone page view k0 loses its profile.
+        *[[f"k{n}", "identify", f"2026-10-29T12:0{n}:00Z", "cookie-kiosk", "", f"kiosk{n}@example.com"]
+          for n in range(2, 7)],
     ]),
     "message_events": (MESSAGE_HEADER, [
         ["m9", "email", "sent", "2026-10-29T10:00:00Z", "ben@example.com", "welcome"],
@@ -149,10 +157,12 @@ def test_a_merge_then_as_of_moving_back_after_incremental_runs_equal_a_full_refr
     assert profile_of(rows[EVENTS], "e2") == profile_of(rows[EVENTS], "e4")
     assert message_profile(rows[MESSAGES], "m5") == message_profile(rows[MESSAGES], "m2")
     assert not message_profile(rows[MESSAGES], "m11")
+    assert "k0" not in {row[1] for row in rows[EVENTS]}
 
-    # 2. as_of back: e4, e7, m9, m11 vanish, dan is on his own again.
+    # 2. as_of back: e4, e7, m9, m11 and the tablet's sign-ins vanish, dan is on his own again,
+    # and k0 has a profile again (its cookie is no longer excluded).
     _, rows = step(built, None, BEFORE_MERGE)
-    assert {row[1] for row in rows[EVENTS]} == {"e1", "e2", "e3", "e5"}
+    assert {row[1] for row in rows[EVENTS]} == {"e1", "e2", "e3", "e5", "k0", "k1"}
     assert not message_profile(rows[MESSAGES], "m9")
     assert message_profile(rows[MESSAGES], "m5") != message_profile(rows[MESSAGES], "m2")
 

@@ -11,7 +11,9 @@
     lookup did not: the results equal a full refresh.
 
     Incremental (delete+insert on event_id; rows whose event lost its profile are written with a
-    null profile_id and removed by the post-hook). A run re-attributes only:
+    null profile_id and removed by the post-hook, which looks only at the rows this run wrote:
+    attributed_at = the run's start, so on DuckDB the zone maps skip every older row group instead
+    of reading profile_id of every stored row). A run re-attributes only:
       - stg_events rows staged after the newest staged_at stored here (new, late of any age, a
         duplicate that now wins): a filter on stg_events.staged_at instead of comparing every row;
       - the events of records whose profile changed since the last run (int_record_profiles rows
@@ -25,7 +27,7 @@
     unique_key='event_id',
     incremental_strategy=('merge' if target.type == 'bigquery' else 'delete+insert'),
     on_schema_change='fail',
-    post_hook="delete from {{ this }} where profile_id is null"
+    post_hook="delete from {{ this }} where attributed_at = {{ lifeline.run_stamp() }} and profile_id is null"
 ) }}
 {%- set reattribute_all = lifeline.drop_unstaged_rows(ref('stg_events'), 'int_profile_events') %}
 with record_profiles as (
