@@ -15,13 +15,14 @@ import json
 import os
 import shutil
 import uuid
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator, Mapping, NamedTuple
 
 import dagster as dg
 from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings, DbtCliResource, DbtProject, dbt_assets
 
-from orchestration.dbt_runner import dbt_executable, dbt_project_dir, dbt_vars, run_dbt
+from orchestration.dbt_runner import dbt_executable, dbt_invocation, dbt_project_dir, dbt_vars, run_dbt
 from orchestration.partitions import window_vars
 from orchestration.run_artifacts import prune_invocation_folders
 from syncs.warehouse import Warehouse
@@ -79,6 +80,10 @@ def ensure_manifest(warehouse: Warehouse) -> Path:
             run_dbt(warehouse, "parse", ["--target-path", str(scratch)])
             manifest.parent.mkdir(parents=True, exist_ok=True)
             os.replace(scratch / "manifest.json", manifest)
+            # dagster-dbt starts each invocation from target/partial_parse.msgpack: with this parse
+            # (no --vars, like the builds: per-run vars travel in the environment) a build re-parses
+            # only what changed.
+            os.replace(scratch / "partial_parse.msgpack", project / "target" / "partial_parse.msgpack")
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
     return manifest
@@ -106,13 +111,40 @@ class DbtAssets(NamedTuple):
     project: DbtProject
 
 
-def _build_args(context: dg.AssetExecutionContext, config: BuildConfig, window: Mapping[str, str]) -> list[str]:
+def _build_args(context: dg.AssetExecutionContext, config: BuildConfig,
+                window: Mapping[str, object]) -> tuple[list[str], dict[str, str]]:
+    """The dbt arguments of one build step, and the environment that carries its per-run vars."""
     from orchestration.cli import parse_as_of
 
     as_of = config.as_of or context.run.tags.get(AS_OF_TAG)
-    args = ["build", "--vars", json.dumps(dbt_vars(parse_as_of(as_of), window))]
+    var_args, run_env = dbt_invocation(dbt_vars(parse_as_of(as_of), window))
     full_refresh = config.full_refresh or context.run.tags.get(FULL_REFRESH_TAG, "").lower() == "true"
-    return args + (["--full-refresh"] if full_refresh else [])
+    return ["build", *var_args, *(["--full-refresh"] if full_refresh else [])], run_env
+
+
+@contextmanager
+def _environment(values: Mapping[str, str]) -> Iterator[None]:
+    """Sets `values` in this process's environment while dbt's subprocess starts (DbtCliResource.cli
+    copies os.environ and takes no env of its own), then restores it. Each Dagster step runs in a
+    process of its own (multiprocess executor) or one after another (in-process executor)."""
+    saved = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def _run_build(dbt: DbtCliResource, context: dg.AssetExecutionContext, config: BuildConfig,
+               window: Mapping[str, object], keep_runs: int) -> Iterator[Any]:
+    args, run_env = _build_args(context, config, window)
+    with _environment(run_env):
+        invocation = dbt.cli(args, context=context)
+    yield from _stream_and_prune(invocation, context, keep_runs)
 
 
 def _stream_and_prune(invocation: Any, context: dg.AssetExecutionContext, keep_runs: int) -> Iterator[Any]:
@@ -139,7 +171,7 @@ def build_dbt_assets(warehouse: Warehouse, partitions_def: dg.PartitionsDefiniti
     @dbt_assets(manifest=manifest, project=project, dagster_dbt_translator=translator,
                 name="lifeline_dbt", exclude=windowed)
     def lifeline_dbt(context: dg.AssetExecutionContext, dbt: DbtCliResource, config: BuildConfig):
-        yield from _stream_and_prune(dbt.cli(_build_args(context, config, {}), context=context), context, keep_runs)
+        yield from _run_build(dbt, context, config, {}, keep_runs)
 
     @dbt_assets(manifest=manifest, project=project, dagster_dbt_translator=translator,
                 name="lifeline_dbt_events", select=windowed, partitions_def=partitions_def,
@@ -150,7 +182,7 @@ def build_dbt_assets(warehouse: Warehouse, partitions_def: dg.PartitionsDefiniti
             raise dg.Failure(description=NO_PARTITION)
         window = {**window_vars(context.partition_time_window), **new_rows_var(context.run.tags)}
         context.log.info(f"event window from the partitions: {window}")
-        yield from _stream_and_prune(dbt.cli(_build_args(context, config, window), context=context), context, keep_runs)
+        yield from _run_build(dbt, context, config, window, keep_runs)
 
     resource = DbtCliResource(project_dir=project, profiles_dir=str(dbt_project_dir()), target=warehouse.dbt_target,
                               dbt_executable=dbt_executable())

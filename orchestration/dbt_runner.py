@@ -51,6 +51,26 @@ def dbt_vars(as_of: datetime | None, extra: Mapping[str, object] | None = None) 
     return values
 
 
+# Vars whose value changes with every run. They travel in the environment (RUN_VARS_ENV, a JSON
+# object read by the macro run_var in macros/cross_db.sql while executing), not in --vars: dbt
+# re-parses the whole project when a --vars value differs from its last parse (3-4 s a run), and
+# as_of differs every run.
+RUN_VARS = ("as_of", "partition_start", "partition_end", "partition_new_rows")
+RUN_VARS_ENV = "LIFELINE_RUN_VARS"
+
+
+def split_run_vars(values: Mapping[str, object]) -> tuple[dict[str, object], dict[str, object]]:
+    """(the per-run vars for RUN_VARS_ENV, the project vars for --vars)."""
+    run = {k: v for k, v in values.items() if k in RUN_VARS}
+    return run, {k: v for k, v in values.items() if k not in RUN_VARS}
+
+
+def dbt_invocation(values: Mapping[str, object]) -> tuple[list[str], dict[str, str]]:
+    """The --vars arguments and the environment that pass `values` to one dbt invocation."""
+    run, project = split_run_vars(values)
+    return (["--vars", json.dumps(project)] if project else []), {RUN_VARS_ENV: json.dumps(run)}
+
+
 @dataclass
 class DbtResult:
     args: list[str]
@@ -77,11 +97,20 @@ def run_dbt(warehouse: Warehouse, command: str, args: Sequence[str] = (), *, as_
     project = dbt_project_dir()
     full = [dbt_executable(), command, "--project-dir", str(project), "--profiles-dir", str(project),
             "--target", warehouse.dbt_target]
+    env = dbt_env(warehouse)
+    env.pop(RUN_VARS_ENV, None)
     if command not in ("deps", "clean", "parse", "debug"):
-        full += ["--vars", json.dumps(dbt_vars(as_of, extra_vars))]
+        var_args, run_env = dbt_invocation(dbt_vars(as_of, extra_vars))
+        full += var_args
+        env.update(run_env)
     full += list(args)
+    if "--target-path" not in args and "DBT_TARGET_PATH" not in env:
+        # One artifacts folder per target: dbt's partial parse (target/<target>/partial_parse.msgpack)
+        # is void for a build of another target, so runs that alternate DuckDB and PostgreSQL from
+        # one checkout (tests, a migration) would re-parse the whole project each time.
+        full += ["--target-path", str(Path("target") / warehouse.dbt_target)]
     started = time.perf_counter()
-    proc = subprocess.Popen(full, cwd=project, env=dbt_env(warehouse), stdout=subprocess.PIPE,
+    proc = subprocess.Popen(full, cwd=project, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
     lines: list[str] = []
     assert proc.stdout is not None

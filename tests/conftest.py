@@ -76,3 +76,12 @@ def pg_warehouse(pg_server: PostgresServer) -> Warehouse:
 def any_warehouse(request) -> Warehouse:
     """Runs a test once on DuckDB and once on PostgreSQL."""
     return request.getfixturevalue("duck_warehouse" if request.param == "duckdb" else "pg_warehouse")
+
+
+@pytest.fixture(scope="module")
+def warehouse_templates(tmp_path_factory):
+    """Per module: a state prepared once per warehouse kind, copied into each test's fresh warehouse
+    (tests/warehouse_templates.py)."""
+    from warehouse_templates import WarehouseTemplates
+
+    return WarehouseTemplates(tmp_path_factory.mktemp("templates"))

@@ -38,8 +38,25 @@
 {% macro duckdb__json_object_text(pairs) -%}cast(json_object({{ pairs | join(', ') }}) as varchar){%- endmacro %}
 {% macro snowflake__json_object_text(pairs) -%}to_json(object_construct_keep_null({{ pairs | join(', ') }})){%- endmacro %}
 
+{#- A value that changes with every run (as_of, the partition window, partition_new_rows).
+    Lifeline passes these in the environment variable LIFELINE_RUN_VARS (a JSON object), not in
+    --vars: dbt re-parses the whole project whenever a --vars value differs from the last parse
+    (3-4 s per invocation), while this value is read only while executing, so a run reuses the
+    last parse (orchestration/dbt_runner.py). A --vars value of the same name still works (dbt run
+    by hand); LIFELINE_RUN_VARS wins when it names the var. -#}
+{% macro run_var(name, default=none) -%}
+  {%- if execute -%}
+    {%- set passed = fromjson(env_var('LIFELINE_RUN_VARS', '') or '{}') -%}
+    {%- if passed is not mapping -%}
+      {{ exceptions.raise_compiler_error("LIFELINE_RUN_VARS must be a JSON object, e.g. {\"as_of\": \"2026-11-01 00:00:00\"}; got: " ~ env_var('LIFELINE_RUN_VARS', '')) }}
+    {%- endif -%}
+    {%- if name in passed -%}{{ return(passed[name]) }}{%- endif -%}
+  {%- endif -%}
+  {{ return(var(name, default)) }}
+{%- endmacro %}
+
 {% macro as_of() -%}
-  {%- set v = var('as_of', none) -%}
+  {%- set v = lifeline.run_var('as_of') -%}
   {%- if v -%}cast('{{ v }}' as {{ dbt.type_timestamp() }}){%- else -%}cast('{{ run_started_at.strftime("%Y-%m-%d %H:%M:%S") }}' as {{ dbt.type_timestamp() }}){%- endif -%}
 {%- endmacro %}
 

@@ -21,7 +21,7 @@
 {#- A naive UTC datetime from a var holding an ISO-8601 timestamp (offsets converted), or none
     when the var is unset; anything else fails the run naming the var. -#}
 {% macro window_var_timestamp(name) -%}
-  {%- set raw_value = var(name, none) -%}
+  {%- set raw_value = lifeline.run_var(name) -%}
   {%- if raw_value is none or raw_value | string | trim in ('', 'null', 'None') -%}{{ return(none) }}{%- endif -%}
   {%- set text = raw_value | string | trim -%}
   {%- if not modules.re.match('^[0-9]{4}-[0-9]{2}-[0-9]{2}([T ][0-9]{2}:[0-9]{2}(:[0-9]{2}([.][0-9]+)?)?)?(Z|z|[+-][0-9]{2}:?[0-9]{2})?$', text) -%}
@@ -102,7 +102,7 @@
       the rest of the window is unchanged since it was processed. Otherwise (a new row outside the
       window, or a backfill / re-run of days by hand) it reprocesses its window. -#}
   {%- set new_rows_in_window = false -%}
-  {%- if mark is not none and partitioned and var('partition_new_rows', false) in (true, 'true', 'True') -%}
+  {%- if mark is not none and partitioned and lifeline.run_var('partition_new_rows', false) in (true, 'true', 'True') -%}
     {%- set outside = run_query('select count(*) from ' ~ rows_sql ~ ' as source where source.' ~ lifeline.load_stamp_column()
                                 ~ ' > ' ~ lifeline.stamp_literal(mark) ~ ' and not '
                                 ~ lifeline.in_event_window(ts_sql, lifeline.event_window(none))).columns[0].values()[0] | int -%}

@@ -1,6 +1,9 @@
 {#- on-run-start: helper functions the warehouse lacks, and the Python-written prediction table
     (declared as a source) so the first build works before the prediction step has ever run. -#}
 {% macro lifeline_prepare_warehouse() -%}
+  {%- if execute -%}{{ log("Lifeline per-run vars (" ~ ('LIFELINE_RUN_VARS' if env_var('LIFELINE_RUN_VARS', '') else '--vars')
+                             ~ "): as_of " ~ lifeline.run_var('as_of') ~ ", partition window [" ~ lifeline.run_var('partition_start')
+                             ~ ", " ~ lifeline.run_var('partition_end') ~ ")", info=True) }}{%- endif -%}
   {{ return(adapter.dispatch('lifeline_prepare_warehouse', 'lifeline')()) }}
 {%- endmacro %}
 

@@ -137,15 +137,22 @@ def message_profile(rows: list[tuple], message_id: str) -> set[str]:
     return {row[0] for row in rows if row[2] == message_id}
 
 
+def load_first(warehouse: Warehouse, workdir: Path) -> None:
+    load(warehouse, write_batch(workdir / "first", FIRST), replace=True)
+
+
+def load_and_build_first(warehouse: Warehouse, workdir: Path) -> None:
+    load_first(warehouse, workdir)
+    run_dbt(warehouse, "build", [*BUILD, "--full-refresh"], as_of=AS_OF)
+
+
 @pytest.fixture
-def built(twins: tuple[Warehouse, Warehouse], tmp_path: Path) -> tuple[Warehouse, Warehouse]:
-    """Both warehouses loaded with the first batch; the incremental one built from scratch."""
+def built(twins: tuple[Warehouse, Warehouse], warehouse_templates) -> tuple[Warehouse, Warehouse]:
+    """Both warehouses loaded with the first batch; the incremental one built from scratch (each
+    prepared once per module and warehouse kind, and copied)."""
     incremental, reference = twins
-    first = write_batch(tmp_path / "first", FIRST)
-    load(incremental, first, replace=True)
-    load(reference, first, replace=True)
-    run_dbt(incremental, "build", [*BUILD, "--full-refresh"], as_of=AS_OF)
-    return twins
+    return (warehouse_templates.fill(incremental, "built", load_and_build_first),
+            warehouse_templates.fill(reference, "loaded", load_first))
 
 
 def test_a_merge_then_as_of_moving_back_after_incremental_runs_equal_a_full_refresh(built, tmp_path):

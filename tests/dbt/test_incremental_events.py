@@ -107,9 +107,18 @@ def assert_equals_full_refresh(warehouse: Warehouse) -> dict[str, list[tuple]]:
     return full
 
 
-def test_incremental_after_new_events_equals_full_refresh(any_warehouse, batches):
-    load(any_warehouse, batches["first"], replace=True)
-    run_dbt(any_warehouse, "build", [*NO_TESTS, "--full-refresh"], as_of=AS_OF)
+def first_built(warehouse: Warehouse, batches: dict[str, Path], templates) -> None:
+    """The first batch loaded and built with --full-refresh (built once per module and warehouse kind,
+    copied into `warehouse`)."""
+    def prepare(template: Warehouse, _: Path) -> None:
+        load(template, batches["first"], replace=True)
+        run_dbt(template, "build", [*NO_TESTS, "--full-refresh"], as_of=AS_OF)
+
+    templates.fill(warehouse, "first", prepare)
+
+
+def test_incremental_after_new_events_equals_full_refresh(any_warehouse, batches, warehouse_templates):
+    first_built(any_warehouse, batches, warehouse_templates)
     load(any_warehouse, batches["later"], replace=False)
     result = run_dbt(any_warehouse, "build", as_of=AS_OF)  # with the data tests, on the window
     lines = slice_lines(result)
@@ -126,9 +135,8 @@ def test_incremental_after_new_events_equals_full_refresh(any_warehouse, batches
     assert any(r[0] == "late-1" for r in full["staging.stg_events"])
 
 
-def test_partition_window_and_an_event_older_than_the_look_back(duck_warehouse, batches):
-    load(duck_warehouse, batches["first"], replace=True)
-    run_dbt(duck_warehouse, "build", [*NO_TESTS, "--full-refresh"], as_of=AS_OF)
+def test_partition_window_and_an_event_older_than_the_look_back(duck_warehouse, batches, warehouse_templates):
+    first_built(duck_warehouse, batches, warehouse_templates)
     load(duck_warehouse, batches["later"], replace=False)
     window = {"partition_start": "2026-10-25", "partition_end": "2026-11-02T00:00:00Z", "event_lookback_days": 2}
     lines = slice_lines(run_dbt(duck_warehouse, "build", NO_TESTS, as_of=AS_OF, extra_vars=window))
@@ -241,11 +249,10 @@ def test_load_stamps_every_event_row_and_each_load_later(any_warehouse, batches,
     assert LOAD_STAMP_COLUMN in orders  # customers, orders and order items too (macros/incremental_orders.sql)
 
 
-def test_raw_written_by_another_tool_falls_back_to_the_window(duck_warehouse, batches):
+def test_raw_written_by_another_tool_falls_back_to_the_window(duck_warehouse, batches, warehouse_templates):
     """Rows appended without a load stamp (another tool, into a table `lifeline load` made), and a
     raw table without the stamp column at all (the user's own), are read by occurred_at window."""
-    load(duck_warehouse, batches["first"], replace=True)
-    run_dbt(duck_warehouse, "build", [*NO_TESTS, "--full-refresh"], as_of=AS_OF)
+    first_built(duck_warehouse, batches, warehouse_templates)
     con = duckdb.connect(str(duck_warehouse.duckdb_path))
     for table in ("events", "message_events"):
         con.execute(f"insert into raw.{table} by name select * from read_parquet('{batches['later'] / table}/*.parquet')")

@@ -97,11 +97,15 @@ def assert_equals_full_refresh(warehouse: Warehouse, as_of: datetime = AS_OF) ->
         warehouse, COMPARED, lambda: build(warehouse, "--full-refresh", as_of=as_of), RUN_STAMPS)
 
 
+def load_and_build_first(warehouse: Warehouse, workdir: Path) -> None:
+    load(warehouse, write_batch(workdir / "first", FIRST), replace=True)
+    build(warehouse, "--full-refresh")
+
+
 @pytest.fixture
-def built(any_warehouse: Warehouse, tmp_path: Path) -> Warehouse:
-    load(any_warehouse, write_batch(tmp_path / "first", FIRST), replace=True)
-    build(any_warehouse, "--full-refresh")
-    return any_warehouse
+def built(any_warehouse: Warehouse, warehouse_templates) -> Warehouse:
+    """The first batch loaded and built with --full-refresh (built once per module and warehouse kind, copied)."""
+    return warehouse_templates.fill(any_warehouse, "first", load_and_build_first)
 
 
 def test_new_and_corrected_orders_and_a_country_change_equal_a_full_refresh(built, tmp_path):

@@ -78,11 +78,15 @@ def assert_equals_full_refresh(warehouse: Warehouse, as_of: datetime = AS_OF) ->
         warehouse, COMPARED, lambda: build(warehouse, "--full-refresh", as_of=as_of), RUN_STAMPS)
 
 
+def load_and_build_first(warehouse: Warehouse, workdir: Path) -> None:
+    load(warehouse, first_batch(workdir / "first"), replace=True)
+    build(warehouse, "--full-refresh")
+
+
 @pytest.fixture
-def built(any_warehouse: Warehouse, tmp_path: Path) -> Warehouse:
-    load(any_warehouse, first_batch(tmp_path / "first"), replace=True)
-    build(any_warehouse, "--full-refresh")
-    return any_warehouse
+def built(any_warehouse: Warehouse, warehouse_templates) -> Warehouse:
+    """The first batch loaded and built with --full-refresh (built once per module and warehouse kind, copied)."""
+    return warehouse_templates.fill(any_warehouse, "first", load_and_build_first)
 
 
 def test_a_late_duplicate_that_now_wins_is_restaged_alone_even_when_old(built, tmp_path):

@@ -1,13 +1,10 @@
 """The sync engine against the real sandbox (HTTP on 127.0.0.1) and a real DuckDB/PostgreSQL
 warehouse: exact membership, idempotent reruns, diffs, removals, safety, dry-run, rejections,
-transient failures, config errors and crash convergence."""
+transient failures and config errors. Crash convergence (SIGKILL when the N-th request arrives,
+rerun) is tests/faults/test_kill_trials.py."""
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -22,7 +19,6 @@ from syncs.sandbox.server import run_in_thread
 from sync_helpers import people, set_audience
 
 TOKEN = "sandbox-token"
-ROOT = Path(__file__).resolve().parents[2]
 
 
 def write_config(path: Path, base_url: str, rate_limited: bool = True, **safety) -> Path:
@@ -214,38 +210,6 @@ def test_config_errors_name_file_line_and_field(tmp_path, text, where):
 def test_unknown_sync_name_is_a_clear_error(duck_warehouse, sandbox, tmp_path):
     with pytest.raises(ValueError, match="no sync named nope"):
         run_syncs(duck_warehouse, write_config(tmp_path / "syncs.yml", sandbox.base_url), ["nope"])
-
-
-def test_killed_sync_converges_on_rerun(duck_warehouse, tmp_path):
-    """SIGKILL the sync at seeded random moments, rerun, and the list equals the audience exactly."""
-    import random
-
-    rng = random.Random(42)
-    with run_in_thread(tmp_path / "sandbox", port=0, token=TOKEN, rate_limits=False,
-                       faults={"klaviyo": {"latency_ms": 40}}) as server:
-        config = write_config(tmp_path / "syncs.yml", server.base_url)
-        members = people(8_000)
-        set_audience(duck_warehouse, members)
-        env = dict(os.environ, TEST_KLAVIYO_KEY=TOKEN, LIFELINE_DUCKDB_PATH=str(duck_warehouse.duckdb_path),
-                   LIFELINE_WAREHOUSE="duckdb")
-        kills = 0
-        for trial in range(3):
-            proc = subprocess.Popen([str(Path(sys.executable).parent / "lifeline"), "sync", "--config", str(config)],
-                                    cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            time.sleep(rng.uniform(1.0, 3.0))
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGKILL)
-                kills += 1
-            proc.wait()
-        final = subprocess.run([str(Path(sys.executable).parent / "lifeline"), "sync", "--config", str(config)],
-                               cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
-        assert final.returncode == 0, final.stdout + final.stderr
-        assert kills >= 1
-        assert list_members(server.base_url) == {m["email"] for m in members}
-        engine = duck_warehouse.engine()
-        with engine.connect() as conn:
-            assert conn.execute(sa.text("select count(*) from lifeline_state.sync_state")).scalar() == 8_000
-        engine.dispose()
 
 
 def test_import_jobs_are_pipelined_and_state_follows_only_collected_jobs(duck_warehouse, sandbox, env, tmp_path,
