@@ -103,6 +103,7 @@ class _Strict(BaseModel):
 class Source(_Strict):
     model: str = "audience_members"
     audience: str | None = None
+    # default: ads for the ad platforms (AD_PLATFORM_IDS), email for every other destination
     channel: Literal["email", "sms", "ads"] = "email"
     include_holdout: Literal[False] = False  # holdout members are never synced
 
@@ -215,6 +216,14 @@ class SyncConfig(_Strict):
     @classmethod
     def _fields_are_identifiers(cls, value: dict[str, str] | None) -> dict[str, str] | None:
         return _check_field_names(value)
+
+    @model_validator(mode="after")
+    def _ad_platforms_read_the_ads_channel(self) -> "SyncConfig":
+        """An ad sync without `channel` reads channel ads of audience_members: identifiers with consent
+        on their own channel, without an ad-targeting opt-out. `channel: email` keeps the email rows."""
+        if self.destination.type in AD_PLATFORM_IDS and "channel" not in self.source.model_fields_set:
+            self.source.channel = "ads"
+        return self
 
     @model_validator(mode="after")
     def _trigger_needs_message(self) -> "SyncConfig":

@@ -11,10 +11,10 @@ These platforms hold a set of *hashed* identifiers and have no read endpoint for
   nothing; one whose identifiers changed has its old identifiers removed first, then the new ones
   added (removing after adding would drop the person on a platform that matches on any key).
 - a row that cannot be normalised is a permanent per-row rejection (code + reason, never the value).
-- source rows: audience_members has no `ads` channel (seeds/audience_settings.csv defines email
-  and sms only), so an ad sync reads `channel: email` rows: people with email consent, already
-  kept out of other audiences by priority and frequency caps. `channel: ads` selects no rows until
-  the model grows that channel (the engine's safety limit blocks the mass removal that would mean).
+- source rows: an ad sync reads `channel: ads` of audience_members unless syncs.yml names another
+  (syncs.config): people with an identifier (email, phone) that has marketing consent on its own
+  channel and no ad-targeting opt-out; a row carries only its consented identifiers, so a person
+  with SMS consent alone is matched by phone. `channel: email` keeps the email rows as before.
 - two profiles hashing to the same identifiers share one platform member: removing one removes it.
 - throttling answered inside a 200/400 body (Meta code 17/613, TikTok 40100) is retried here with
   jittered exponential backoff (tenacity); HTTP 429/5xx are retried by syncs/http.py's session.

@@ -10,8 +10,9 @@ import pytest
 from lifecycle_scenario import AS_OF, expected_holdout
 
 
-def audiences_of(members: dict, role: str) -> set[tuple[str, str]]:
-    return {(audience, channel) for audience, channel, r in members if r == role}
+def audiences_of(members: dict, role: str, channels: tuple[str, ...] = ("email", "sms")) -> set[tuple[str, str]]:
+    """The role's (audience, channel) memberships on the messaging channels (ads: test_ads_channel.py)."""
+    return {(audience, channel) for audience, channel, r in members if r == role and channel in channels}
 
 
 @pytest.mark.parametrize("inside, outside, audience", [

@@ -1,7 +1,12 @@
 {#- The audiences as they are synced: one row per (audience, channel, profile_id).
     Rules, in order:
-      1. consent: a profile needs consent and the contact field for the channel;
-      2. sunset members get no other email audience;
+      1. consent: a profile needs consent and the contact field for the channel. Channel `ads`
+         (ad syncs: Meta, Google, TikTok; every audience has it, at the audience's best priority):
+         an identifier the ad platform matches (email, phone) with marketing consent on that
+         identifier's own channel, and the latest ads signal (int_consent_signals) not an opt-out:
+         an ad-targeting opt-out holds until an explicit ads subscribe, a new email or sms consent
+         does not undo it. An ads row carries only the consented identifiers (email and/or phone);
+      2. sunset members get no other email audience, nor any other ads audience;
       3. priority: among the audiences a person qualifies for, the one with the highest priority
          (audience_settings, 1 = highest) wins per channel (one message per channel per run/day);
       4. frequency caps: a person who was already sent var frequency_caps[channel].max_messages
@@ -17,7 +22,9 @@ with candidates as (
 ),
 
 settings as (
-    select * from {{ ref('audience_settings') }}
+    select audience, channel, priority from {{ ref('audience_settings') }}
+    union all
+    select audience, 'ads', min(priority) from {{ ref('audience_settings') }} group by audience
 ),
 
 profiles as (
@@ -26,6 +33,22 @@ profiles as (
 
 sunset as (
     select profile_id from {{ ref('aud_sunset') }}
+),
+
+ads_opted_out as (
+    select profile_id
+    from (
+        select
+            profile_id,
+            status,
+            row_number() over (
+                partition by profile_id
+                order by signaled_at desc nulls last, case status when 'unsubscribed' then 0 else 1 end
+            ) as signal_rank
+        from {{ ref('int_consent_signals') }}
+        where channel = 'ads'
+    ) ranked
+    where signal_rank = 1 and status = 'unsubscribed'
 ),
 
 eligible as (
@@ -37,9 +60,14 @@ eligible as (
     join settings on settings.audience = candidates.audience
     join profiles on profiles.profile_id = candidates.profile_id
     left join sunset on sunset.profile_id = candidates.profile_id
+    left join ads_opted_out on ads_opted_out.profile_id = candidates.profile_id
     where (settings.channel = 'email' and profiles.email_consent and profiles.email is not null
            and (candidates.audience = 'sunset' or sunset.profile_id is null))
        or (settings.channel = 'sms' and profiles.sms_consent and profiles.phone is not null)
+       or (settings.channel = 'ads' and ads_opted_out.profile_id is null
+           and ((profiles.email_consent and profiles.email is not null)
+                or (profiles.sms_consent and profiles.phone is not null))
+           and (candidates.audience = 'sunset' or sunset.profile_id is null))
 ),
 
 prioritised as (
@@ -94,8 +122,8 @@ enriched as (
         uncapped.message_format,
         uncapped.offer_percent,
         uncapped.last_response,
-        profiles.email,
-        profiles.phone,
+        case when uncapped.channel <> 'ads' or profiles.email_consent then profiles.email end as email,
+        case when uncapped.channel <> 'ads' or profiles.sms_consent then profiles.phone end as phone,
         profiles.first_name,
         profiles.last_name,
         profiles.lifecycle_stage,
