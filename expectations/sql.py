@@ -79,6 +79,9 @@ CHANNEL_FIELDS: dict[str, tuple[str, str]] = {
     "email": ("email_consent", "email"),
     "sms": ("sms_consent", "phone"),
 }
+# channel ads (ad platforms): every identifier a row carries has consent on its own channel, and it carries one
+ADS_CONSENT = ("coalesce((m.email is null or p.email_consent) and (m.phone is null or p.sms_consent)"
+               " and (m.email is not null or m.phone is not null), false)")
 
 
 def audience_query(warehouse: Warehouse, audience: str, channel: str, *,
@@ -89,6 +92,8 @@ def audience_query(warehouse: Warehouse, audience: str, channel: str, *,
     consent_column, contact_column = CHANNEL_FIELDS.get(channel, (None, None))
     has_consent = f"coalesce(p.{quote_ident(consent_column)}, false)" if consent_column else "false"
     contact = f"m.{quote_ident(contact_column)}" if contact_column else "cast(null as varchar)"
+    if channel == "ads":
+        has_consent, contact = ADS_CONSENT, "coalesce(m.email, m.phone)"
     return (
         f"select m.profile_id, {contact} as contact, {has_consent} as has_consent,"
         f" {json_valid_sql(warehouse, 'm.payload')} as payload_is_json"

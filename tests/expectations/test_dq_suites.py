@@ -200,6 +200,20 @@ def test_audience_suite_consent_contact_payload(any_warehouse: Warehouse, tmp_pa
                             SIZE: "error", "payload_is_json": "warn"}
 
 
+def test_ads_audience_suite_needs_consent_on_every_identifier_a_row_carries(any_warehouse: Warehouse,
+                                                                            tmp_path: Path) -> None:
+    audience_tables(any_warehouse, [
+        ("welcome", "p1", "ads", "a@x.io", "+15550001", False, "{}"),  # both identifiers consented
+        ("welcome", "p2", "ads", "b@x.io", None, False, "{}"),         # email only
+        ("welcome", "p3", "ads", None, "+15550003", False, "{}"),      # sms consent only: phone only
+    ])
+    [good] = run_all(any_warehouse, params=PARAMS, results_dir=tmp_path, suite_names=["audience.welcome.ads"])
+    assert good.success and failing(good) == {}
+    insert(any_warehouse, "audience_members", [("welcome", "p3", "ads", "c@x.io", "+15550003", False, "{}")])
+    [bad] = run_all(any_warehouse, params=PARAMS, results_dir=tmp_path, suite_names=["audience.welcome.ads"])
+    assert failing(bad) == {"members_have_consent": "error"}  # p3's email has no consent
+
+
 SIZE = "size_within_bounds"
 
 
