@@ -32,15 +32,24 @@ from syncs.warehouse import Warehouse
 
 AS_OF = datetime(2026, 11, 1)
 BEFORE_MERGE = datetime(2026, 10, 28)
-BUILD = ["--select", "+int_profile_events", "+int_profile_message_events", "--exclude-resource-type", "test"]
+BUILD = ["--select", "+int_profile_events", "+int_profile_message_events", "int_profile_last_product",
+         "--exclude-resource-type", "test"]
 EVENTS = "intermediate.int_profile_events"
 MESSAGES = "intermediate.int_profile_message_events"
 # Stored records that lost their profile stay as tombstones (profile_id null) by design.
 RECORD_PROFILES = "(select * from intermediate.int_record_profiles where profile_id is not null) as record_profiles"
-COMPARED = [EVENTS, MESSAGES, RECORD_PROFILES]
+LAST_PRODUCT = "audiences.int_profile_last_product"
+COMPARED = [EVENTS, MESSAGES, RECORD_PROFILES, LAST_PRODUCT]
 RUN_STAMPS = {"changed_at", "record_changed_at", "staged_at", "attributed_at"}
 
-EVENT_HEADER = ["event_id", "event_type", "occurred_at", "anonymous_id", "user_id", "email"]
+EVENT_HEADER = ["event_id", "event_type", "occurred_at", "anonymous_id", "user_id", "email", "product_id"]
+
+
+def _events(rows: list[list[str]]) -> tuple[list[str], list[list[str]]]:
+    """The events table of a batch: rows without a product_id get an empty one."""
+    return EVENT_HEADER, [row + [""] * (len(EVENT_HEADER) - len(row)) for row in rows]
+
+
 MESSAGE_HEADER = ["message_id", "channel", "event", "occurred_at", "recipient", "campaign"]
 CUSTOMER_HEADER = ["customer_id", "email", "created_at", "email_consent", "updated_at"]
 
@@ -50,11 +59,12 @@ FIRST = {
         ["u-ben", "ben@example.com", "2026-08-02T09:00:00Z", "subscribed", "2026-08-02T09:00:00Z"],
         ["u-cat", "cat@example.com", "2026-08-03T09:00:00Z", "subscribed", "2026-08-03T09:00:00Z"],
     ]),
-    "events": (EVENT_HEADER, [
+    "events": _events([
         ["e1", "identify", "2026-08-01T09:00:00Z", "cookie-ann", "u-ann", ""],
         ["e2", "page_view", "2026-09-05T10:00:00Z", "cookie-dan", "", ""],
         ["e3", "identify", "2026-09-05T10:01:00Z", "cookie-dan", "", "dan@example.com"],
         ["e5", "identify", "2026-10-25T10:00:00Z", "cookie-cat", "u-cat", ""],
+        ["p1", "product_view", "2026-10-20T10:00:00Z", "cookie-cat", "u-cat", "", "sku-new"],
         # A shared tablet: one email so far, and a page view with the cookie alone.
         ["k1", "identify", "2026-09-10T10:00:00Z", "cookie-kiosk", "", "kim@example.com"],
         ["k0", "page_view", "2026-09-10T10:05:00Z", "cookie-kiosk", "", ""],
@@ -68,9 +78,11 @@ FIRST = {
     ]),
 }
 LATER = {
-    "events": (EVENT_HEADER, [
+    "events": _events([
         ["e4", "identify", "2026-10-28T10:00:00Z", "cookie-dan", "u-ben", ""],
         ["e7", "page_view", "2026-10-29T10:00:00Z", "cookie-cat", "", ""],
+        # A late product view of cat's, older than her last one: her last product stays sku-new.
+        ["p2", "product_view", "2026-10-10T10:00:00Z", "cookie-cat", "u-cat", "", "sku-old"],
         # Five more people sign in on the tablet: its cookie links six emails and is excluded,
         # so the cookie-alone page view k0 loses its profile.
         *[[f"k{n}", "identify", f"2026-10-29T12:0{n}:00Z", "cookie-kiosk", "", f"kiosk{n}@example.com"]
@@ -82,14 +94,14 @@ LATER = {
     ]),
 }
 EVE = {
-    "events": (EVENT_HEADER, [["e8", "identify", "2026-10-30T10:00:00Z", "cookie-eve", "", "eve@example.com"]]),
+    "events": _events([["e8", "identify", "2026-10-30T10:00:00Z", "cookie-eve", "", "eve@example.com"]]),
     # cat changes her address: her old customer record is removed, a new one appears.
     "customers": (CUSTOMER_HEADER, [
         ["u-cat", "cat@new.example.com", "2026-08-03T09:00:00Z", "subscribed", "2026-10-30T09:00:00Z"]]),
 }
 # An earlier copy of e2 with an implausible timestamp ranks first: e2 has no usable row any more,
 # and stg_events' safety net re-reads every row.
-LOST = {"events": (EVENT_HEADER, [["e2", "page_view", "1999-01-01T00:00:00Z", "cookie-dan", "", ""]])}
+LOST = {"events": _events([["e2", "page_view", "1999-01-01T00:00:00Z", "cookie-dan", "", ""]])}
 
 _reference_counter = itertools.count()
 
@@ -165,11 +177,12 @@ def test_a_merge_then_as_of_moving_back_after_incremental_runs_equal_a_full_refr
     assert message_profile(rows[MESSAGES], "m5") == message_profile(rows[MESSAGES], "m2")
     assert not message_profile(rows[MESSAGES], "m11")
     assert "k0" not in {row[1] for row in rows[EVENTS]}
+    assert [row[1:3] for row in rows[LAST_PRODUCT]] == [("sku-new", "2026-10-20 10:00:00")], rows[LAST_PRODUCT]
 
     # 2. as_of back: e4, e7, m9, m11 and the tablet's sign-ins vanish, dan is on his own again,
     # and k0 has a profile again (its cookie is no longer excluded).
     _, rows = step(built, None, BEFORE_MERGE)
-    assert {row[1] for row in rows[EVENTS]} == {"e1", "e2", "e3", "e5", "k0", "k1"}
+    assert {row[1] for row in rows[EVENTS]} == {"e1", "e2", "e3", "e5", "k0", "k1", "p1", "p2"}
     assert not message_profile(rows[MESSAGES], "m9")
     assert message_profile(rows[MESSAGES], "m5") != message_profile(rows[MESSAGES], "m2")
 
