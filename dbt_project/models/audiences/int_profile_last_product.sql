@@ -5,13 +5,10 @@
     with a null product and removed by the post-hook). A run recomputes only the profiles
       - with product events that int_profile_events wrote in this run (attributed_at = the run's
         start: new events, and the events of records that changed profile), or
-      - whose stored last event is no longer theirs as stored in int_profile_events (moved to
-        another profile by a merge or split, deleted, or rewritten with another product, time or
-        type);
+      - whose stored last event is no longer theirs in int_profile_events (moved to another
+        profile by a merge or split, or deleted);
     every other profile only lost or kept events older than its stored last one, which leaves
-    its last product as it is. A profile of the second kind is ranked over all its product events;
-    one of the first kind only (its stored last event still stands, and every event it gained
-    since was written in this run) over its stored row and the events written in this run. -#}
+    its last product as it is. -#}
 {{ config(
     materialized='incremental',
     unique_key='profile_id',
@@ -27,43 +24,23 @@ with product_events as (
 ),
 
 {% if is_incremental() %}
-written as (
-    select profile_id, product_id, occurred_at, event_id
+touched as (
+    select distinct profile_id
     from product_events
-    where attributed_at >= {{ lifeline.run_stamp() }}
-),
-
-{#- Stored rows whose event is not, as stored, a product event of theirs any more. #}
-lost as (
+    where attributed_at >= cast('{{ run_started_at.strftime("%Y-%m-%d %H:%M:%S.%f") }}' as {{ dbt.type_timestamp() }})
+    union
     select stored.profile_id
     from {{ this }} as stored
     left join product_events as current_events
         on current_events.event_id = stored.event_id
         and current_events.profile_id = stored.profile_id
-        and current_events.product_id = stored.product_id
-        and current_events.occurred_at = stored.last_product_at
     where current_events.event_id is null
 ),
 
-touched as (
-    select profile_id from written
-    union
-    select profile_id from lost
-),
-
 scoped as (
-    select product_events.profile_id, product_events.product_id, product_events.occurred_at, product_events.event_id
+    select product_events.*
     from product_events
-    join lost on lost.profile_id = product_events.profile_id
-    union all
-    select written.*
-    from written
-    where written.profile_id not in (select profile_id from lost)
-    union all
-    select stored.profile_id, stored.product_id, stored.last_product_at, stored.event_id
-    from {{ this }} as stored
-    where stored.profile_id in (select profile_id from written)
-      and stored.profile_id not in (select profile_id from lost)
+    join touched on touched.profile_id = product_events.profile_id
 ),
 {% else %}
 scoped as (
