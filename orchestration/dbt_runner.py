@@ -59,15 +59,11 @@ RUN_VARS = ("as_of", "partition_start", "partition_end", "partition_new_rows")
 RUN_VARS_ENV = "LIFELINE_RUN_VARS"
 
 
-def split_run_vars(values: Mapping[str, object]) -> tuple[dict[str, object], dict[str, object]]:
-    """(the per-run vars for RUN_VARS_ENV, the project vars for --vars)."""
-    run = {k: v for k, v in values.items() if k in RUN_VARS}
-    return run, {k: v for k, v in values.items() if k not in RUN_VARS}
-
-
 def dbt_invocation(values: Mapping[str, object]) -> tuple[list[str], dict[str, str]]:
-    """The --vars arguments and the environment that pass `values` to one dbt invocation."""
-    run, project = split_run_vars(values)
+    """The --vars arguments (project vars) and the environment (the per-run vars, RUN_VARS_ENV) that
+    pass `values` to one dbt invocation."""
+    run = {k: v for k, v in values.items() if k in RUN_VARS}
+    project = {k: v for k, v in values.items() if k not in RUN_VARS}
     return (["--vars", json.dumps(project)] if project else []), {RUN_VARS_ENV: json.dumps(run)}
 
 

@@ -79,9 +79,9 @@ def any_warehouse(request) -> Warehouse:
 
 
 @pytest.fixture(scope="module")
-def warehouse_templates(tmp_path_factory):
+def warehouse_templates(request, tmp_path_factory):
     """Per module: a state prepared once per warehouse kind, copied into each test's fresh warehouse
     (tests/warehouse_templates.py)."""
     from warehouse_templates import WarehouseTemplates
 
-    return WarehouseTemplates(tmp_path_factory.mktemp("templates"))
+    return WarehouseTemplates(tmp_path_factory.mktemp("templates"), lambda: request.getfixturevalue("pg_server"))

@@ -84,14 +84,18 @@ class PostgresServer:
             raise PostgresUnavailable(f"could not start PostgreSQL: {exc.stderr}\n{log}") from exc
         return server
 
-    def create_database(self, name: str) -> None:
+    def create_database(self, name: str, template: str | None = None, replace: bool = False) -> None:
+        """Creates database `name`, as a copy of database `template` when given; `replace` drops an
+        existing `name` first (it must have no open connection)."""
         import psycopg2
 
         conn = psycopg2.connect(host="127.0.0.1", port=self.port, user=self.user, password=self.password,
                                 dbname="postgres")
         conn.autocommit = True
         with conn.cursor() as cur:
-            cur.execute(f'create database "{name}"')
+            if replace:
+                cur.execute(f'drop database if exists "{name}"')
+            cur.execute(f'create database "{name}"' + (f' template "{template}"' if template else ""))
         conn.close()
 
     def stop(self) -> None:

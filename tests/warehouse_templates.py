@@ -13,20 +13,11 @@ import shutil
 from collections.abc import Callable
 from pathlib import Path
 
-import psycopg2
-
+from pg_server import PostgresServer
 from syncs.warehouse import Warehouse
 
 Prepare = Callable[[Warehouse, Path], None]
 _names = itertools.count()
-
-
-def _admin(warehouse: Warehouse):
-    """An autocommit connection to the `postgres` database of the warehouse's server."""
-    conn = psycopg2.connect(host=warehouse.pg["host"], port=warehouse.pg["port"], user=warehouse.pg["user"],
-                            password=warehouse.pg["password"], dbname="postgres")
-    conn.autocommit = True
-    return conn
 
 
 class WarehouseTemplates:
@@ -34,8 +25,9 @@ class WarehouseTemplates:
     on a template warehouse of the same kind; every call then replaces the given fresh, empty
     warehouse by a copy of that template."""
 
-    def __init__(self, root: Path):
+    def __init__(self, root: Path, pg_server: Callable[[], PostgresServer]):
         self.root = root
+        self._pg_server = pg_server  # asked for only when a PostgreSQL warehouse is filled
         self._templates: dict[tuple[str, str], Warehouse] = {}
 
     def _template(self, like: Warehouse, key: str, prepare: Prepare) -> Warehouse:
@@ -48,11 +40,9 @@ class WarehouseTemplates:
             template = Warehouse(kind="duckdb", duckdb_path=workdir / "template.duckdb")
         else:
             name = f"template_{os.getpid()}_{next(_names)}"
-            conn = _admin(like)
-            with conn.cursor() as cur:
-                cur.execute(f'create database "{name}"')
-            conn.close()
-            template = Warehouse(kind="postgres", pg={**like.pg, "dbname": name})
+            server = self._pg_server()
+            server.create_database(name)
+            template = Warehouse.from_env(server.env(name))
         prepare(template, workdir)
         self._templates[(like.kind, key)] = template
         return template
@@ -66,10 +56,6 @@ class WarehouseTemplates:
                 if source.exists():
                     shutil.copyfile(source, f"{warehouse.duckdb_path}{suffix}")
             return warehouse
-        name = warehouse.pg["dbname"]
-        conn = _admin(warehouse)
-        with conn.cursor() as cur:  # the fresh database was never used: replace it by a copy of the template
-            cur.execute(f'drop database "{name}"')
-            cur.execute(f'create database "{name}" template "{template.pg["dbname"]}"')
-        conn.close()
+        # the fresh database was never used: replace it by a copy of the template
+        self._pg_server().create_database(warehouse.pg["dbname"], template=template.pg["dbname"], replace=True)
         return warehouse
