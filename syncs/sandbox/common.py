@@ -44,14 +44,15 @@ def now_iso() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
-_TO_CROCKFORD = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ234567", CROCKFORD)
+# a random byte -> one Crockford character from its low 5 bits (256 = 8 x 32: every character equally likely)
+_BYTE_TO_CROCKFORD = bytes(ord(CROCKFORD[b & 31]) for b in range(256))
 
 
 def ulids(n: int) -> list[str]:
     """n 26-character Crockford base32 ids (10 chars of milliseconds, 16 random), like Klaviyo ids."""
     ms = int(time.time() * 1000)
     stamp = "".join(CROCKFORD[(ms >> (5 * i)) & 31] for i in range(9, -1, -1))
-    rand = base64.b32encode(secrets.token_bytes(10 * n)).decode().translate(_TO_CROCKFORD)
+    rand = secrets.token_bytes(16 * n).translate(_BYTE_TO_CROCKFORD).decode()  # C speed; b32encode is Python
     return [stamp + rand[16 * i:16 * i + 16] for i in range(n)]
 
 

@@ -30,6 +30,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route
 
 from syncs.sandbox import engagement
+from syncs.sandbox.store import insert_rows
 from syncs.sandbox.common import (Context, chunked, decode_cursor, dumps, encode_cursor, now_iso, short_id,
                                   ulid, ulids, valid_e164, valid_email)
 
@@ -220,19 +221,38 @@ def match_key(field: str, value: Any) -> str | None:
     return text.lower() if field == "email" else text
 
 
+def validated_keys(attrs: Any) -> tuple[dict[str, str], None] | tuple[None, tuple[str, str, str]]:
+    """(identity keys, None) when the profile is acceptable, else (None, (code, detail, pointer
+    suffix)) of the first problem: the checks of `validate_profile` and the keys of `identity_keys`
+    in one pass over the identifiers, as a bulk import runs them for every profile."""
+    if not isinstance(attrs, dict):
+        return None, ("invalid", "Each profile needs an `attributes` object.", "")
+    email, phone, external_id = attrs.get("email"), attrs.get("phone_number"), attrs.get("external_id")
+    has_email, has_phone = email is not None and email != "", phone is not None and phone != ""
+    has_external = external_id is not None and external_id != ""
+    if not (has_email or has_phone or has_external):
+        return None, ("invalid", "A profile needs at least one of email, phone_number or external_id.", "")
+    keys: dict[str, str] = {}
+    if has_email:
+        if not valid_email(email):
+            return None, ("invalid", "Invalid email address.", "/email")
+        keys["email"] = email.strip().lower()
+    if has_phone:
+        if not valid_e164(phone):
+            return None, ("invalid", "Invalid phone number format (Example of a valid format: +12345678901)",
+                          "/phone_number")
+        keys["phone_number"] = phone.strip()
+    if has_external:
+        key = (external_id if type(external_id) is str else str(external_id)).strip()
+        if key:
+            keys["external_id"] = key
+    return keys, None
+
+
 def validate_profile(attrs: Any, pointer: str) -> tuple[str, str, str] | None:
     """None when the profile is acceptable, else (code, detail, pointer) of the first problem."""
-    if not isinstance(attrs, dict):
-        return ("invalid", "Each profile needs an `attributes` object.", pointer)
-    email, phone, external_id = attrs.get("email"), attrs.get("phone_number"), attrs.get("external_id")
-    if email in (None, "") and phone in (None, "") and external_id in (None, ""):
-        return ("invalid", "A profile needs at least one of email, phone_number or external_id.", pointer)
-    if email not in (None, "") and not valid_email(email):
-        return ("invalid", "Invalid email address.", f"{pointer}/email")
-    if phone not in (None, "") and not valid_e164(phone):
-        return ("invalid", "Invalid phone number format (Example of a valid format: +12345678901)",
-                f"{pointer}/phone_number")
-    return None
+    _, problem = validated_keys(attrs)
+    return None if problem is None else (problem[0], problem[1], pointer + problem[2])
 
 
 def with_unset(attrs: dict, meta: object) -> dict | str:
@@ -280,11 +300,15 @@ def merged_attributes(base: dict, attrs: dict) -> dict:
 
 
 def fresh_attributes(attrs: dict) -> dict:
-    """merged_attributes({}, attrs), for a profile created by this import (the bulk of an initial sync)."""
-    merged = {k: v for k, v in attrs.items() if v is not None and k not in NOT_STORED}
+    """merged_attributes({}, attrs), for a profile created by this import (the bulk of an initial sync).
+    `attrs` itself when it has nothing to drop (no null, no key that is not stored): neither is changed later."""
+    if None in attrs.values() or not NOT_STORED.isdisjoint(attrs):
+        merged = {k: v for k, v in attrs.items() if v is not None and k not in NOT_STORED}
+    else:
+        merged = attrs
     props = merged.get("properties")
     if isinstance(props, dict) and None in props.values():
-        merged["properties"] = {k: v for k, v in props.items() if v is not None}
+        merged = {**merged, "properties": {k: v for k, v in props.items() if v is not None}}
     return merged
 
 
@@ -344,11 +368,12 @@ class ProfileIndex:
         return bool(row)
 
     def upsert(self, attrs: dict, now: str, pid: str | None = None, keys: dict[str, str] | None = None,
-               max_bytes: int | None = None) -> tuple[str | None, bool]:
+               max_bytes: int | None = None, resolved: bool = False) -> tuple[str | None, bool]:
         """Merge `attrs` into the profile `pid` (or the matched one, or a new one): null clears, an
-        omitted key is kept. Returns (id, created); id is None when the merged profile is over max_bytes."""
+        omitted key is kept. `resolved`: `pid` is what `resolve` gave (None: a new profile), so it is
+        not resolved again. Returns (id, created); id is None when the merged profile is over max_bytes."""
         keys = identity_keys(attrs) if keys is None else keys
-        if pid is None:
+        if pid is None and not resolved:
             pid, _ = self.resolve(attrs, keys)
         row = self.rows.get(pid) if pid else None
         created = row is None
@@ -364,12 +389,13 @@ class ProfileIndex:
             if not self._fresh_ids:
                 self._fresh_ids = ulids(self._batch)
             pid = self._fresh_ids.pop()
-            row = self.rows[pid] = {"email_consent": None, "sms_consent": None, "created": now, "new": True,
-                                    "stored_keys": {}}
+            self.rows[pid] = {"attributes": merged, "text": encoded.decode(), "dirty": True, "keys": keys,
+                              "email_consent": None, "sms_consent": None, "created": now, "new": True,
+                              "stored_keys": {}}
             new_keys = keys
         else:
             new_keys = identity_keys(merged)
-        row["attributes"], row["text"], row["dirty"], row["keys"] = merged, encoded.decode(), True, new_keys
+            row["attributes"], row["text"], row["dirty"], row["keys"] = merged, encoded.decode(), True, new_keys
         by = self.by
         for field, key in new_keys.items():
             by[field][key] = pid
@@ -400,8 +426,8 @@ class ProfileIndex:
             else:
                 moved.append((*ids, *rest, now, pid))
         fresh.sort()  # in id order: appended to the primary key's index instead of spread over it
-        self.db.executemany("insert into kl_profiles (id, email, phone_number, external_id, attributes, "
-                            "email_consent, sms_consent, created, updated) values (?,?,?,?,?,?,?,?,?)", fresh)
+        insert_rows(self.db, "insert into kl_profiles (id, email, phone_number, external_id, attributes, "
+                             "email_consent, sms_consent, created, updated)", fresh)
         self.db.executemany("update kl_profiles set email = ?, phone_number = ?, external_id = ?, attributes = ?, "
                             "email_consent = ?, sms_consent = ?, updated = ? where id = ?", moved)
         self.db.executemany("update kl_profiles set attributes = ?, email_consent = ?, sms_consent = ?, updated = ? "
@@ -583,7 +609,7 @@ async def create_bulk_import(request: Request, ctx: Context) -> Response:
     accepted: list[tuple[int, dict, dict[str, str]]] = []
     for i, entry in enumerate(entries):
         attrs = entry.get("attributes") if isinstance(entry, dict) else None
-        problem = validate_profile(attrs, "")  # pointers are built only for the profiles that fail
+        keys, problem = validated_keys(attrs)  # pointers are built only for the profiles that fail
         patched = attrs if problem else with_unset(attrs, entry.get("meta"))
         if isinstance(patched, str):
             problem = ("invalid", patched, f"/data/attributes/profiles/data/{i}/meta/patch_properties/unset")
@@ -593,7 +619,7 @@ async def create_bulk_import(request: Request, ctx: Context) -> Response:
             errors.append(import_error(problem[0], "Invalid input.", problem[1], problem[2],
                                        attrs if isinstance(attrs, dict) else entry))
         else:
-            accepted.append((i, patched, identity_keys(patched)))
+            accepted.append((i, patched, keys))
     jid, job, created_ts = await run_in_threadpool(apply_bulk_import, ctx, len(entries), lists, accepted, errors)
     return jsonapi(job_resource(request, ctx, jid, job, created_ts), status=202)
 
@@ -615,7 +641,7 @@ def apply_bulk_import(ctx: Context, total: int, lists: list[str], accepted: list
                 errors.append(import_error("duplicate_profile", "Conflicting identifiers.", conflict,
                                            f"/data/attributes/profiles/data/{i}/attributes", attrs))
                 continue
-            pid, _ = index.upsert(attrs, now, pid, profile_keys, MAX_PROFILE_BYTES)
+            pid, _ = index.upsert(attrs, now, pid, profile_keys, MAX_PROFILE_BYTES, resolved=True)
             if pid is None:
                 errors.append(import_error("invalid", "Invalid input.", "The profile exceeds the 100 KB per-profile "
                                            "limit.", f"/data/attributes/profiles/data/{i}/attributes",
@@ -624,8 +650,8 @@ def apply_bulk_import(ctx: Context, total: int, lists: list[str], accepted: list
             imported.append(pid)
         index.flush(now)
         for lid in lists:
-            db.executemany("insert or ignore into kl_list_members (list_id, profile_id, added) values (?,?,?)",
-                           [(lid, pid, now) for pid in imported])
+            insert_rows(db, "insert or ignore into kl_list_members (list_id, profile_id, added)",
+                        [(lid, pid, now) for pid in imported])
         expires = (datetime.now(timezone.utc) + timedelta(days=7)).isoformat(timespec="seconds").replace("+00:00", "Z")
         job = {"lists": lists, "attributes": {
             "status": "complete", "total_count": total, "completed_count": len(imported),

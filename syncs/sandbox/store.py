@@ -55,6 +55,21 @@ TABLES = ("kl_profiles", "kl_lists", "kl_list_members", "kl_jobs", "kl_job_profi
           "message_events")
 
 
+ROWS_PER_STATEMENT = 1_000  # rows of one multi-row insert (x columns bound parameters; SQLite allows 32,766)
+
+
+def insert_rows(db: sqlite3.Connection, insert: str, rows: list[tuple]) -> None:
+    """`insert` ("insert [or ignore] into t (a, b, c)") of every row, as multi-row VALUES statements of
+    ROWS_PER_STATEMENT rows: a tenth of the bulk-import insert's CPU less than executemany's one
+    statement step per row. Rows are inserted in the given order."""
+    if not rows:
+        return
+    marks = "(" + ",".join("?" * len(rows[0])) + ")"
+    for start in range(0, len(rows), ROWS_PER_STATEMENT):
+        chunk = rows[start:start + ROWS_PER_STATEMENT]
+        db.execute(f"{insert} values {','.join([marks] * len(chunk))}", [v for row in chunk for v in row])
+
+
 class Store:
     """One SQLite database at `<state_dir>/sandbox.sqlite3`; `reset=True` empties it."""
 
