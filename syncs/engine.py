@@ -7,6 +7,7 @@ unacknowledged batch and converges to exactly the audience.
 """
 from __future__ import annotations
 
+import gc
 import logging
 import re
 import time
@@ -22,12 +23,12 @@ import sqlalchemy as sa
 from tqdm import tqdm
 
 from syncs.config import MissingSecret, SyncConfig, environment, load_syncs
-from syncs.destinations.base import DestinationError
+from syncs.destinations.base import DestinationError, payload_fields
 from syncs.destinations.registry import UnsupportedDestination, limits, open_client
 from syncs.mirror import add_strangers, stage_members
 from syncs.modes import UnsupportedMode, check_mode
 from syncs.plan import Plan, SourceMissing, build_diff, check_source, estimate, pages, source_sql
-from syncs.sent_fields import backfill, carried, mapped_columns, shaped
+from syncs.sent_fields import backfill, encode, mapped_columns, shaped
 from syncs.state import (SyncLocked, acquire_lock, ensure_state, mark_departed, mark_removed, mark_synced, now,
                          record_rejections, record_run, release_lock)
 from syncs.warehouse import Warehouse
@@ -137,14 +138,52 @@ def one_thread(conn) -> Iterator[None]:
     conn.exec_driver_sql(f"set threads = {threads}")
 
 
+SHAPES_KEPT = 1_024  # encoded field lists with_sent_fields keeps (payloads of a model share a few key sets)
+
+
+SEND_GC_THRESHOLD = 50_000  # allocations between young-generation collections while sending (Python: 700)
+
+
+@contextmanager
+def rare_collections(threshold: int = SEND_GC_THRESHOLD) -> Iterator[None]:
+    """Python's cyclic garbage collector run rarely while the pages are sent, then its thresholds
+    restored. A 10,000-row page allocates tens of thousands of short-lived dicts and tuples (rows,
+    profiles, results), all freed by reference counting; at the default threshold of 700 the
+    collections they trigger, each older one scanning every live object, took a quarter of the
+    client's CPU per page. The setting is the process's: a concurrent run_sync in another thread
+    sees it too (and two that overlap may leave it raised, which only delays collections)."""
+    previous = gc.get_threshold()
+    gc.set_threshold(threshold, *previous[1:])
+    try:
+        yield
+    finally:
+        gc.set_threshold(*previous)
+
+
 def with_sent_fields(batches: Iterable[list[dict]]) -> Iterator[list[dict]]:
     """Each page with `sent_fields` set to the fields the row carries now: what sent_fields.shaped
     gives when there is no `fields:` mapping and nothing to clear (every mode but upsert), without
-    copying every row."""
+    copying every row. The encoded list (sent_fields.carried) is made once per set of payload keys."""
+    encoded: dict[tuple[str, ...], str] = {}
     for batch in batches:
         for row in batch:
-            row["sent_fields"] = carried(row, None)
+            names = tuple(payload_fields(row) or ())
+            text = encoded.get(names)
+            if text is None:
+                if len(encoded) >= SHAPES_KEPT:
+                    encoded.clear()
+                text = encoded[names] = encode(names)  # = sent_fields.carried(row, None)
+            row["sent_fields"] = text
         yield batch
+
+
+def acknowledged(batch: list[dict], results: list) -> Iterator[tuple[dict, object]]:
+    """(row, its RowResult): by position when the results come in the batch's order (the clients
+    answer so), else by key."""
+    if len(results) == len(batch) and all(r.key == row["key"] for row, r in zip(batch, results)):
+        return zip(batch, results)
+    by_key = {row["key"]: row for row in batch}
+    return ((by_key[r.key], r) for r in results)
 
 
 def _send(conn, sync: SyncConfig, client, plan: Plan, result: SyncResult, progress: bool) -> None:
@@ -160,10 +199,8 @@ def _send(conn, sync: SyncConfig, client, plan: Plan, result: SyncResult, progre
     diff = pages(conn, ("add", "update"), batch_size, ("sent_fields",) + mapped_columns(sync))
     rows = shaped(diff, sync) if sync.fields or upsert else with_sent_fields(diff)
     for batch, results in _sent(send, rows, getattr(client, "in_flight", 1)):
-        by_key = {r["key"]: r for r in batch}
         ok, bad, adds = [], [], 0
-        for r in results:
-            row = by_key[r.key]
+        for row, r in acknowledged(batch, results):
             if r.ok:
                 ok.append({"key": r.key, "row_hash": row["row_hash"], "destination_id": r.destination_id,
                            "sent_fields": row["sent_fields"]})
@@ -262,7 +299,7 @@ def run_sync(warehouse: Warehouse, sync: SyncConfig, *, dry_run: bool = False, f
                 result = SyncResult(sync.name, "success", plan=plan, message="up to date: nothing to send")
                 return result
             client = client or open_client(sync, env)
-            with one_thread(conn):
+            with one_thread(conn), rare_collections():
                 _send(conn, sync, client, plan, result, progress)
             result.status = "success"
             result.message = "; ".join(

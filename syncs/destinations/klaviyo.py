@@ -206,26 +206,22 @@ class KlaviyoClient:
 
 def profile_json(row: dict) -> bytes:
     """One profile of an import job body, serialised once (sized by `batches`, sent by `submit`):
-    its payload fields as properties, the null ones unset (`meta.patch_properties.unset`)."""
+    its payload fields as properties, the null ones unset (`meta.patch_properties.unset`). Only the
+    attributes go through orjson; the fixed envelope around them is written as bytes."""
     attrs = {"external_id": row["key"]}
     get = row.get
     for field, target in PROFILE_FIELDS:
         value = get(field)
         if value:
             attrs[target] = value
-    profile: dict = {"type": "profile", "attributes": attrs}
     fields = payload_fields(row)
     if fields is not None:
-        properties, cleared = {}, []
-        for name, value in fields.items():
-            if value is None:
-                cleared.append(f"lifeline_{name}")
-            else:
-                properties[f"lifeline_{name}"] = value
-        attrs["properties"] = properties
-        if cleared:
-            profile["meta"] = {"patch_properties": {"unset": cleared}}
-    return orjson.dumps(profile)
+        attrs["properties"] = {f"lifeline_{name}": value for name, value in fields.items() if value is not None}
+        if None in fields.values():
+            cleared = [f"lifeline_{name}" for name, value in fields.items() if value is None]
+            return orjson.dumps({"type": "profile", "attributes": attrs,
+                                 "meta": {"patch_properties": {"unset": cleared}}})
+    return b'{"type":"profile","attributes":' + orjson.dumps(attrs) + b"}"
 
 
 def import_body(list_id: str | None, profiles: list[bytes]) -> bytes:

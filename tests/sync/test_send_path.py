@@ -1,0 +1,64 @@
+"""The per-page shortcuts of the send path give what the general code gives: sent_fields made once
+per payload key set, results matched to rows by position or by key, the Klaviyo profile written
+as bytes around its attributes, and the garbage collector's thresholds restored after sending."""
+from __future__ import annotations
+
+import gc
+
+import orjson
+import pytest
+
+import syncs.engine as engine_module
+from syncs.destinations.base import RowResult
+from syncs.destinations.klaviyo import profile_json
+from syncs.engine import acknowledged, rare_collections, with_sent_fields
+from syncs.sent_fields import carried
+
+
+def test_sent_fields_per_key_set_equal_carried_for_every_row(monkeypatch):
+    monkeypatch.setattr(engine_module, "SHAPES_KEPT", 2)  # three key sets: the kept ones are dropped once
+    payloads = ['{"b":1,"a":2}', '{"a":null,"b":3}', None, '{"c":"x"}', "[1,2]", "not json", '{"a":1,"b":2}', "{}"]
+    pages = [[{"key": f"k{p}{i}", "payload": text} for i, text in enumerate(payloads)] for p in range(2)]
+    expected = [[carried(row, None) for row in page] for page in pages]
+    assert [[row["sent_fields"] for row in page] for page in with_sent_fields(pages)] == expected
+    assert expected[0][:4] == ['["a","b"]', '["a","b"]', "[]", '["c"]']
+
+
+def test_results_are_matched_by_position_when_in_order_else_by_key():
+    batch = [{"key": "a"}, {"key": "b"}, {"key": "c"}]
+    in_order = [RowResult("a", True), RowResult("b", False, code="x"), RowResult("c", True)]
+    assert [(row["key"], r.key) for row, r in acknowledged(batch, in_order)] == [("a", "a"), ("b", "b"), ("c", "c")]
+    shuffled = [RowResult("c", True), RowResult("a", True)]  # fewer, out of order: each still finds its row
+    assert [(row["key"], r.key) for row, r in acknowledged(batch, shuffled)] == [("c", "c"), ("a", "a")]
+    swapped = [RowResult("b", True), RowResult("a", True), RowResult("c", True)]
+    assert [(row["key"], r.key) for row, r in acknowledged(batch, swapped)] == [("b", "b"), ("a", "a"), ("c", "c")]
+
+
+@pytest.mark.parametrize("row", [
+    {"key": "k1", "email": "a@x.com", "phone": "+15005550006", "first_name": "Zoë", "last_name": "L",
+     "payload": '{"tier":"gold","n":{"x":null},"s":"\\u00e9\\""}'},
+    {"key": "k2", "email": "", "phone": None, "payload": '{"a":1,"b":null}'},
+    {"key": "k3", "payload": '{"only":null}'},
+    {"key": "k4", "payload": None}, {"key": "k5", "payload": "[1]"}, {"key": "k6", "payload": "{}"},
+])
+def test_profile_json_is_the_profile_object_as_klaviyo_reads_it(row):
+    fields = orjson.loads(row["payload"]) if row["payload"] and row["payload"].startswith("{") else None
+    attrs = {"external_id": row["key"], **{target: row[f] for f, target in (("email", "email"), ("phone", "phone_number"),
+                                                                          ("first_name", "first_name"),
+                                                                          ("last_name", "last_name")) if row.get(f)}}
+    expected: dict = {"type": "profile", "attributes": attrs}
+    if fields is not None:
+        attrs["properties"] = {f"lifeline_{k}": v for k, v in fields.items() if v is not None}
+        if None in fields.values():
+            expected["meta"] = {"patch_properties": {"unset": [f"lifeline_{k}" for k, v in fields.items() if v is None]}}
+    assert profile_json(row) == orjson.dumps(expected)
+
+
+def test_rare_collections_restores_the_thresholds_also_after_an_error():
+    before = gc.get_threshold()
+    with rare_collections(12_345):
+        assert gc.get_threshold() == (12_345, *before[1:])
+    assert gc.get_threshold() == before
+    with pytest.raises(RuntimeError), rare_collections(12_345):
+        raise RuntimeError("send failed")
+    assert gc.get_threshold() == before
