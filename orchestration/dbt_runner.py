@@ -29,6 +29,11 @@ def dbt_project_dir() -> Path:
 
 
 def dbt_executable() -> str:
+    """LIFELINE_DBT_EXECUTABLE when set (e.g. the warm launcher of orchestration/dbt_server.py), else
+    the `dbt` of this virtual environment, else `dbt` on PATH."""
+    override = os.environ.get("LIFELINE_DBT_EXECUTABLE")
+    if override:
+        return override
     candidate = Path(sys.executable).parent / "dbt"
     return str(candidate) if candidate.exists() else "dbt"
 
@@ -117,7 +122,9 @@ def run_dbt(warehouse: Warehouse, command: str, args: Sequence[str] = (), *, as_
     # wait4 gives this child's own peak RSS (kilobytes on Linux), for the benchmarks.
     _, status, usage = os.wait4(proc.pid, 0)
     proc.returncode = os.waitstatus_to_exitcode(status)
-    result = DbtResult(full, proc.returncode, "".join(lines), time.perf_counter() - started, usage.ru_maxrss / 1024)
+    # Through a launcher (LIFELINE_DBT_EXECUTABLE) dbt runs in another process tree: its peak is unknown.
+    peak_mb = 0.0 if env.get("LIFELINE_DBT_EXECUTABLE") else usage.ru_maxrss / 1024
+    result = DbtResult(full, proc.returncode, "".join(lines), time.perf_counter() - started, peak_mb)
     if check and proc.returncode != 0:
         tail = "\n".join(result.failures[-20:]) or "".join(lines[-30:])
         raise DbtError(f"dbt {command} failed (exit {proc.returncode}) on {warehouse.describe()}:\n{tail}")

@@ -33,6 +33,28 @@ def datasets_dir() -> Path | None:
     return candidate if candidate.is_dir() else None
 
 
+@pytest.fixture(scope="session", autouse=True)
+def warm_dbt(tmp_path_factory):
+    """Every dbt command of this test process (and of the processes it starts) runs through a warm
+    dbt server (orchestration/dbt_server.py): a fork of a process that imported dbt once, instead of
+    a new process paying 2-5 s of imports per command. LIFELINE_TEST_DBT_SERVER=0 turns it off."""
+    if os.environ.get("LIFELINE_TEST_DBT_SERVER", "1") == "0":
+        yield None
+        return
+    from orchestration.dbt_server import WarmDbt
+
+    with WarmDbt.start(tmp_path_factory.mktemp("dbt_server")) as server:
+        previous = os.environ.get("LIFELINE_DBT_EXECUTABLE")
+        os.environ["LIFELINE_DBT_EXECUTABLE"] = str(server.executable)
+        try:
+            yield server
+        finally:
+            if previous is None:
+                os.environ.pop("LIFELINE_DBT_EXECUTABLE", None)
+            else:
+                os.environ["LIFELINE_DBT_EXECUTABLE"] = previous
+
+
 @pytest.fixture(scope="session")
 def project_root() -> Path:
     return ROOT
