@@ -454,6 +454,13 @@ def require_list(db, list_id: str) -> tuple:
     return row
 
 
+def add_members(db, list_id: str, profile_ids: list[str], now: str) -> None:
+    """Put the profiles in the list (those already in it stay as they were), in the given order:
+    the ids passed as one JSON array (SQLite reads it in C; half the CPU of binding a row each)."""
+    db.execute("insert or ignore into kl_list_members (list_id, profile_id, added) select ?, value, ? "
+               "from json_each(?)", (list_id, now, orjson.dumps(profile_ids).decode()))
+
+
 def list_ids_of(body: dict, key: str = "lists") -> list[str]:
     rel = ((body["data"].get("relationships") or {}).get(key) or {}).get("data") or []
     rel = [rel] if isinstance(rel, dict) else rel
@@ -574,8 +581,7 @@ async def list_relationships(request: Request, ctx: Context) -> Response:
             raise invalid(f"{len(missing)} profile id(s) do not exist, e.g. {missing[0]}; nothing was changed.",
                           pointer="/data")
         if request.method == "POST":
-            db.executemany("insert or ignore into kl_list_members (list_id, profile_id, added) values (?,?,?)",
-                           [(lid, pid, now) for pid in ids])
+            add_members(db, lid, ids, now)
         else:
             db.executemany("delete from kl_list_members where list_id = ? and profile_id = ?",
                            [(lid, pid) for pid in ids])
@@ -650,8 +656,7 @@ def apply_bulk_import(ctx: Context, total: int, lists: list[str], accepted: list
             imported.append(pid)
         index.flush(now)
         for lid in lists:
-            insert_rows(db, "insert or ignore into kl_list_members (list_id, profile_id, added)",
-                        [(lid, pid, now) for pid in imported])
+            add_members(db, lid, imported, now)
         expires = (datetime.now(timezone.utc) + timedelta(days=7)).isoformat(timespec="seconds").replace("+00:00", "Z")
         job = {"lists": lists, "attributes": {
             "status": "complete", "total_count": total, "completed_count": len(imported),
@@ -831,8 +836,7 @@ async def subscribe(request: Request, ctx: Context) -> Response:
             pids.append(pid)
         index.flush(now)
         for lid in lists:
-            db.executemany("insert or ignore into kl_list_members (list_id, profile_id, added) values (?,?,?)",
-                           [(lid, pid, now) for pid in pids])
+            add_members(db, lid, pids, now)
     return Response(status_code=202)
 
 
