@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+from itertools import chain
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -67,7 +68,7 @@ def insert_rows(db: sqlite3.Connection, insert: str, rows: list[tuple]) -> None:
     marks = "(" + ",".join("?" * len(rows[0])) + ")"
     for start in range(0, len(rows), ROWS_PER_STATEMENT):
         chunk = rows[start:start + ROWS_PER_STATEMENT]
-        db.execute(f"{insert} values {','.join([marks] * len(chunk))}", [v for row in chunk for v in row])
+        db.execute(f"{insert} values {','.join([marks] * len(chunk))}", list(chain.from_iterable(chunk)))
 
 
 class Store:
