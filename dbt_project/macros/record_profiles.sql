@@ -25,8 +25,9 @@ left join {{ identity_map }} as by_user
 {% macro resolved_profile_id() -%}
 coalesce(by_user.profile_id, by_email.profile_id, by_phone.profile_id, by_cookie.profile_id)
 {%- endmacro %}
-{#- Incremental models that resolve identifiers through identity_map (int_record_profiles,
-    int_profile_message_events): which identifiers changed since the model's last run.
+{#- Incremental models that resolve identifiers through identity_map (int_profile_message_events;
+    int_record_profiles reads identity_map__changes instead, macros/identity_map_incremental.sql):
+    which identifiers changed since the model's last run.
 
     identity_map is rebuilt on every run and carries no change stamps, so each such model keeps a
     copy of the identity_map rows it last resolved against in the side table <this>__identity_map
@@ -103,36 +104,4 @@ coalesce(by_user.profile_id, by_email.profile_id, by_phone.profile_id, by_cookie
   create table if not exists {{ last_run }} (ran_at {{ dbt.type_timestamp() }});
   delete from {{ last_run }};
   insert into {{ last_run }} (ran_at) values ({{ lifeline.run_stamp() }})
-{%- endmacro %}
-
-{#- int_record_profiles: the mark (the start of its last run) when this run may resolve only the
-    records int_identity_records wrote (changed_at) or removed (its side table
-    int_identity_records__removed) since, and those with a changed identifier; none when it must
-    resolve every record and compare it with the stored rows: a full build, a side table missing,
-    or int_identity_records rewritten in full since (its oldest changed_at is newer: a
-    --full-refresh or its fallback, which also prunes the removed side table). -#}
-{% macro record_profiles_mark(records, removed, identity_map) -%}
-  {%- set mark = lifeline.identity_map_changes(identity_map) -%}
-  {%- if not execute or not is_incremental() -%}{{ return(none) }}{%- endif -%}
-  {%- set state = namespace(reason=none) -%}
-  {%- if mark is none -%}
-    {%- set state.reason = 'no copy of identity_map from a last run' -%}
-  {%- elif 'changed_at' not in (adapter.get_columns_in_relation(records) | map(attribute='name') | map('lower') | list)
-           or adapter.get_relation(removed.database, removed.schema, removed.identifier) is none -%}
-    {%- set state.reason = records ~ ' has no changed_at or no side table ' ~ removed -%}
-  {%- else -%}
-    {%- set records_since = lifeline.as_naive_datetime(run_query('select min(changed_at) from ' ~ records).rows[0][0]) -%}
-    {%- if records_since is not none and records_since > mark -%}
-      {%- set state.reason = 'int_identity_records was rewritten in full since the last run' -%}
-    {%- endif -%}
-  {%- endif -%}
-  {%- if state.reason is not none -%}
-    {{ log("int_record_profiles (incremental): " ~ state.reason ~ ": resolving every record", info=True) }}
-    {{ return(none) }}
-  {%- endif -%}
-  {{ log("int_record_profiles (incremental): resolving the records written or removed after "
-         ~ mark.strftime("%Y-%m-%d %H:%M:%S.%f") ~ " and those with one of "
-         ~ run_query('select count(*) from ' ~ lifeline.changed_identifiers_table()).rows[0][0]
-         ~ " identifiers whose identity_map row changed", info=True) }}
-  {{ return(mark) }}
 {%- endmacro %}

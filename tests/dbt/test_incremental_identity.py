@@ -1,15 +1,18 @@
 """The incremental identity chain (int_identity_records -> int_identifier_occurrences ->
-int_identifiers -> int_identity_edges -> int_identity_components -> identity_map) equals a
---full-refresh build row for row after each run of a hand-written history, on DuckDB and
-PostgreSQL:
+int_identifiers -> int_identity_edges -> int_identity_components -> identity_map ->
+int_record_profiles) equals a --full-refresh build row for row after each run of a hand-written
+history, on DuckDB and PostgreSQL:
 
 1. new events with an existing combination (ann's cookie again) and a new one (dan's cookie with
    ben's user_id: dan merges into ben); a kiosk cookie seen with a sixth email crosses its link
    limit and becomes excluded, so the five people it linked split apart (edges of records the run
-   did not touch); a new customer and a new order; cat's customer row changes email (her old
-   record is removed, and so is her old email, seen nowhere else);
+   did not touch; their emails vanish from the graph); a new customer and a new order; cat's
+   customer row changes email (her old record is removed, and so is her old email, seen nowhere
+   else). identity_map re-derives only the stamped components, and int_record_profiles re-resolves
+   dan's untouched records through identity_map's list of changed identifiers;
 2. a run with nothing new writes nothing; after a run of the records alone, a run of the edges
    alone fails (its parents have not caught up) and the next run of the chain catches up;
+   identity_map run alone in between: int_record_profiles falls back (it missed a list of changes);
 3. a late duplicate event_id with different identifiers wins: int_identity_records falls back
    to a full rebuild, and so do the models after it;
 4. as_of moves back before the new events: stg_events deletes them, the records fall back again.
@@ -31,11 +34,13 @@ from orchestration.load import load
 from syncs.warehouse import Warehouse
 
 AS_OF = datetime(2026, 11, 1)
-BUILD = ["--select", "+int_identity_components", "identity_map", "identity_exclusions",
+BUILD = ["--select", "+int_identity_components", "identity_map", "identity_exclusions", "int_record_profiles",
          "--exclude-resource-type", "test"]
+# Stored records that lost their profile stay as tombstones (profile_id null) by design.
+RECORD_PROFILES = "(select * from intermediate.int_record_profiles where profile_id is not null) as record_profiles"
 COMPARED = ["intermediate.int_identity_records", "intermediate.int_identifier_occurrences",
             "intermediate.int_identifiers", "intermediate.int_identity_edges",
-            "intermediate.int_identity_components", "identity_map", "identity_exclusions"]
+            "intermediate.int_identity_components", "identity_map", "identity_exclusions", RECORD_PROFILES]
 RUN_STAMPS = {"changed_at", "staged_at", "exclusion_changed_at"}
 CHAIN = ("int_identity_records", "int_identifier_occurrences", "int_identifiers", "int_identity_edges")
 
@@ -78,7 +83,7 @@ LATE_DUPLICATE = {"events": (EVENT_HEADER, [["e3", "identify", "2026-10-09T09:00
 def build(warehouse: Warehouse, *args: str, as_of: datetime = AS_OF) -> dict[str, str]:
     """One dbt build of the identity chain; the line each incremental identity model logged."""
     result = run_dbt(warehouse, "build", [*BUILD, *args], as_of=as_of)
-    return {m.group(1): m.group(2) for m in re.finditer(r"(int_\w+) \(incremental\): (.*)", result.output)}
+    return {m.group(1): m.group(2) for m in re.finditer(r"(int_\w+|identity_map) \(incremental\): (.*)", result.output)}
 
 
 def written_by_last_run(warehouse: Warehouse, relation: str) -> int:
@@ -118,7 +123,10 @@ def test_new_events_customers_and_orders_update_the_chain_equal_to_a_full_refres
     # one and its old one's tombstone (removed by the post-hook), and the o2 order record.
     assert written_by_last_run(any_warehouse, "intermediate.int_identity_records") == 6
     assert rows(any_warehouse, "select count(*) from intermediate.int_identity_records__removed")[0][0] == 1
+    assert "rewriting" in lines["identity_map"] and "resolving the records written" in lines["int_record_profiles"], lines
     assert profile(any_warehouse, "anonymous_id", "cookie-dan") == profile(any_warehouse, "user_id", "u-ben")
+    dans = rows(any_warehouse, "select distinct profile_id from intermediate.int_record_profiles where email_key = 'dan@x.com'")
+    assert dans == [(profile(any_warehouse, "user_id", "u-ben"),)]  # e3's record, not rewritten, re-resolved
     assert profile(any_warehouse, "email", "cat@x.com") is None
     assert profile(any_warehouse, "anonymous_id", "cookie-k") is None  # excluded as shared
     assert len({profile(any_warehouse, "email", f"k{i}@x.com") for i in range(1, 7)}) == 6
@@ -130,6 +138,8 @@ def test_new_events_customers_and_orders_update_the_chain_equal_to_a_full_refres
     assert "0 stg_events rows staged after" in lines["int_identity_records"], lines
     assert table_snapshot.snapshot(any_warehouse, COMPARED[:4]) == before
 
+    # identity_map alone: int_record_profiles misses that run's list of changes, so it falls back below.
+    run_dbt(any_warehouse, "build", ["--select", "identity_map", "--exclude-resource-type", "test"], as_of=AS_OF)
     # The records alone, then the edges alone: refused, as the occurrences and identifiers lag behind.
     load(any_warehouse, batches["eve"], replace=False)
     run_dbt(any_warehouse, "build", ["--select", "+int_identity_records", "--exclude-resource-type", "test"], as_of=AS_OF)
@@ -138,6 +148,7 @@ def test_new_events_customers_and_orders_update_the_chain_equal_to_a_full_refres
     assert "int_identifier_occurrences has not run since int_identity_records last changed" in refused.output
     lines = build(any_warehouse)
     assert not any("rebuilding" in line for line in lines.values()), lines
+    assert "identity_map ran more than once" in lines["int_record_profiles"], lines
     assert profile(any_warehouse, "anonymous_id", "cookie-eve") == profile(any_warehouse, "user_id", "u-eve")
     assert_equals_full_refresh(any_warehouse)
 
@@ -152,6 +163,8 @@ def test_a_rewritten_or_deleted_staged_event_rebuilds_the_chain_equal_to_a_full_
     lines = build(any_warehouse)
     assert "rebuilding every record" in lines["int_identity_records"], lines
     assert "rebuilt in full since the last run" in lines["int_identity_edges"], lines
+    assert "rebuilt in full since the last run" in lines["identity_map"], lines
+    assert "resolving every record" in lines["int_record_profiles"], lines
     full = assert_equals_full_refresh(any_warehouse)
     assert not any("dan@x.com" in row for row in full["intermediate.int_identity_records"])
 

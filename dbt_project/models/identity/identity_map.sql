@@ -7,70 +7,39 @@
 
     The anchor is found in two steps, not by ranking every identifier: the earliest first_seen_at
     of each component (a grouping), then the ranking among the identifiers seen at that time
-    (usually one per component; all of them when no identifier of the component has a
-    first_seen_at, as nulls sort last). profile_id is hashed once per component, not once per
-    identifier. Same rows as the single ranking, in about half the time. -#}
-with identifiers as (
-    select * from {{ ref('int_identifiers') }}
-    where not is_excluded
-),
+    (macros/identity_map_incremental.sql, identity_map_rows_sql).
 
-components as (
-    select * from {{ ref('int_identity_components') }}
-),
-
-assigned as (
-    select
-        identifiers.identifier_type,
-        identifiers.identifier_value,
-        identifiers.first_seen_at,
-        identifiers.last_seen_at,
-        coalesce(components.component_key, identifiers.identifier_key) as component_key,
-        case identifiers.identifier_type
-            when 'user_id' then 1 when 'email' then 2 when 'phone' then 3 else 4
-        end as type_rank
-    from identifiers
-    left join components on components.identifier_key = identifiers.identifier_key
-),
-
-earliest as (
-    select component_key, min(first_seen_at) as first_seen_at
-    from assigned
-    group by component_key
-),
-
-candidates as (
-    select assigned.component_key, assigned.identifier_type, assigned.identifier_value, assigned.type_rank
-    from assigned
-    join earliest on earliest.component_key = assigned.component_key
-    where assigned.first_seen_at = earliest.first_seen_at or earliest.first_seen_at is null
-),
-
-anchors as (
-    select
-        component_key,
-        'p_' || substr(md5('{{ var("profile_id_salt") }}' || ':' || identifier_type || ':' || identifier_value), 1, 20) as profile_id
-    from (
-        select
-            candidates.*,
-            row_number() over (
-                partition by component_key
-                order by type_rank, identifier_value
-            ) as anchor_rank
-        from candidates
-    ) ranked
-    where anchor_rank = 1
-),
-
-final as (
-    select
-        assigned.identifier_type,
-        assigned.identifier_value,
-        anchors.profile_id,
-        assigned.first_seen_at,
-        assigned.last_seen_at
-    from assigned
-    join anchors on anchors.component_key = assigned.component_key
-)
-
-select * from final
+    Incremental (delete+insert on (identifier_type, identifier_value)): a run re-derives only the
+    components holding an identifier stamped after its last run: int_identifiers rows rewritten
+    (seen times, exclusion, new), int_identity_components rows recomputed (a merge or split) or
+    vanished (int_identity_components__vanished); identifiers that left (excluded, or of records
+    removed since: int_identity_records__removed) are written as tombstones (profile_id null) that
+    the post-hook deletes. Every row a full rebuild would change is among them: a row depends only on
+    the identifier's int_identifiers row, its component and that component's members. The
+    identifiers whose profile_id changed, appeared or vanished go to identity_map__changes (read by
+    int_record_profiles), the run to identity_map__state. A full rebuild (logged) when there is no
+    previous run, the salt changed, or a parent was rebuilt in full since (identity_map_mark). -#}
+{{ config(
+    materialized='incremental',
+    unique_key=['identifier_type', 'identifier_value'],
+    incremental_strategy=('merge' if target.type == 'bigquery' else 'delete+insert'),
+    on_schema_change='fail',
+    post_hook="{{ lifeline.identity_map_post_hook() }}"
+) }}
+-- depends_on: {{ ref('int_identity_records') }}
+{%- set identifiers = ref('int_identifiers') -%}
+{%- set components = ref('int_identity_components') -%}
+{%- set mark = lifeline.identity_map_mark(identifiers, components) -%}
+{%- if mark is not none %}
+{%- do lifeline.build_identity_map_batch(mark, identifiers, components) %}
+select * from {{ lifeline.identity_map_batch_table() }}
+{%- else %}
+{%- do lifeline.identity_map_full_rebuild() %}
+{%- set assigned -%}
+    select {{ lifeline.identity_map_assigned_columns('coalesce(components.component_key, identifiers.identifier_key)') }}
+    from {{ identifiers }} as identifiers
+    left join {{ components }} as components on components.identifier_key = identifiers.identifier_key
+    where not identifiers.is_excluded
+{%- endset %}
+{{ lifeline.identity_map_rows_sql(assigned) }}
+{%- endif %}

@@ -8,15 +8,19 @@
     identifiers are recomputed, from their current edges. Every other row is left as it is. Any
     edge that joins a stored component changes a fingerprint inside it, so a recomputed set is
     always a union of whole components and the labels equal those of a full rebuild
-    (`lifeline build --full-refresh`). Rows of identifiers that no longer have an edge are
-    written as tombstones (component_key null) and deleted by the post-hook. -#}
+    (`lifeline build --full-refresh`). Every written row carries changed_at, the run's start (so
+    identity_map re-derives only the components recomputed since its last run). Rows of
+    identifiers that no longer have an edge are written as tombstones (component_key null); the
+    post-hook moves them to the side table int_identity_components__vanished (identifier_key,
+    vanished_at) and deletes them (macros/identity_map_incremental.sql). -#}
 {{ config(
     materialized='incremental',
     unique_key='identifier_key',
     incremental_strategy=('merge' if target.type == 'bigquery' else 'delete+insert'),
     on_schema_change='fail',
-    post_hook="delete from {{ this }} where component_key is null"
+    post_hook="{{ lifeline.components_post_hook() }}"
 ) }}
+{%- do lifeline.identity_require_columns(['changed_at']) -%}
 {%- set edges = ref('int_identity_edges') -%}
 {%- set fingerprint_sql -%}
     select node, count(*) as degree, sum(mod(neighbour, 2147483647)) as checksum
@@ -74,7 +78,8 @@ final as (
         recompute.node as identifier_key,
         labels.label as component_key,
         fingerprint.degree,
-        fingerprint.checksum
+        fingerprint.checksum,
+        {{ lifeline.run_stamp() }} as changed_at
     from recompute
     left join labels on labels.node = recompute.node
     left join fingerprint on fingerprint.node = recompute.node
@@ -98,7 +103,8 @@ final as (
         labels.node as identifier_key,
         labels.label as component_key,
         fingerprint.degree,
-        fingerprint.checksum
+        fingerprint.checksum,
+        {{ lifeline.run_stamp() }} as changed_at
     from labels
     join fingerprint on fingerprint.node = labels.node
 )

@@ -7,55 +7,53 @@
     stored record that no longer has a profile. Readers take `profile_id is not null`;
     int_profile_events re-attributes the events of records with changed_at after the last it saw.
     It resolves again only the records int_identity_records wrote or removed since its last run and
-    those with an identifier whose identity_map row changed since (macros/record_profiles.sql,
-    record_profiles_mark; a copy of identity_map is kept in <this>__identity_map); when it cannot
-    trust those, it resolves every record and compares it with the stored rows. -#}
+    those holding an identifier whose profile_id changed, appeared or vanished in identity_map's
+    last run (identity_map__changes, macros/identity_map_incremental.sql, record_profiles_since);
+    when that list does not cover everything since its last run (identity_map rebuilt in full or
+    run twice), it resolves every record and compares it with the stored rows (logged).
+    The relations are read directly, not through CTEs referenced several times (DuckDB would
+    materialise all of int_identity_records and identity_map first). -#}
 {{ config(
     materialized='incremental',
     unique_key='record_id',
     incremental_strategy=('merge' if target.type == 'bigquery' else 'delete+insert'),
     on_schema_change='fail',
-    post_hook="{{ lifeline.remember_identity_map(ref('identity_map')) }}"
+    post_hook="{{ lifeline.record_profiles_post_hook() }}"
 ) }}
-{%- set mark = lifeline.record_profiles_mark(ref('int_identity_records'), lifeline.identity_removed_relation(), ref('identity_map')) %}
+{%- set records = ref('int_identity_records') %}
+{%- set identity_map = ref('identity_map') %}
+{%- set mark = lifeline.record_profiles_since(records, lifeline.identity_removed_relation(), identity_map) %}
 {%- set changed_at = "cast('" ~ run_started_at.strftime('%Y-%m-%d %H:%M:%S.%f') ~ "' as " ~ dbt.type_timestamp() ~ ")" %}
-with records as (
-    select * from {{ ref('int_identity_records') }}
-),
-
-identity_map as (
-    select * from {{ ref('identity_map') }}
-),
-
+with
 {% if mark is not none %}
-{#- The records to resolve again: written since the mark, or with an identifier whose
-    identity_map row changed (one semi-join per identifier column against the few changed ones). #}
+{#- The records to resolve again: written since the mark, or with an identifier whose profile_id
+    changed in identity_map (one semi-join per identifier column against the few changed ones). #}
 changed_identifiers as (
-    select * from {{ lifeline.changed_identifiers_table() }}
+    select * from {{ lifeline.identity_side_relation(identity_map, '__changes') }}
 ),
 
 touched as (
-    select record_id from records where changed_at > {{ lifeline.stamp_literal(mark) }}
+    select record_id from {{ records }} where changed_at > {{ lifeline.stamp_literal(mark) }}
     union
-    select records.record_id from records
+    select records.record_id from {{ records }} as records
     join changed_identifiers on changed_identifiers.identifier_type = 'user_id' and changed_identifiers.identifier_value = records.user_id
     union
-    select records.record_id from records
+    select records.record_id from {{ records }} as records
     join changed_identifiers on changed_identifiers.identifier_type = 'email' and changed_identifiers.identifier_value = records.email
     union
-    select records.record_id from records
+    select records.record_id from {{ records }} as records
     join changed_identifiers on changed_identifiers.identifier_type = 'phone' and changed_identifiers.identifier_value = records.phone
     union
-    select records.record_id from records
+    select records.record_id from {{ records }} as records
     join changed_identifiers on changed_identifiers.identifier_type = 'anonymous_id' and changed_identifiers.identifier_value = records.anonymous_id
 ),
 
 to_resolve as (
-    select records.* from records where record_id in (select record_id from touched)
+    select records.* from {{ records }} as records where record_id in (select record_id from touched)
 ),
 {% else %}
 to_resolve as (
-    select * from records
+    select * from {{ records }}
 ),
 {% endif %}
 
@@ -70,7 +68,7 @@ current_profiles as (
         coalesce(records.phone, '') as phone_key,
         {{ lifeline.resolved_profile_id() }} as profile_id
     from to_resolve as records
-    {{ lifeline.join_identity_map('records') }}
+    {{ lifeline.join_identity_map('records', identity_map) }}
     {% if mark is none %}where {{ lifeline.resolved_profile_id() }} is not null{% endif %}
 ),
 
