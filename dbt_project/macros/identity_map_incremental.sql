@@ -134,36 +134,50 @@ join anchors on anchors.component_key = assigned.component_key
 {%- endmacro %}
 
 {#- An incremental run of identity_map: builds the temporary tables identity_map__batch (the rows
-    to write: every identifier of the components holding an identifier stamped after `mark`, plus
-    tombstones) and identity_map__changed (the identifiers whose profile_id changed, appeared or
-    vanished, compared with the stored rows), and logs their sizes. -#}
+    to write: every identifier of the components holding an identifier stamped after `mark` that
+    may move its component's anchor or membership, the identifiers only seen again (new seen
+    times, stored profile_id), and tombstones) and identity_map__changed (the identifiers whose
+    profile_id changed, appeared or vanished, compared with the stored rows), and logs their sizes. -#}
 {% macro build_identity_map_batch(mark, identifiers, components) -%}
   {%- set since = lifeline.stamp_literal(mark) -%}
   {%- set batch = lifeline.identity_map_batch_table() -%}
   {%- set changed = lifeline.identity_map_changed_table() -%}
   {%- set vanished = lifeline.identity_side_relation(components, '__vanished') -%}
-  {%- do run_query('drop table if exists ' ~ batch) -%}
-  {%- do run_query('drop table if exists ' ~ changed) -%}
-  {%- do run_query('drop table if exists identity_map__touched') -%}
-  {#- Identifiers whose row, component or component membership changed since the mark. -#}
+  {%- for table in (batch, changed, 'identity_map__rewritten', 'identity_map__touched', 'identity_map__affected') -%}
+    {%- do run_query('drop table if exists ' ~ table) -%}
+  {%- endfor -%}
+  {#- The identifiers int_identifiers rewrote since the mark, with their stored row. One that is new
+      here, excluded now or has another first_seen_at may move its component's anchor; one that
+      only has other seen times (seen again) keeps its stored profile_id unless its component is
+      re-derived anyway. -#}
+  {%- do run_query('create temporary table identity_map__rewritten as
+        select identifiers.identifier_key, identifiers.identifier_type, identifiers.identifier_value,
+               identifiers.first_seen_at, identifiers.last_seen_at, stored.profile_id as stored_profile_id,
+               (stored.profile_id is null or identifiers.is_excluded
+                or stored.first_seen_at is distinct from identifiers.first_seen_at) as moves_anchor
+        from ' ~ identifiers ~ ' as identifiers
+        left join ' ~ this ~ ' as stored
+            on stored.identifier_type = identifiers.identifier_type and stored.identifier_value = identifiers.identifier_value
+        where identifiers.changed_at > ' ~ since) -%}
+  {#- Identifiers whose component's anchor or membership may have changed since the mark. -#}
   {%- do run_query('create temporary table identity_map__touched as
-        select identifier_key from ' ~ identifiers ~ ' where changed_at > ' ~ since ~ '
+        select identifier_key from identity_map__rewritten where moves_anchor
         union
         select identifier_key from ' ~ components ~ ' where changed_at > ' ~ since ~ '
         union
         select identifier_key from ' ~ vanished ~ ' where vanished_at > ' ~ since) -%}
+  {#- Their components now (an identifier in no component is its own). -#}
+  {%- do run_query('create temporary table identity_map__affected as
+        select distinct coalesce(components.component_key, touched.identifier_key) as component_key
+        from identity_map__touched as touched
+        left join ' ~ components ~ ' as components on components.identifier_key = touched.identifier_key') -%}
   {%- set assigned -%}
     select {{ lifeline.identity_map_assigned_columns('members.component_key') }}
     from (
         select components.identifier_key, components.component_key
         from {{ components }} as components
-        where components.component_key in (
-            select coalesce(components.component_key, touched.identifier_key)
-            from identity_map__touched as touched
-            left join {{ components }} as components on components.identifier_key = touched.identifier_key
-        )
+        where components.component_key in (select component_key from identity_map__affected)
         union all
-        {#- touched identifiers in no component: each its own profile. #}
         select touched.identifier_key, touched.identifier_key
         from identity_map__touched as touched
         where touched.identifier_key not in (select identifier_key from {{ components }})
@@ -173,6 +187,19 @@ join anchors on anchors.component_key = assigned.component_key
   {%- endset -%}
   {%- do run_query('create temporary table ' ~ batch ~ ' as
         with recomputed as (' ~ lifeline.identity_map_rows_sql(assigned) ~ '),
+        seen_again as (
+            select rewritten.identifier_type, rewritten.identifier_value, rewritten.stored_profile_id as profile_id,
+                   rewritten.first_seen_at, rewritten.last_seen_at
+            from identity_map__rewritten as rewritten
+            left join ' ~ components ~ ' as components on components.identifier_key = rewritten.identifier_key
+            where not rewritten.moves_anchor
+              and coalesce(components.component_key, rewritten.identifier_key) not in (select component_key from identity_map__affected)
+        ),
+        written as (
+            select * from recomputed
+            union all
+            select * from seen_again
+        ),
         gone as (
             select identifiers.identifier_type, identifiers.identifier_value
             from ' ~ identifiers ~ ' as identifiers
@@ -181,24 +208,25 @@ join anchors on anchors.component_key = assigned.component_key
             select identifier_type, identifier_value
             from (' ~ lifeline.unpivot_identifiers('(select * from ' ~ lifeline.identity_removed_relation() ~ ' where removed_at > ' ~ since ~ ') as removed') ~ ') as unpivoted
         )
-        select * from recomputed
+        select * from written
         union all
         select gone.identifier_type, gone.identifier_value, cast(null as ' ~ dbt.type_string() ~ '),
                cast(null as ' ~ dbt.type_timestamp() ~ '), cast(null as ' ~ dbt.type_timestamp() ~ ')
         from gone
-        left join recomputed
-            on recomputed.identifier_type = gone.identifier_type and recomputed.identifier_value = gone.identifier_value
-        where recomputed.identifier_type is null') -%}
+        left join written
+            on written.identifier_type = gone.identifier_type and written.identifier_value = gone.identifier_value
+        where written.identifier_type is null') -%}
   {%- do run_query('create temporary table ' ~ changed ~ ' as
         select batch.identifier_type, batch.identifier_value, true as complete
         from ' ~ batch ~ ' as batch
         left join ' ~ this ~ ' as stored
             on stored.identifier_type = batch.identifier_type and stored.identifier_value = batch.identifier_value
         where stored.profile_id is distinct from batch.profile_id') -%}
-  {%- set sizes = run_query('select (select count(*) from identity_map__touched), (select count(*) from ' ~ batch ~ '),
-        (select count(*) from ' ~ changed ~ ')').rows[0] -%}
-  {{ log("identity_map (incremental): " ~ sizes[0] ~ " identifiers stamped after " ~ mark.strftime("%Y-%m-%d %H:%M:%S.%f")
-         ~ ", rewriting " ~ sizes[1] ~ " rows of their components; " ~ sizes[2] ~ " identifiers changed profile_id", info=True) }}
+  {%- set sizes = run_query('select (select count(*) from identity_map__rewritten), (select count(*) from identity_map__touched),
+        (select count(*) from identity_map__affected), (select count(*) from ' ~ batch ~ '), (select count(*) from ' ~ changed ~ ')').rows[0] -%}
+  {{ log("identity_map (incremental): " ~ sizes[0] ~ " identifiers rewritten and " ~ sizes[1]
+         ~ " that may move an anchor or a membership after " ~ mark.strftime("%Y-%m-%d %H:%M:%S.%f") ~ ": re-deriving "
+         ~ sizes[2] ~ " components, writing " ~ sizes[3] ~ " rows; " ~ sizes[4] ~ " identifiers changed profile_id", info=True) }}
 {%- endmacro %}
 
 {#- A full rebuild of identity_map: the temporary table the post-hook reads holds one row with

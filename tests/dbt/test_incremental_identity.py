@@ -3,7 +3,8 @@ int_identifiers -> int_identity_edges -> int_identity_components -> identity_map
 int_record_profiles) equals a --full-refresh build row for row after each run of a hand-written
 history, on DuckDB and PostgreSQL:
 
-1. new events with an existing combination (ann's cookie again) and a new one (dan's cookie with
+1. new events with an existing combination (ann's cookie again, later, and once before anything else
+   of ann's: her anchor, so every identifier's profile_id, moves) and a new one (dan's cookie with
    ben's user_id: dan merges into ben); a kiosk cookie seen with a sixth email crosses its link
    limit and becomes excluded, so the five people it linked split apart (edges of records the run
    did not touch; their emails vanish from the graph); a new customer and a new order; cat's
@@ -66,6 +67,7 @@ FIRST = {
 SECOND = {
     "events": (EVENT_HEADER, [
         ["e5", "page_view", "2026-10-25T09:00:00Z", "cookie-ann", "", ""],  # existing combination, later
+        ["e8", "page_view", "2026-07-15T09:00:00Z", "cookie-ann", "", ""],  # and earlier than all of ann's: her anchor
         ["e6", "identify", "2026-10-26T09:00:00Z", "cookie-dan", "u-ben", ""],  # dan's cookie is ben's
         ["k6", "identify", "2026-10-27T10:00:00Z", "cookie-k", "", "k6@x.com"],  # the kiosk's sixth email
     ]),
@@ -114,17 +116,20 @@ def test_new_events_customers_and_orders_update_the_chain_equal_to_a_full_refres
     assert len({profile(any_warehouse, "email", f"k{i}@x.com") for i in range(1, 6)}) == 1  # the kiosk links them
 
     # 1. New events, customers and orders: every model takes its incremental path.
+    ann_before = profile(any_warehouse, "user_id", "u-ann")
     load(any_warehouse, batches["second"], replace=False)
     lines = build(any_warehouse)
     assert set(lines) >= set(CHAIN), lines
-    assert "3 stg_events rows staged after" in lines["int_identity_records"], lines
+    assert "4 stg_events rows staged after" in lines["int_identity_records"], lines
     assert not any("rebuilding" in line for line in lines.values()), lines
     # Written: ann's cookie record, dan's new one, the kiosk's sixth, eve's customer record, cat's new
     # one and its old one's tombstone (removed by the post-hook), and the o2 order record.
     assert written_by_last_run(any_warehouse, "intermediate.int_identity_records") == 6
     assert rows(any_warehouse, "select count(*) from intermediate.int_identity_records__removed")[0][0] == 1
-    assert "rewriting" in lines["identity_map"] and "resolving the records written" in lines["int_record_profiles"], lines
+    assert "components, writing" in lines["identity_map"] and "resolving the records written" in lines["int_record_profiles"], lines
     assert profile(any_warehouse, "anonymous_id", "cookie-dan") == profile(any_warehouse, "user_id", "u-ben")
+    ann = profile(any_warehouse, "anonymous_id", "cookie-ann")  # her cookie, seen first now, is her anchor
+    assert ann != ann_before and profile(any_warehouse, "user_id", "u-ann") == profile(any_warehouse, "email", "ann@x.com") == ann
     dans = rows(any_warehouse, "select distinct profile_id from intermediate.int_record_profiles where email_key = 'dan@x.com'")
     assert dans == [(profile(any_warehouse, "user_id", "u-ben"),)]  # e3's record, not rewritten, re-resolved
     assert profile(any_warehouse, "email", "cat@x.com") is None

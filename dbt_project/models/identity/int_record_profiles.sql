@@ -73,10 +73,14 @@ current_profiles as (
 ),
 
 {% if mark is not none %}
+{#- A join on the keys, not `in (...) or in (...)` (a filter over every column of every stored row). #}
 stored as (
-    select * from {{ this }}
-    where record_id in (select record_id from touched)
-       or record_id in (select record_id from {{ lifeline.identity_removed_relation() }} where removed_at > {{ lifeline.stamp_literal(mark) }})
+    select stored.* from {{ this }} as stored
+    join (
+        select record_id from touched
+        union
+        select record_id from {{ lifeline.identity_removed_relation() }} where removed_at > {{ lifeline.stamp_literal(mark) }}
+    ) as keys on keys.record_id = stored.record_id
 ),
 
 final as (
