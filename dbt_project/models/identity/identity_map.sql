@@ -10,11 +10,13 @@
     (macros/identity_map_incremental.sql, identity_map_rows_sql).
 
     Incremental (delete+insert on (identifier_type, identifier_value)): a run re-derives only the
-    components holding an identifier stamped after its last run: int_identifiers rows rewritten
-    (seen times, exclusion, new), int_identity_components rows recomputed (a merge or split) or
-    vanished (int_identity_components__vanished); identifiers that left (excluded, or of records
-    removed since: int_identity_records__removed) are written as tombstones (profile_id null) that
-    the post-hook deletes. Every row a full rebuild would change is among them: a row depends only on
+    components holding an identifier stamped after its last run that may move the anchor or the
+    membership: an int_identifiers row rewritten that is new, excluded or has another
+    first_seen_at, int_identity_components rows recomputed (a merge or split) or vanished
+    (int_identity_components__vanished). An identifier only seen again keeps its stored profile_id
+    with its new seen times. Identifiers that left (excluded, or of records removed since:
+    int_identity_records__removed) are written as tombstones (profile_id null) that the post-hook
+    deletes (macros/identity_map_incremental.sql, build_identity_map_batch). Every row a full rebuild would change is among them: a row depends only on
     the identifier's int_identifiers row, its component and that component's members. The
     identifiers whose profile_id changed, appeared or vanished go to identity_map__changes (read by
     int_record_profiles), the run to identity_map__state. A full rebuild (logged) when there is no
