@@ -7,7 +7,8 @@
       partition window is set, else occurred_at >= the newest stored occurred_at minus
       event_lookback_days (the look-back the models re-read);
     `__run_started_at__` becomes this invocation's start (int_profile_events: `attributed_at >=
-    __run_started_at__`, the rows this run wrote).
+    __run_started_at__`, the rows this run wrote) in a `dbt build`; a `dbt test` on its own wrote
+    nothing, so its tests read every row.
     On `--full-refresh` builds (the nightly_full_check job) and with the var
     data_tests_full_scan=true a `where` holding a placeholder is dropped: the tests scan every row.
 
@@ -16,6 +17,10 @@
 {% macro get_where_subquery(relation) -%}
   {%- set where = config.get('where', '') -%}
   {%- if where and lifeline.data_tests_full_scan() and ('__event_window__' in where or '__run_started_at__' in where) -%}
+    {%- do return(relation) -%}
+  {%- endif -%}
+  {%- if where and '__run_started_at__' in where and invocation_args_dict.get('which') != 'build' -%}
+    {#- A `dbt test` on its own wrote nothing: "the rows this run wrote" would be none, so it reads every row. -#}
     {%- do return(relation) -%}
   {%- endif -%}
   {%- if where and '__event_window__' in where -%}
