@@ -7,8 +7,10 @@ step (steps 1-2, 3 and 4 are three tests, each after the same first build):
 1. new events and messages: dan's cookie shows up with ben's user_id (dan's profile merges into
    ben's), cat's cookie has a new page view, eve, whom no profile knows yet, gets a message, and a
    shared tablet's cookie links too many emails: its cookie-alone page view loses its profile;
+   int_profile_message_events follows identity_map's list of changes;
 2. as_of moves back before those rows: they vanish from stg_events / stg_message_events, dan
-   splits from ben again and the tablet's page view has a profile again;
+   splits from ben again and the tablet's page view has a profile again; identity_map is rebuilt
+   in full, so int_profile_message_events falls back to resolving every stored recipient;
 3. (from the first build) eve identifies herself: her messages, unresolved at the first build, get
    her profile; cat's customer record changes address (a record removed, one added);
 4. stg_events reprocesses every row (a stored event lost its usable row) and stg_message_events is
@@ -119,8 +121,11 @@ def twins(request, tmp_path: Path) -> tuple[Warehouse, Warehouse]:
 
 
 def incremental_lines(output: str) -> dict[str, str]:
-    """The line each model logged about its incremental run, by model."""
-    return {m.group(1): m.group(2) for m in re.finditer(r"(\w+) \(incremental\): (.*)", output)}
+    """The lines each model logged about its incremental run (joined by " | "), by model."""
+    lines: dict[str, list[str]] = {}
+    for m in re.finditer(r"(\w+) \(incremental\): (.*)", output):
+        lines.setdefault(m.group(1), []).append(m.group(2))
+    return {model: " | ".join(logged) for model, logged in lines.items()}
 
 
 def step(twins: tuple[Warehouse, Warehouse], batch: Path | None, as_of: datetime) -> tuple[dict[str, str], dict]:
@@ -182,6 +187,8 @@ def test_a_merge_then_as_of_moving_back_after_incremental_runs_equal_a_full_refr
     lines, rows = step(built, write_batch(tmp_path / "later", LATER), AS_OF)
     assert "stored rows after it are dropped" in lines["int_profile_events"], lines
     assert "stored rows after it are dropped" in lines["int_profile_message_events"], lines
+    # m5 follows dan's email into ben's profile through identity_map's list of changes.
+    assert "with identity_map's list of changes" in lines["int_profile_message_events"], lines
     assert "resolving the records written or removed after" in lines["int_record_profiles"], lines
     assert profile_of(rows[EVENTS], "e2") == profile_of(rows[EVENTS], "e4")
     assert message_profile(rows[MESSAGES], "m5") == message_profile(rows[MESSAGES], "m2")
@@ -191,7 +198,10 @@ def test_a_merge_then_as_of_moving_back_after_incremental_runs_equal_a_full_refr
 
     # 2. as_of back: e4, e7, m9, m11 and the tablet's sign-ins vanish, dan is on his own again,
     # and k0 has a profile again (its cookie is no longer excluded).
-    _, rows = step(built, None, BEFORE_MERGE)
+    lines, rows = step(built, None, BEFORE_MERGE)
+    # identity_map was rebuilt in full: its list of changes is incomplete, every stored recipient
+    # is resolved again (m5 moves back to dan through that fallback).
+    assert "without identity_map's list of changes" in lines["int_profile_message_events"], lines
     assert {row[1] for row in rows[EVENTS]} == {"e1", "e2", "e3", "e5", "k0", "k1", "p1", "p2"}
     assert not message_profile(rows[MESSAGES], "m9")
     assert message_profile(rows[MESSAGES], "m5") != message_profile(rows[MESSAGES], "m2")

@@ -4,42 +4,45 @@
     Incremental (delete+insert on message_key). A run resolves only:
       - the stg_message_events rows staged after the newest staged_at stored here (new,
         re-ranked, re-staged): a filter on staged_at, not a comparison of every row;
-      - the rows whose recipient email or phone has an identity_map row that changed, appeared or
-        vanished since the last run (merges, splits, an identifier that became shared, an
-        unresolved recipient who became known): identity_map's email and phone rows compared with
-        the copy of them this model keeps (<this>__identity_map, macros/record_profiles.sql,
-        identity_map_changes), not every stored row resolved again;
+      - the rows whose recipient email or phone changed, appeared or vanished in identity_map
+        since the last run (merges, splits, an identifier that became shared, an unresolved
+        recipient who became known): identity_map's list of changes (identity_map__changes,
+        macros/message_events_identity.sql, identity_map_changes_since), as int_record_profiles
+        reads it, not every stored row resolved again;
     and drops the stored rows whose stg_message_events row may be gone (macros/incremental_attribution.sql).
-    Without the copy (first run after an upgrade, dropped by hand) it resolves the distinct stored
-    recipients again and retries the rows without a profile at an earlier run (their message_keys
-    are kept in <this>__unresolved by the post-hook). Rows without a profile are written (a full
-    build too, so that they are recorded) and removed by the post-hook. -#}
+    When the list does not cover every identity_map run since the last run (identity_map rebuilt
+    in full or run twice, a side table missing: logged) it resolves the distinct stored recipients
+    again and retries the rows without a profile at an earlier run (their message_keys are kept
+    in <this>__unresolved by the post-hook). Rows without a profile are written (a full build
+    too, so that they are recorded) and removed by the post-hook, which also records the run in
+    <this>__last_run. -#}
 {{ config(
     materialized='incremental',
     unique_key='message_key',
     incremental_strategy=('merge' if target.type == 'bigquery' else 'delete+insert'),
     on_schema_change='fail',
     post_hook=["{{ lifeline.remember_unresolved('message_key', 'profile_id', 'attributed_at') }}",
-               "{{ lifeline.remember_identity_map(ref('identity_map'), ['email', 'phone']) }}",
+               "{{ lifeline.record_profiles_post_hook() }}",
                "delete from {{ this }} where profile_id is null"]
 ) }}
 {%- set reattribute_all = lifeline.drop_unstaged_rows(ref('stg_message_events'), 'int_profile_message_events') %}
-{%- set map_copied_at = lifeline.identity_map_changes(ref('identity_map'), ['email', 'phone']) %}
+{%- set map_changes_since = none if reattribute_all else lifeline.identity_map_changes_since(ref('identity_map'), 'int_profile_message_events', ['email', 'phone']) %}
 with identity_map as (
     select identifier_type, identifier_value, profile_id from {{ ref('identity_map') }}
     where identifier_type in ('email', 'phone')
 ),
 
 {% if is_incremental() and not reattribute_all %}
-{% if map_copied_at is not none %}
-{#- The email and phone rows of identity_map that changed since the last run (a copy of them is
-    kept: macros/record_profiles.sql, identity_map_changes). #}
+{% if map_changes_since is not none %}
+{#- The email and phone identifiers whose profile_id changed, appeared or vanished in identity_map
+    since the last run. #}
 changed_identifiers as (
-    select * from {{ lifeline.changed_identifiers_table() }}
+    select identifier_type, identifier_value from {{ lifeline.identity_side_relation(ref('identity_map'), '__changes') }}
+    where identifier_type in ('email', 'phone')
 ),
 
 {% else %}
-{#- No copy of identity_map to compare with: every stored recipient is resolved again. #}
+{#- No list of identity_map's changes since the last run: every stored recipient is resolved again. #}
 stored_recipients as (
     select distinct recipient_email, recipient_phone, external_id, profile_id
     from {{ this }}
@@ -62,7 +65,7 @@ messages as (
     from {{ ref('stg_message_events') }} as messages
     where messages.staged_at > (select coalesce(max(staged_at), cast('1900-01-01' as {{ dbt.type_timestamp() }})) from {{ this }})
     union
-    {% if map_copied_at is not none -%}
+    {% if map_changes_since is not none -%}
     {#- Rows whose recipient's email or phone row changed, appeared (an unresolved recipient who
         became known) or vanished. #}
     select messages.*
