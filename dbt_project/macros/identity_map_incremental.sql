@@ -264,37 +264,21 @@ join anchors on anchors.component_key = assigned.component_key
 {#- int_record_profiles: the identifiers whose identity_map row changed profile since its mark are
     in identity_map__changes when identity_map's latest run recorded them (complete) and its run
     before that is no later than the mark (this model saw everything identity_map wrote up to
-    then). Returns the mark (start of this model's last run) when it may resolve only the records
+    then; lifeline.identity_map_changes_coverage, macros/message_events_identity.sql), and
+    int_identity_records was not rewritten in full since. Returns the mark (start of this model's last run) when it may resolve only the records
     written or removed since and those holding a changed identifier, else none (it resolves every
     record and compares it with the stored rows, logged). -#}
 {% macro record_profiles_since(records, removed, identity_map) -%}
   {%- if not execute or not is_incremental() -%}{{ return(none) }}{%- endif -%}
-  {%- set last_run = lifeline.identity_side_relation(this, '__last_run') -%}
-  {%- set state = lifeline.identity_side_relation(identity_map, '__state') -%}
-  {%- set changes = lifeline.identity_side_relation(identity_map, '__changes') -%}
-  {%- set reason = namespace(text=none, mark=none) -%}
-  {%- for side in (last_run, state, changes, removed) if reason.text is none -%}
-    {%- if adapter.get_relation(side.database, side.schema, side.identifier) is none -%}
-      {%- set reason.text = 'the side table ' ~ side ~ ' is missing' -%}
-    {%- endif -%}
-  {%- endfor -%}
+  {%- set coverage = lifeline.identity_map_changes_coverage(identity_map, [removed]) -%}
+  {%- set reason = namespace(text=coverage.reason) -%}
   {%- if reason.text is none and 'changed_at' not in (adapter.get_columns_in_relation(records) | map(attribute='name') | map('lower') | list) -%}
     {%- set reason.text = records ~ ' has no changed_at' -%}
   {%- endif -%}
   {%- if reason.text is none -%}
-    {%- set found = run_query('select (select max(ran_at) from ' ~ last_run ~ '), (select min(changed_at) from ' ~ records ~ '),
-        (select max(previous_ran_at) from ' ~ state ~ '), (select count(*) from ' ~ state ~ ' where complete)').rows[0] -%}
-    {%- set reason.mark = lifeline.as_naive_datetime(found[0]) -%}
-    {%- set records_since = lifeline.as_naive_datetime(found[1]) -%}
-    {%- set map_previous = lifeline.as_naive_datetime(found[2]) -%}
-    {%- if reason.mark is none -%}
-      {%- set reason.text = 'no run recorded' -%}
-    {%- elif records_since is not none and records_since > reason.mark -%}
+    {%- set records_since = lifeline.as_naive_datetime(run_query('select min(changed_at) from ' ~ records).rows[0][0]) -%}
+    {%- if records_since is not none and records_since > coverage.mark -%}
       {%- set reason.text = 'int_identity_records was rewritten in full since the last run' -%}
-    {%- elif found[3] | int == 0 -%}
-      {%- set reason.text = "identity_map's last run did not record its changes (a full rebuild)" -%}
-    {%- elif map_previous is none or map_previous > reason.mark -%}
-      {%- set reason.text = 'identity_map ran more than once since the last run' -%}
     {%- endif -%}
   {%- endif -%}
   {%- if reason.text is not none -%}
@@ -302,10 +286,10 @@ join anchors on anchors.component_key = assigned.component_key
     {{ return(none) }}
   {%- endif -%}
   {{ log("int_record_profiles (incremental): resolving the records written or removed after "
-         ~ reason.mark.strftime("%Y-%m-%d %H:%M:%S.%f") ~ " and those with one of "
-         ~ run_query('select count(*) from ' ~ changes).rows[0][0]
+         ~ coverage.mark.strftime("%Y-%m-%d %H:%M:%S.%f") ~ " and those with one of "
+         ~ run_query('select count(*) from ' ~ lifeline.identity_side_relation(identity_map, '__changes')).rows[0][0]
          ~ " identifiers whose profile_id changed in identity_map's last run", info=True) }}
-  {{ return(reason.mark) }}
+  {{ return(coverage.mark) }}
 {%- endmacro %}
 
 {#- Post-hook of int_record_profiles: records the run (its start in <this>__last_run) and drops the
