@@ -62,12 +62,7 @@
   {%- if not execute or not is_incremental() -%}{{ return(none) }}{%- endif -%}
   {%- set removed = lifeline.identity_removed_relation() -%}
   {%- set runs = lifeline.identity_runs_relation() -%}
-  {%- set state = namespace(reason=extra_reason) -%}
-  {%- for side in (removed, runs) if state.reason is none -%}
-    {%- if adapter.get_relation(side.database, side.schema, side.identifier) is none -%}
-      {%- set state.reason = 'the side table ' ~ side ~ ' is missing' -%}
-    {%- endif -%}
-  {%- endfor -%}
+  {%- set state = namespace(reason=extra_reason if extra_reason is not none else lifeline.missing_side_table([removed, runs])) -%}
   {%- set mark = none -%}
   {%- if state.reason is none -%}
     {%- set ran = run_query('select model, ran_at from ' ~ runs) -%}

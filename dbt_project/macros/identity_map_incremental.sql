@@ -15,6 +15,17 @@
   {{ return(api.Relation.create(database=base.database, schema=base.schema, identifier=base.identifier ~ suffix)) }}
 {%- endmacro %}
 
+{#- 'the side table <relation> is missing' for the first of `relations` that does not exist, else
+    none: the reason an incremental identity model falls back to a full pass. -#}
+{% macro missing_side_table(relations) -%}
+  {%- for side in relations -%}
+    {%- if adapter.get_relation(side.database, side.schema, side.identifier) is none -%}
+      {{ return('the side table ' ~ side ~ ' is missing') }}
+    {%- endif -%}
+  {%- endfor -%}
+  {{ return(none) }}
+{%- endmacro %}
+
 {#- Post-hook of int_identity_components: its tombstones (component_key null: identifiers that lost
     every edge) go to the side table __vanished, then are deleted. Entries older than every stored
     row are pruned (a reader whose mark is older rebuilds in full anyway). -#}
@@ -43,12 +54,7 @@
   {%- if not execute or not is_incremental() -%}{{ return(none) }}{%- endif -%}
   {%- set state = lifeline.identity_side_relation(this, '__state') -%}
   {%- set vanished = lifeline.identity_side_relation(components, '__vanished') -%}
-  {%- set reason = namespace(text=none) -%}
-  {%- for side in (state, vanished) if reason.text is none -%}
-    {%- if adapter.get_relation(side.database, side.schema, side.identifier) is none -%}
-      {%- set reason.text = 'the side table ' ~ side ~ ' is missing' -%}
-    {%- endif -%}
-  {%- endfor -%}
+  {%- set reason = namespace(text=lifeline.missing_side_table([state, vanished])) -%}
   {%- if reason.text is none -%}
     {%- set found = run_query('select (select max(salt_md5) from ' ~ state ~ '), (select max(ran_at) from ' ~ state ~ '),
         (select min(changed_at) from ' ~ identifiers ~ '), (select min(changed_at) from ' ~ components ~ ')').rows[0] -%}

@@ -14,11 +14,8 @@
   {%- set last_run = lifeline.identity_side_relation(this, '__last_run') -%}
   {%- set state = lifeline.identity_side_relation(identity_map, '__state') -%}
   {%- set changes = lifeline.identity_side_relation(identity_map, '__changes') -%}
-  {%- for side in [last_run, state, changes] + extra_sides -%}
-    {%- if adapter.get_relation(side.database, side.schema, side.identifier) is none -%}
-      {{ return({'mark': none, 'reason': 'the side table ' ~ side ~ ' is missing'}) }}
-    {%- endif -%}
-  {%- endfor -%}
+  {%- set missing = lifeline.missing_side_table([last_run, state, changes] + extra_sides) -%}
+  {%- if missing is not none -%}{{ return({'mark': none, 'reason': missing}) }}{%- endif -%}
   {%- set found = run_query('select (select max(ran_at) from ' ~ last_run ~ '), (select max(previous_ran_at) from ' ~ state
       ~ '), (select count(*) from ' ~ state ~ ' where complete)').rows[0] -%}
   {%- set mark = lifeline.as_naive_datetime(found[0]) -%}
