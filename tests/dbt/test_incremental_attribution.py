@@ -5,7 +5,8 @@ through a sequence, the other with --full-refresh at each step, and they are com
 step (steps 1-2, 3 and 4 are three tests, each after the same first build):
 
 1. new events and messages: dan's cookie shows up with ben's user_id (dan's profile merges into
-   ben's), cat's cookie has a new page view, eve, whom no profile knows yet, gets a message, and a
+   ben's, with his page view that has no cookie), cat's cookie has a new page view, eve, whom no
+   profile knows yet, gets a message, and a
    shared tablet's cookie links too many emails: its cookie-alone page view loses its profile;
    int_profile_message_events follows identity_map's list of changes;
 2. as_of moves back before those rows: they vanish from stg_events / stg_message_events, dan
@@ -65,6 +66,9 @@ FIRST = {
         ["e1", "identify", "2026-08-01T09:00:00Z", "cookie-ann", "u-ann", ""],
         ["e2", "page_view", "2026-09-05T10:00:00Z", "cookie-dan", "", ""],
         ["e3", "identify", "2026-09-05T10:01:00Z", "cookie-dan", "", "dan@example.com"],
+        # No cookie: its record (dan's email alone) is re-attributed by the part of int_profile_events
+        # that reads the events without an anonymous_id when dan merges into ben.
+        ["e9", "page_view", "2026-09-06T10:00:00Z", "", "", "dan@example.com"],
         ["e5", "identify", "2026-10-25T10:00:00Z", "cookie-cat", "u-cat", ""],
         ["p1", "product_view", "2026-10-20T10:00:00Z", "cookie-cat", "u-cat", "", "sku-new"],
         # A shared tablet: one email so far, and a page view with the cookie alone.
@@ -191,6 +195,7 @@ def test_a_merge_then_as_of_moving_back_after_incremental_runs_equal_a_full_refr
     assert "with identity_map's list of changes" in lines["int_profile_message_events"], lines
     assert "resolving the records written or removed after" in lines["int_record_profiles"], lines
     assert profile_of(rows[EVENTS], "e2") == profile_of(rows[EVENTS], "e4")
+    assert profile_of(rows[EVENTS], "e9") == profile_of(rows[EVENTS], "e4")
     assert message_profile(rows[MESSAGES], "m5") == message_profile(rows[MESSAGES], "m2")
     assert not message_profile(rows[MESSAGES], "m11")
     assert "k0" not in {row[1] for row in rows[EVENTS]}
@@ -202,7 +207,7 @@ def test_a_merge_then_as_of_moving_back_after_incremental_runs_equal_a_full_refr
     # identity_map was rebuilt in full: its list of changes is incomplete, every stored recipient
     # is resolved again (m5 moves back to dan through that fallback).
     assert "without identity_map's list of changes" in lines["int_profile_message_events"], lines
-    assert {row[1] for row in rows[EVENTS]} == {"e1", "e2", "e3", "e5", "k0", "k1", "p1", "p2"}
+    assert {row[1] for row in rows[EVENTS]} == {"e1", "e2", "e3", "e5", "e9", "k0", "k1", "p1", "p2"}
     assert not message_profile(rows[MESSAGES], "m9")
     assert message_profile(rows[MESSAGES], "m5") != message_profile(rows[MESSAGES], "m2")
 

@@ -40,23 +40,34 @@ identity_map as (
 ),
 
 {% if is_incremental() and not reattribute_all %}
-changed_records as (
-    select * from record_profiles
-    where changed_at > (select coalesce(max(record_changed_at), cast('1900-01-01' as {{ dbt.type_timestamp() }})) from {{ this }})
-),
-
+{#- The events of records whose profile changed, in two parts that together are exactly the
+    events matching a changed record on all four keys: those whose anonymous_id is one of the
+    changed records' (a record's anonymous_id_key is coalesce(anonymous_id, '')), and those
+    without one. The IN filter lets DuckDB push the changed records' few anonymous_ids into the
+    scan of stg_events, so only matching events are read with all their columns (1M people: 10k
+    of 22.7M rows; a join alone read every row's columns, ~5 s of CPU). The changed records are a
+    subquery, not a CTE: a CTE read three times is materialised and then nothing is pushed down. #}
+{%- set changed_records -%}
+    (select * from {{ ref('int_record_profiles') }}
+     where source_table = 'events'
+       and changed_at > (select coalesce(max(record_changed_at), cast('1900-01-01' as {{ dbt.type_timestamp() }})) from {{ this }}))
+{%- endset %}
 events as (
     select events.*
     from {{ ref('stg_events') }} as events
     where events.staged_at > (select coalesce(max(staged_at), cast('1900-01-01' as {{ dbt.type_timestamp() }})) from {{ this }})
+    {%- for anonymous_filter in ['events.anonymous_id in (select anonymous_id_key from ' ~ changed_records ~ ' as changed_anonymous_ids)',
+                                 'events.anonymous_id is null'] %}
     union all
     select events.*
     from {{ ref('stg_events') }} as events
-    join changed_records
+    join {{ changed_records }} as changed_records
         on changed_records.anonymous_id_key = coalesce(events.anonymous_id, '')
         and changed_records.user_id_key = coalesce(events.user_id, '')
         and changed_records.email_key = coalesce(events.email, '')
         and changed_records.phone_key = coalesce(events.phone, '')
+    where {{ anonymous_filter }}
+    {%- endfor %}
     union all
     select events.*
     from {{ ref('stg_events') }} as events
