@@ -320,6 +320,9 @@ class ProfileIndex:
         self.db = db
         self.by: dict[str, dict[str, str]] = {k: {} for k in IDENTIFIERS}
         self.rows: dict[str, dict] = {}
+        # profiles a bulk import created and nothing touched again: their insert rows, without a row dict each
+        self._fresh_rows: list[tuple | None] = []
+        self._pending: dict[str, tuple[int, dict, dict[str, str]]] = {}  # id -> (its _fresh_rows slot, attributes, keys)
         self._fresh_ids: list[str] = []
         self._batch = max(16, min(len(wanted), 10_000))  # ids made at once for new profiles
         keys = [identity_keys(a) for a in wanted] if keys is None else keys
@@ -354,11 +357,66 @@ class ProfileIndex:
                     found = pid
                 elif pid != found:
                     conflict = True
-        if attrs.get("id") and (attrs["id"] in self.rows or self._load(attrs["id"])):
+        if attrs.get("id") and (self._row(attrs["id"]) is not None or self._load(attrs["id"])):
             return attrs["id"], None
         if conflict:
             return None, "The identifiers of this profile belong to different existing profiles."
         return found, None
+
+    def _row(self, pid: str) -> dict | None:
+        """The profile's row, made for a pending new profile when something merges into it."""
+        row = self.rows.get(pid)
+        if row is None and pid in self._pending:
+            slot, merged, keys = self._pending.pop(pid)
+            text, created = self._fresh_rows[slot][4], self._fresh_rows[slot][7]
+            self._fresh_rows[slot] = None
+            row = self.rows[pid] = {"attributes": merged, "text": text, "dirty": True, "keys": keys,
+                                    "email_consent": None, "sms_consent": None, "created": created, "new": True,
+                                    "stored_keys": {}}
+        return row
+
+    def _new_id(self) -> str:
+        """A fresh profile id; the ids of one batch come out in ascending order (appended to the primary key)."""
+        if not self._fresh_ids:
+            self._fresh_ids = sorted(ulids(self._batch), reverse=True)
+        return self._fresh_ids.pop()
+
+    def import_profiles(self, accepted: list[tuple[int, dict, dict[str, str]]], now: str,
+                        max_bytes: int) -> tuple[list[str], list[tuple[int, dict, str | None]]]:
+        """A bulk import's profiles, in order: each resolved and merged as `resolve` + `upsert` would.
+        A profile no identifier matches (most of an initial sync) becomes an insert row straight away.
+        Returns (the imported ids, failures as (position, attributes, the conflict's detail or None: over max_bytes))."""
+        imported: list[str] = []
+        failures: list[tuple[int, dict, str | None]] = []
+        by, pending, fresh_rows = self.by, self._pending, self._fresh_rows
+        by_email, by_phone, by_ext = by["email"], by["phone_number"], by["external_id"]
+        for i, attrs, keys in accepted:
+            email, phone, ext = keys.get("email"), keys.get("phone_number"), keys.get("external_id")
+            if "id" in attrs or (email is not None and email in by_email) or (phone is not None and phone in by_phone) \
+                    or (ext is not None and ext in by_ext):
+                pid, conflict = self.resolve(attrs, keys)
+                if conflict:
+                    failures.append((i, attrs, conflict))
+                    continue
+                if pid is not None or attrs.get("id"):
+                    pid, _ = self.upsert(attrs, now, pid, keys, max_bytes, resolved=True)
+                    if pid is None:
+                        failures.append((i, attrs, None))
+                    else:
+                        imported.append(pid)
+                    continue
+            merged = fresh_attributes(attrs)
+            encoded = orjson.dumps(merged)
+            if len(encoded) > max_bytes:
+                failures.append((i, attrs, None))
+                continue
+            pid = self._new_id()
+            pending[pid] = (len(fresh_rows), merged, keys)
+            fresh_rows.append((pid, email, phone, ext, encoded.decode(), None, None, now, now))
+            for field, key in keys.items():
+                by[field][key] = pid
+            imported.append(pid)
+        return imported, failures
 
     def _load(self, pid: str) -> bool:
         row = self.db.execute("select email, phone_number, external_id, attributes, email_consent, sms_consent, "
@@ -375,7 +433,7 @@ class ProfileIndex:
         keys = identity_keys(attrs) if keys is None else keys
         if pid is None and not resolved:
             pid, _ = self.resolve(attrs, keys)
-        row = self.rows.get(pid) if pid else None
+        row = self._row(pid) if pid else None
         created = row is None
         if created:
             merged = fresh_attributes(attrs)
@@ -386,9 +444,7 @@ class ProfileIndex:
         if max_bytes is not None and len(encoded) > max_bytes:
             return None, False
         if created:
-            if not self._fresh_ids:
-                self._fresh_ids = ulids(self._batch)
-            pid = self._fresh_ids.pop()
+            pid = self._new_id()
             self.rows[pid] = {"attributes": merged, "text": encoded.decode(), "dirty": True, "keys": keys,
                               "email_consent": None, "sms_consent": None, "created": now, "new": True,
                               "stored_keys": {}}
@@ -402,7 +458,7 @@ class ProfileIndex:
         return pid, created
 
     def set_consent(self, pid: str, channel: str, consent: str) -> None:
-        row = self.rows[pid]
+        row = self._row(pid)
         row[f"{channel}_consent"], row["dirty"] = consent, True
         if "text" not in row:
             row["attributes"] = json.loads(row["attributes"]) if isinstance(row["attributes"], str) \
@@ -412,7 +468,8 @@ class ProfileIndex:
     def flush(self, now: str) -> None:
         """Insert new profiles; update changed ones, touching the identifier columns (and so their
         indexes) only where an identifier changed."""
-        fresh, moved, same = [], [], []
+        fresh: list[tuple] = [r for r in self._fresh_rows if r is not None]
+        moved, same = [], []
         for pid, row in self.rows.items():
             if not row["dirty"]:
                 continue
@@ -425,7 +482,7 @@ class ProfileIndex:
                 same.append((*rest, now, pid))
             else:
                 moved.append((*ids, *rest, now, pid))
-        fresh.sort()  # in id order: appended to the primary key's index instead of spread over it
+        fresh.sort()  # in id order (mostly already): appended to the primary key's index instead of spread over it
         insert_rows(self.db, "insert into kl_profiles (id, email, phone_number, external_id, attributes, "
                              "email_consent, sms_consent, created, updated)", fresh)
         self.db.executemany("update kl_profiles set email = ?, phone_number = ?, external_id = ?, attributes = ?, "
@@ -640,20 +697,14 @@ def apply_bulk_import(ctx: Context, total: int, lists: list[str], accepted: list
         for lid in lists:
             require_list(db, lid)
         index = ProfileIndex(db, [attrs for _, attrs, _ in accepted], [keys for _, _, keys in accepted])
-        imported: list[str] = []
-        for i, attrs, profile_keys in accepted:
-            pid, conflict = index.resolve(attrs, profile_keys)
+        imported, failures = index.import_profiles(accepted, now, MAX_PROFILE_BYTES)
+        for i, attrs, conflict in failures:
+            pointer = f"/data/attributes/profiles/data/{i}/attributes"
             if conflict:
-                errors.append(import_error("duplicate_profile", "Conflicting identifiers.", conflict,
-                                           f"/data/attributes/profiles/data/{i}/attributes", attrs))
-                continue
-            pid, _ = index.upsert(attrs, now, pid, profile_keys, MAX_PROFILE_BYTES, resolved=True)
-            if pid is None:
+                errors.append(import_error("duplicate_profile", "Conflicting identifiers.", conflict, pointer, attrs))
+            else:
                 errors.append(import_error("invalid", "Invalid input.", "The profile exceeds the 100 KB per-profile "
-                                           "limit.", f"/data/attributes/profiles/data/{i}/attributes",
-                                           {k: attrs.get(k) for k in IDENTIFIERS}))
-                continue
-            imported.append(pid)
+                                           "limit.", pointer, {k: attrs.get(k) for k in IDENTIFIERS}))
         index.flush(now)
         for lid in lists:
             add_members(db, lid, imported, now)

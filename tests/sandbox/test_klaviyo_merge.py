@@ -76,3 +76,29 @@ def test_privacy_deletion_takes_the_profile_out_of_every_list_and_leaves_the_oth
     for list_id in (first, second):
         members = requests.get(f"{api(sandbox)}/lists/{list_id}/profiles", headers=H).json()["data"]
         assert [m["attributes"]["email"] for m in members] == ["stays@example.com"]
+
+
+def test_profiles_created_earlier_in_the_same_job_are_matched_merged_and_conflict_like_stored_ones(sandbox):
+    job = import_job(sandbox, [
+        {"email": "a@example.com", "first_name": "A"},                                     # 0: new
+        {"external_id": "b-1", "first_name": "B"},                                         # 1: new
+        {"email": "A@Example.com", "phone_number": "+15550001111", "last_name": "Ay"},    # 2: into 0, adds a phone
+        {"email": "a@example.com", "external_id": "b-1", "first_name": "Both"},            # 3: 0 and 1: a conflict
+        {"phone_number": "+15550001111", "properties": {"p": 1}},                          # 4: into 0 by that phone
+        {"external_id": "c-1"},                                                            # 5: new
+    ])
+    assert (job["attributes"]["completed_count"], job["attributes"]["failed_count"]) == (5, 1)
+    errors = requests.get(f"{api(sandbox)}/profile-bulk-import-jobs/{job['id']}/import-errors", headers=H).json()["data"]
+    assert [(e["attributes"]["code"], e["attributes"]["source"]["pointer"]) for e in errors] == [
+        ("duplicate_profile", "/data/attributes/profiles/data/3/attributes")]
+    a, b, c = (profile_by(sandbox, f, v) for f, v in (("email", "a@example.com"), ("external_id", "b-1"),
+                                                     ("external_id", "c-1")))
+    assert (len(a), len(b), len(c)) == (1, 1, 1)
+    assert requests.get(f"{sandbox.base_url}/_sandbox/summary").json()["klaviyo"]["profiles"] == 3
+    related = requests.get(f"{api(sandbox)}/profile-bulk-import-jobs/{job['id']}/relationships/profiles",
+                           headers=H).json()["data"]
+    assert [p["id"] for p in related] == [a[0]["id"], b[0]["id"], a[0]["id"], a[0]["id"], c[0]["id"]]
+    attrs = a[0]["attributes"]
+    assert (attrs["email"], attrs["first_name"], attrs["last_name"], attrs["phone_number"], attrs["properties"]) == (
+        "A@Example.com", "A", "Ay", "+15550001111", {"p": 1})
+    assert b[0]["attributes"]["first_name"] == "B" and "phone_number" not in b[0]["attributes"]
