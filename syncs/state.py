@@ -9,6 +9,8 @@ from __future__ import annotations
 import os
 import socket
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime, timezone
 
 import sqlalchemy as sa
@@ -128,15 +130,36 @@ def release_lock(conn: sa.Connection, sync_name: str) -> None:
 
 
 ACK_TABLE = "_lifeline_ack"
+ACK_COLUMNS = ("key", "row_hash", "destination_id", "sent_fields")
 _STAGE_CHUNK = 500  # rows per multi-row VALUES statement, for dialects without a bulk path
 
 
-def _stage(conn: sa.Connection, rows: list[dict]) -> None:
-    """Put acknowledged (key, row_hash, destination_id, sent_fields) rows in a temporary table, in bulk."""
+@contextmanager
+def staged(conn: sa.Connection, rows: list[dict]) -> Iterator[str]:
+    """The relation to read acknowledged (key, row_hash, destination_id, sent_fields) rows from, for
+    the statements run inside the block. DuckDB: the rows as an Arrow table registered as a view
+    (scanned in place: no copy into a temporary table, a fifth of mark_synced's CPU per page);
+    elsewhere a temporary table, emptied and filled in bulk."""
+    raw = conn.connection.driver_connection
+    if conn.dialect.name == "duckdb":
+        view = f"{ACK_TABLE}_rows"
+        raw.register(view, _arrow(ACK_COLUMNS, rows))
+        try:
+            yield view
+        finally:
+            raw.unregister(view)
+        return
     conn.execute(sa.text(f"create temporary table if not exists {ACK_TABLE} "
                          "(key varchar, row_hash varchar, destination_id varchar, sent_fields varchar)"))
     conn.execute(sa.text(f"delete from {ACK_TABLE}"))
-    stage_rows(conn, ACK_TABLE, ("key", "row_hash", "destination_id", "sent_fields"), rows)
+    stage_rows(conn, ACK_TABLE, ACK_COLUMNS, rows)
+    yield ACK_TABLE
+
+
+def _arrow(columns: tuple[str, ...], rows: list[dict]):
+    import pyarrow as pa
+
+    return pa.table({c: pa.array([row.get(c) for row in rows], pa.string()) for c in columns})
 
 
 def stage_rows(conn: sa.Connection, table: str, columns: tuple[str, ...], rows: list[dict]) -> None:
@@ -145,14 +168,11 @@ def stage_rows(conn: sa.Connection, table: str, columns: tuple[str, ...], rows: 
     per 500 rows cost two thirds of a file-destination sync), multi-row VALUES elsewhere."""
     if not rows:
         return
-    values = {c: [row.get(c) for row in rows] for c in columns}
     names = ", ".join(columns)
     raw = conn.connection.driver_connection
     if conn.dialect.name == "duckdb":
-        import pyarrow as pa
-
         view = f"{table}_rows"
-        raw.register(view, pa.table({c: pa.array(v, pa.string()) for c, v in values.items()}))
+        raw.register(view, _arrow(columns, rows))
         try:
             conn.execute(sa.text(f"insert into {table} ({names}) select {names} from {view}"))
         finally:
@@ -162,8 +182,8 @@ def stage_rows(conn: sa.Connection, table: str, columns: tuple[str, ...], rows: 
         from psycopg2.extras import execute_values
 
         with raw.cursor() as cursor:
-            execute_values(cursor, f"insert into {table} ({names}) values %s", list(zip(*values.values())),
-                           page_size=5_000)
+            execute_values(cursor, f"insert into {table} ({names}) values %s",
+                           [tuple(row.get(c) for c in columns) for row in rows], page_size=5_000)
         return
     for start in range(0, len(rows), _STAGE_CHUNK):
         chunk = rows[start:start + _STAGE_CHUNK]
@@ -177,18 +197,18 @@ def mark_synced(conn: sa.Connection, sync_name: str, rows: list[dict]) -> None:
     the row carried, syncs.sent_fields; kept as it was when not given) and clear their old rejections."""
     if not rows:
         return
-    _stage(conn, rows)
-    conn.execute(sa.text(
-        f"""insert into {STATE_SCHEMA}.sync_state (sync_name, key, row_hash, destination_id, status, attempts, last_error,
-                                                  synced_at, sent_fields)
-            select :sync_name, key, row_hash, destination_id, 'synced', 1, null, :synced_at, sent_fields from {ACK_TABLE}
-            on conflict (sync_name, key) do update set row_hash = excluded.row_hash,
-                sent_fields = coalesce(excluded.sent_fields, {STATE_SCHEMA}.sync_state.sent_fields),
-                destination_id = excluded.destination_id, status = 'synced', last_error = null,
-                attempts = {STATE_SCHEMA}.sync_state.attempts + 1, synced_at = excluded.synced_at"""),
-        {"sync_name": sync_name, "synced_at": now()})
-    conn.execute(sa.text(f"delete from {STATE_SCHEMA}.rejections where sync_name = :n "
-                         f"and key in (select key from {ACK_TABLE})"), {"n": sync_name})
+    with staged(conn, rows) as acked:
+        conn.execute(sa.text(
+            f"""insert into {STATE_SCHEMA}.sync_state (sync_name, key, row_hash, destination_id, status, attempts,
+                                                      last_error, synced_at, sent_fields)
+                select :sync_name, key, row_hash, destination_id, 'synced', 1, null, :synced_at, sent_fields from {acked}
+                on conflict (sync_name, key) do update set row_hash = excluded.row_hash,
+                    sent_fields = coalesce(excluded.sent_fields, {STATE_SCHEMA}.sync_state.sent_fields),
+                    destination_id = excluded.destination_id, status = 'synced', last_error = null,
+                    attempts = {STATE_SCHEMA}.sync_state.attempts + 1, synced_at = excluded.synced_at"""),
+            {"sync_name": sync_name, "synced_at": now()})
+        conn.execute(sa.text(f"delete from {STATE_SCHEMA}.rejections where sync_name = :n "
+                             f"and key in (select key from {acked})"), {"n": sync_name})
 
 
 def mark_departed(conn: sa.Connection, sync_name: str, keys: list[str]) -> None:
@@ -196,17 +216,17 @@ def mark_departed(conn: sa.Connection, sync_name: str, keys: list[str]) -> None:
     they carried (sent_fields) and their destination_id, as status 'departed': no longer members,
     and a return is sent as an add that clears what the row no longer carries (plan.build_diff)."""
     if keys:
-        _stage(conn, [{"key": k} for k in keys])
-        conn.execute(sa.text(f"update {STATE_SCHEMA}.sync_state set status = '{DEPARTED}' where sync_name = :n "
-                             f"and key in (select key from {ACK_TABLE})"), {"n": sync_name})
+        with staged(conn, [{"key": k} for k in keys]) as acked:
+            conn.execute(sa.text(f"update {STATE_SCHEMA}.sync_state set status = '{DEPARTED}' where sync_name = :n "
+                                 f"and key in (select key from {acked})"), {"n": sync_name})
 
 
 def mark_removed(conn: sa.Connection, sync_name: str, keys: list[str]) -> None:
     """The destination removed the rows: their state is deleted."""
     if keys:
-        _stage(conn, [{"key": k} for k in keys])
-        conn.execute(sa.text(f"delete from {STATE_SCHEMA}.sync_state where sync_name = :n "
-                             f"and key in (select key from {ACK_TABLE})"), {"n": sync_name})
+        with staged(conn, [{"key": k} for k in keys]) as acked:
+            conn.execute(sa.text(f"delete from {STATE_SCHEMA}.sync_state where sync_name = :n "
+                                 f"and key in (select key from {acked})"), {"n": sync_name})
 
 
 def record_rejections(conn: sa.Connection, sync_name: str, rejected: list[dict]) -> None:
