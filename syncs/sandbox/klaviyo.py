@@ -322,7 +322,8 @@ class ProfileIndex:
         self.rows: dict[str, dict] = {}
         # profiles a bulk import created and nothing touched again: their insert rows, without a row dict each
         self._fresh_rows: list[tuple | None] = []
-        self._pending: dict[str, tuple[int, dict, dict[str, str]]] = {}  # id -> (its _fresh_rows slot, attributes, keys)
+        self._fresh_slots: dict[str, int] = {}  # id -> its _fresh_rows slot, filled only when one is looked for
+        self._fresh_slotted = 0  # _fresh_rows indexed in _fresh_slots so far
         self._fresh_ids: list[str] = []
         self._batch = max(16, min(len(wanted), 10_000))  # ids made at once for new profiles
         keys = [identity_keys(a) for a in wanted] if keys is None else keys
@@ -364,15 +365,21 @@ class ProfileIndex:
         return found, None
 
     def _row(self, pid: str) -> dict | None:
-        """The profile's row, made for a pending new profile when something merges into it."""
+        """The profile's row; a profile `import_profiles` created becomes one when something merges into it."""
         row = self.rows.get(pid)
-        if row is None and pid in self._pending:
-            slot, merged, keys = self._pending.pop(pid)
-            text, created = self._fresh_rows[slot][4], self._fresh_rows[slot][7]
-            self._fresh_rows[slot] = None
-            row = self.rows[pid] = {"attributes": merged, "text": text, "dirty": True, "keys": keys,
-                                    "email_consent": None, "sms_consent": None, "created": created, "new": True,
-                                    "stored_keys": {}}
+        if row is None and self._fresh_rows:
+            slots, seen = self._fresh_slots, self._fresh_slotted
+            if pid not in slots and seen < len(self._fresh_rows):  # index the rows made since the last look
+                slots.update((r[0], n) for n, r in enumerate(self._fresh_rows[seen:], seen) if r is not None)
+                self._fresh_slotted = len(self._fresh_rows)
+            slot = slots.get(pid)
+            fresh = self._fresh_rows[slot] if slot is not None else None
+            if fresh is not None:
+                self._fresh_rows[slot] = None
+                row = self.rows[pid] = {
+                    "attributes": orjson.loads(fresh[4]), "text": fresh[4], "dirty": True, "new": True,
+                    "keys": {f: k for f, k in zip(IDENTIFIERS, fresh[1:4]) if k is not None},
+                    "email_consent": None, "sms_consent": None, "created": fresh[7], "stored_keys": {}}
         return row
 
     def _new_id(self) -> str:
@@ -388,7 +395,7 @@ class ProfileIndex:
         Returns (the imported ids, failures as (position, attributes, the conflict's detail or None: over max_bytes))."""
         imported: list[str] = []
         failures: list[tuple[int, dict, str | None]] = []
-        by, pending, fresh_rows = self.by, self._pending, self._fresh_rows
+        by, fresh_rows, ids = self.by, self._fresh_rows, self._fresh_ids
         by_email, by_phone, by_ext = by["email"], by["phone_number"], by["external_id"]
         for i, attrs, keys in accepted:
             email, phone, ext = keys.get("email"), keys.get("phone_number"), keys.get("external_id")
@@ -404,17 +411,23 @@ class ProfileIndex:
                         failures.append((i, attrs, None))
                     else:
                         imported.append(pid)
+                    ids = self._fresh_ids  # upsert may have made the next batch of ids
                     continue
             merged = fresh_attributes(attrs)
             encoded = orjson.dumps(merged)
             if len(encoded) > max_bytes:
                 failures.append((i, attrs, None))
                 continue
-            pid = self._new_id()
-            pending[pid] = (len(fresh_rows), merged, keys)
+            if not ids:
+                ids = self._fresh_ids = sorted(ulids(self._batch), reverse=True)
+            pid = ids.pop()
             fresh_rows.append((pid, email, phone, ext, encoded.decode(), None, None, now, now))
-            for field, key in keys.items():
-                by[field][key] = pid
+            if email is not None:
+                by_email[email] = pid
+            if phone is not None:
+                by_phone[phone] = pid
+            if ext is not None:
+                by_ext[ext] = pid
             imported.append(pid)
         return imported, failures
 
