@@ -42,7 +42,7 @@ RECORD_PROFILES = "(select * from intermediate.int_record_profiles where profile
 COMPARED = ["intermediate.int_identity_records", "intermediate.int_identifier_occurrences",
             "intermediate.int_identifiers", "intermediate.int_identity_edges",
             "intermediate.int_identity_components", "identity_map", "identity_exclusions", RECORD_PROFILES]
-RUN_STAMPS = {"changed_at", "staged_at", "exclusion_changed_at"}
+RUN_STAMPS = {"changed_at", "created_at", "staged_at", "exclusion_changed_at"}
 CHAIN = ("int_identity_records", "int_identifier_occurrences", "int_identifiers", "int_identity_edges")
 
 EVENT_HEADER = ["event_id", "event_type", "occurred_at", "anonymous_id", "user_id", "email"]
@@ -126,6 +126,14 @@ def test_new_events_customers_and_orders_update_the_chain_equal_to_a_full_refres
     # one and its old one's tombstone (removed by the post-hook), and the o2 order record.
     assert written_by_last_run(any_warehouse, "intermediate.int_identity_records") == 6
     assert rows(any_warehouse, "select count(*) from intermediate.int_identity_records__removed")[0][0] == 1
+    # Of those, created by this run (new combinations, the only ones int_identity_edges reads): all but
+    # ann's cookie record, into which e5 and e8 were merged (it keeps the first build's created_at).
+    created = rows(any_warehouse, "select anonymous_id, user_id, email, created_at = changed_at "
+                                  "from intermediate.int_identity_records where changed_at = "
+                                  "(select max(changed_at) from intermediate.int_identity_records) order by 1, 2, 3")
+    assert created == [("cookie-ann", None, None, False), ("cookie-dan", "u-ben", None, True),
+                       ("cookie-k", None, "k6@x.com", True), (None, "u-ben", "ben@x.com", True),
+                       (None, "u-cat", "cat.new@x.com", True), (None, "u-eve", "eve@x.com", True)], created
     assert "components, writing" in lines["identity_map"] and "resolving the records written" in lines["int_record_profiles"], lines
     assert profile(any_warehouse, "anonymous_id", "cookie-dan") == profile(any_warehouse, "user_id", "u-ben")
     ann = profile(any_warehouse, "anonymous_id", "cookie-ann")  # her cookie, seen first now, is her anchor

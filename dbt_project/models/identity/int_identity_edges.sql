@@ -4,9 +4,11 @@
     Each (src, dst) pair once, however many records produce it.
 
     Incremental (delete+insert on (src, dst); macros/identity_incremental.sql). The touched records
-    are those int_identity_records wrote or removed after this model's newest changed_at, plus the
-    records holding an identifier whose is_excluded flipped since (int_identifiers
-    .exclusion_changed_at); K is the set of their identifiers. Every edge a touched record produced
+    are those int_identity_records created or removed after this model's newest changed_at (not
+    every record it wrote: one rewritten because new rows of its combination arrived holds the
+    same identifiers, so it produces the same edges), plus the records holding an identifier
+    whose is_excluded flipped since (int_identifiers.exclusion_changed_at); K is the set of their
+    identifiers. Every edge a touched record produced
     before or produces now has both ends in K, and an edge with both ends in K can only come from a
     record holding an identifier of K. So a run recomputes the star edges of the records holding an
     identifier of K, keeps those with both ends in K, and writes them plus tombstones (changed_at
@@ -29,7 +31,7 @@ with
 touched_records as (
     select record_id, anonymous_id, user_id, email, phone
     from {{ ref('int_identity_records') }}
-    where changed_at > {{ since }}
+    where created_at > {{ since }}
     union all
     select record_id, anonymous_id, user_id, email, phone
     from {{ lifeline.identity_removed_relation() }}

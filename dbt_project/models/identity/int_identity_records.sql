@@ -14,7 +14,9 @@
     are new or changed are written. A record no source row supports any more is written as a
     tombstone (source_rows = 0); the post-hook moves it to the side table
     int_identity_records__removed, which the models downstream read to drop what it produced.
-    changed_at is the start of the run that wrote the row. -#}
+    changed_at is the start of the run that wrote the row; created_at the start of the run that
+    first wrote its combination (a record's identifiers never change, so the models that depend
+    only on which identifiers are seen together, int_identity_edges, read the new records only). -#}
 {{ config(
     materialized='incremental',
     unique_key='record_id',
@@ -22,7 +24,7 @@
     on_schema_change='fail',
     post_hook="{{ lifeline.identity_records_post_hook() }}"
 ) }}
-{%- do lifeline.identity_require_columns(['source_rows', 'staged_at', 'changed_at']) -%}
+{%- do lifeline.identity_require_columns(['source_rows', 'staged_at', 'changed_at', 'created_at']) -%}
 {%- set has_identifier = 'coalesce(anonymous_id, user_id, email, phone) is not null' -%}
 {%- set events_source = '(select * from ' ~ ref('stg_events') ~ ' where ' ~ has_identifier ~ ')' -%}
 {%- set incremental_run = namespace(on=false) -%}
@@ -115,10 +117,10 @@ keyed as (
 ),
 
 {% if incremental_run.on %}
-stored as (
-    select * from {{ this }}
-),
-
+{#- The stored records are read where they are used, not through a CTE: DuckDB materialised a CTE
+    of every stored record with all its columns (1M people: 4.9M rows, ~3.5 s of CPU), while
+    the two reads below take only the columns they need, and the second only the customer and
+    order records (a filter pushed into the scan). #}
 {#- New event rows merged into the stored record of their combination. #}
 merged_events as (
     select
@@ -131,9 +133,10 @@ merged_events as (
         case when stored.first_seen_at < keyed.first_seen_at then stored.first_seen_at else keyed.first_seen_at end as first_seen_at,
         case when stored.last_seen_at > keyed.last_seen_at then stored.last_seen_at else keyed.last_seen_at end as last_seen_at,
         keyed.source_rows + coalesce(stored.source_rows, 0) as source_rows,
-        keyed.staged_at
+        keyed.staged_at,
+        coalesce(stored.created_at, {{ lifeline.run_stamp() }}) as created_at
     from keyed
-    left join stored on stored.record_id = keyed.record_id
+    left join {{ this }} as stored on stored.record_id = keyed.record_id
     where keyed.source_table = 'events'
 ),
 
@@ -150,14 +153,16 @@ compared as (
         stored.phone as stored_phone,
         stored.first_seen_at as stored_first_seen_at,
         stored.last_seen_at as stored_last_seen_at,
-        stored.source_rows as stored_source_rows
+        stored.source_rows as stored_source_rows,
+        stored.created_at as stored_created_at
     from (select * from keyed where source_table <> 'events') as keyed
-    full outer join (select * from stored where source_table <> 'events') as stored
+    full outer join (select * from {{ this }} where source_table <> 'events') as stored
         on stored.record_id = keyed.record_id
 ),
 
 changed_others as (
-    select record_id, source_table, anonymous_id, user_id, email, phone, first_seen_at, last_seen_at, source_rows, staged_at
+    select record_id, source_table, anonymous_id, user_id, email, phone, first_seen_at, last_seen_at, source_rows, staged_at,
+           coalesce(stored_created_at, {{ lifeline.run_stamp() }}) as created_at
     from compared
     where record_id is not null
       and (stored_record_id is null
@@ -166,7 +171,7 @@ changed_others as (
            or not ({{ lifeline.same_value('stored_last_seen_at', 'last_seen_at') }}))
     union all
     select stored_record_id, stored_source_table, stored_anonymous_id, stored_user_id, stored_email, stored_phone,
-           stored_first_seen_at, stored_last_seen_at, 0, cast(null as {{ dbt.type_timestamp() }})
+           stored_first_seen_at, stored_last_seen_at, 0, cast(null as {{ dbt.type_timestamp() }}), stored_created_at
     from compared
     where record_id is null
 ),
@@ -178,7 +183,8 @@ written as (
 ),
 {% else %}
 written as (
-    select * from keyed
+    select keyed.*, {{ lifeline.run_stamp() }} as created_at
+    from keyed
 ),
 {% endif %}
 
