@@ -291,7 +291,7 @@ join anchors on anchors.component_key = assigned.component_key
     {{ log("int_record_profiles (incremental): " ~ reason.text ~ ": resolving every record", info=True) }}
     {{ return(none) }}
   {%- endif -%}
-  {{ log("int_record_profiles (incremental): resolving the records written or removed after "
+  {{ log("int_record_profiles (incremental): resolving the records created or removed after "
          ~ coverage.mark.strftime("%Y-%m-%d %H:%M:%S.%f") ~ " and those with one of "
          ~ run_query('select count(*) from ' ~ lifeline.identity_side_relation(identity_map, '__changes')).rows[0][0]
          ~ " identifiers whose profile_id changed in identity_map's last run", info=True) }}

@@ -193,7 +193,7 @@ def test_a_merge_then_as_of_moving_back_after_incremental_runs_equal_a_full_refr
     assert "stored rows after it are dropped" in lines["int_profile_message_events"], lines
     # m5 follows dan's email into ben's profile through identity_map's list of changes.
     assert "with identity_map's list of changes" in lines["int_profile_message_events"], lines
-    assert "resolving the records written or removed after" in lines["int_record_profiles"], lines
+    assert "resolving the records created or removed after" in lines["int_record_profiles"], lines
     assert profile_of(rows[EVENTS], "e2") == profile_of(rows[EVENTS], "e4")
     assert profile_of(rows[EVENTS], "e9") == profile_of(rows[EVENTS], "e4")
     assert message_profile(rows[MESSAGES], "m5") == message_profile(rows[MESSAGES], "m2")
@@ -220,7 +220,7 @@ def test_a_recipient_who_becomes_known_and_a_changed_customer_equal_a_full_refre
     load(built[0], later, replace=False)
     load(built[1], later, replace=False)
     lines, rows = step(built, write_batch(tmp_path / "eve", EVE), AS_OF)
-    assert "resolving the records written or removed after" in lines["int_record_profiles"], lines
+    assert "resolving the records created or removed after" in lines["int_record_profiles"], lines
     assert message_profile(rows[MESSAGES], "m10") == message_profile(rows[MESSAGES], "m11") == {
         profile_of(rows[EVENTS], "e8")}
     assert profile_of(rows[EVENTS], "e2") == profile_of(rows[EVENTS], "e4")

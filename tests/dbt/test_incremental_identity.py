@@ -134,7 +134,7 @@ def test_new_events_customers_and_orders_update_the_chain_equal_to_a_full_refres
     assert created == [("cookie-ann", None, None, False), ("cookie-dan", "u-ben", None, True),
                        ("cookie-k", None, "k6@x.com", True), (None, "u-ben", "ben@x.com", True),
                        (None, "u-cat", "cat.new@x.com", True), (None, "u-eve", "eve@x.com", True)], created
-    assert "components, writing" in lines["identity_map"] and "resolving the records written" in lines["int_record_profiles"], lines
+    assert "components, writing" in lines["identity_map"] and "resolving the records created" in lines["int_record_profiles"], lines
     assert profile(any_warehouse, "anonymous_id", "cookie-dan") == profile(any_warehouse, "user_id", "u-ben")
     ann = profile(any_warehouse, "anonymous_id", "cookie-ann")  # her cookie, seen first now, is her anchor
     assert ann != ann_before and profile(any_warehouse, "user_id", "u-ann") == profile(any_warehouse, "email", "ann@x.com") == ann

@@ -6,7 +6,7 @@
     profile changed, with changed_at = the run's start, and a tombstone (profile_id null) for a
     stored record that no longer has a profile. Readers take `profile_id is not null`;
     int_profile_events re-attributes the events of records with changed_at after the last it saw.
-    It resolves again only the records int_identity_records wrote or removed since its last run and
+    It resolves again only the records int_identity_records created or removed since its last run and
     those holding an identifier whose profile_id changed, appeared or vanished in identity_map's
     last run (identity_map__changes, macros/identity_map_incremental.sql, record_profiles_since);
     when that list does not cover everything since its last run (identity_map rebuilt in full or
@@ -26,14 +26,16 @@
 {%- set changed_at = "cast('" ~ run_started_at.strftime('%Y-%m-%d %H:%M:%S.%f') ~ "' as " ~ dbt.type_timestamp() ~ ")" %}
 with
 {% if mark is not none %}
-{#- The records to resolve again: written since the mark, or with an identifier whose profile_id
-    changed in identity_map (one semi-join per identifier column against the few changed ones). #}
+{#- The records to resolve again: created since the mark, or with an identifier whose profile_id
+    changed in identity_map (one semi-join per identifier column against the few changed ones).
+    A record rewritten only because new rows of its combination arrived has the same identifiers,
+    so it resolves to the same profile unless one of them changed in identity_map. #}
 changed_identifiers as (
     select * from {{ lifeline.identity_side_relation(identity_map, '__changes') }}
 ),
 
 touched as (
-    select record_id from {{ records }} where changed_at > {{ lifeline.stamp_literal(mark) }}
+    select record_id from {{ records }} where created_at > {{ lifeline.stamp_literal(mark) }}
     union
     select records.record_id from {{ records }} as records
     join changed_identifiers on changed_identifiers.identifier_type = 'user_id' and changed_identifiers.identifier_value = records.user_id
