@@ -42,6 +42,15 @@ def rows(warehouse: Warehouse, sql: str) -> list[tuple]:
     return found
 
 
+def execute(warehouse: Warehouse, *statements: str) -> None:
+    """Runs `statements` in one transaction."""
+    engine = warehouse.engine()
+    with engine.begin() as conn:
+        for statement in statements:
+            conn.execute(sa.text(statement))
+    engine.dispose()
+
+
 def assert_same_as_full_refresh(warehouse: Warehouse, relations: Collection[str], full_refresh: Callable[[], object],
                                 ignored: Collection[str] = ()) -> dict[str, list[tuple]]:
     """Snapshots `relations` as the incremental runs left them, runs `full_refresh()` (a

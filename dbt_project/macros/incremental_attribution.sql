@@ -16,18 +16,33 @@
         by the staged_at > M filter of the run. A stored row at or before X cannot have been
         deleted by the post-hook (every deletion removed only rows after an as_of that the
         surviving row with occurred_at X is not after), so it is kept.
-    Two aggregates over the staged model instead of an anti-join of every stored row. -#}
+    Two aggregates over the staged model instead of an anti-join of every stored row.
+
+    With `log_removed` (int_profile_events), the event_ids of the rows it drops go to the side
+    table `<model>__removed` (event_id, removed_at: the run's start) first, and a run that drops or
+    rebuilds every row (a full build, nothing stored, every staged row rewritten) writes a marker
+    (event_id null) instead; the post-hook (profile_events_post_hook) adds the rows that lost their
+    profile. Each run prunes the entries of earlier runs: the side table says what the last run of
+    the model removed, so that int_profile_last_product looks up only those among its stored last
+    events (or checks every one after a marker). -#}
 
 {#- Drops the stored rows of `this` whose row in `staged` (a relation with staged_at and
     occurred_at, as is `this`) may be gone, as described above, in a real run only (dbt
-    compile/show change nothing). Returns true when every stored row was dropped (the model then
+    compile/show change nothing; `log_removed`: see above). Returns true when every stored row was dropped (the model then
     attributes every staged row, like a full build), false otherwise. -#}
-{% macro drop_unstaged_rows(staged, label) -%}
-  {%- if not execute or not is_incremental() -%}{{ return(false) }}{%- endif -%}
+{% macro drop_unstaged_rows(staged, label, log_removed=false) -%}
+  {%- if not execute -%}{{ return(false) }}{%- endif -%}
+  {%- set writes = flags.WHICH in ('run', 'build') -%}
+  {%- set record = log_removed and writes -%}
+  {%- if not is_incremental() -%}
+    {%- if record -%}{%- do lifeline.run_statements(lifeline.record_removed_events(none)) -%}{%- endif -%}
+    {{ return(false) }}
+  {%- endif -%}
   {%- set marks = run_query('select max(staged_at) from ' ~ this).rows[0] -%}
   {%- set newest_stamp = lifeline.as_naive_datetime(marks[0]) -%}
   {%- if newest_stamp is none -%}
     {{ log(label ~ " (incremental): nothing stored, attributing every staged row", info=True) }}
+    {%- if record -%}{%- do lifeline.run_statements(lifeline.record_removed_events(none)) -%}{%- endif -%}
     {{ return(true) }}
   {%- endif -%}
   {%- set kept = run_query('select max(occurred_at) from ' ~ staged ~ ' where staged_at <= '
@@ -37,14 +52,65 @@
     {{ log(label ~ " (incremental): every row of " ~ staged.identifier ~ " was staged after "
            ~ newest_stamp.strftime("%Y-%m-%d %H:%M:%S.%f")
            ~ " (it was reprocessed or refreshed): attributing every row again", info=True) }}
-    {%- if flags.WHICH in ('run', 'build') -%}{%- do run_query('delete from ' ~ this) -%}{%- endif -%}
+    {%- if record -%}{%- do lifeline.run_statements(lifeline.record_removed_events(none)) -%}{%- endif -%}
+    {%- if writes -%}{%- do run_query('delete from ' ~ this) -%}{%- endif -%}
     {{ return(true) }}
   {%- endif -%}
   {{ log(label ~ " (incremental): rows of " ~ staged.identifier ~ " staged up to "
          ~ newest_stamp.strftime("%Y-%m-%d %H:%M:%S.%f") ~ " reach "
          ~ kept_until.strftime("%Y-%m-%d %H:%M:%S") ~ ": stored rows after it are dropped", info=True) }}
-  {%- if flags.WHICH in ('run', 'build') -%}
-    {%- do run_query('delete from ' ~ this ~ ' where occurred_at > ' ~ lifeline.stamp_literal(kept_until)) -%}
-  {%- endif -%}
+  {%- set dropped = 'occurred_at > ' ~ lifeline.stamp_literal(kept_until) -%}
+  {%- if record -%}{%- do lifeline.run_statements(lifeline.record_removed_events(dropped)) -%}{%- endif -%}
+  {%- if writes -%}{%- do run_query('delete from ' ~ this ~ ' where ' ~ dropped) -%}{%- endif -%}
   {{ return(false) }}
+{%- endmacro %}
+
+
+{#- The side table of the event_ids the current model (int_profile_events) removed in its last run. -#}
+{% macro removed_events_relation(model) -%}
+  {{ return(lifeline.identity_side_relation(model, '__removed')) }}
+{%- endmacro %}
+
+{#- Statements recording, in the side table of `this`, the event_ids of the stored rows matching
+    `condition` (SQL) as removed by this run, or, when `condition` is none, the marker "every row"
+    (event_id null); entries of earlier runs are pruned first. -#}
+{% macro record_removed_events(condition) -%}
+  {%- set removed = lifeline.removed_events_relation(this) -%}
+  {%- set entries = ('select event_id, ' ~ lifeline.run_stamp() ~ ' from ' ~ this ~ ' where ' ~ condition) if condition is not none
+                    else ('select cast(null as ' ~ dbt.type_string() ~ '), ' ~ lifeline.run_stamp()) -%}
+  {{ return([
+      'create table if not exists ' ~ removed ~ ' (event_id ' ~ dbt.type_string() ~ ', removed_at ' ~ dbt.type_timestamp() ~ ')',
+      'delete from ' ~ removed ~ ' where removed_at < ' ~ lifeline.run_stamp(),
+      'insert into ' ~ removed ~ ' (event_id, removed_at) ' ~ entries]) }}
+{%- endmacro %}
+
+{% macro run_statements(statements) -%}
+  {%- for statement in statements -%}{%- do run_query(statement) -%}{%- endfor -%}
+{%- endmacro %}
+
+{#- Post-hook of int_profile_events: the rows this run wrote without a profile are recorded as
+    removed, then deleted. -#}
+{% macro profile_events_post_hook() -%}
+  {%- if not execute -%}{{ return('') }}{%- endif -%}
+  {%- set lost = 'attributed_at = ' ~ lifeline.run_stamp() ~ ' and profile_id is null' -%}
+  {{ (lifeline.record_removed_events(lost) + ['delete from ' ~ this ~ ' where ' ~ lost]) | join(';\n') }}
+{%- endmacro %}
+
+{#- For int_profile_last_product: the side table of int_profile_events (`events`) when it tells
+    which events it removed in this run, else none (it is missing, or says every row was removed
+    or rebuilt), logged: the caller then checks every stored last event. -#}
+{% macro events_removed_this_run(events, label) -%}
+  {%- if not execute or not is_incremental() -%}{{ return(none) }}{%- endif -%}
+  {%- set removed = lifeline.removed_events_relation(events) -%}
+  {%- set reason = lifeline.missing_side_table([removed]) -%}
+  {%- if reason is none -%}
+    {%- set everything = run_query('select count(*) from ' ~ removed ~ ' where event_id is null and removed_at >= ' ~ lifeline.run_stamp()).rows[0][0] -%}
+    {%- if everything > 0 -%}{%- set reason = events.identifier ~ ' removed or rebuilt every row in this run' -%}{%- endif -%}
+  {%- endif -%}
+  {%- if reason is not none -%}
+    {{ log(label ~ " (incremental): " ~ reason ~ ": checking every stored last event", info=True) }}
+    {{ return(none) }}
+  {%- endif -%}
+  {{ log(label ~ " (incremental): checking the stored last events " ~ events.identifier ~ " wrote or removed in this run", info=True) }}
+  {{ return(removed) }}
 {%- endmacro %}

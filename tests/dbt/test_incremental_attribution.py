@@ -74,6 +74,10 @@ FIRST = {
         # A shared tablet: one email so far, and a page view with the cookie alone.
         ["k1", "identify", "2026-09-10T10:00:00Z", "cookie-kiosk", "", "kim@example.com"],
         ["k0", "page_view", "2026-09-10T10:05:00Z", "cookie-kiosk", "", ""],
+        # kim's product views: the last one with the tablet's cookie alone (it loses its profile
+        # with k0, so her last product falls back to kq, which keeps it).
+        ["kq", "product_view", "2026-09-10T10:02:00Z", "cookie-kiosk", "", "kim@example.com", "sku-kq"],
+        ["kp", "product_view", "2026-09-10T10:06:00Z", "cookie-kiosk", "", "", "sku-kp"],
     ]),
     "message_events": (MESSAGE_HEADER, [
         ["m1", "email", "sent", "2026-10-01T10:00:00Z", "ann@example.com", "welcome"],
@@ -89,6 +93,8 @@ LATER = {
         ["e7", "page_view", "2026-10-29T10:00:00Z", "cookie-cat", "", ""],
         # A late product view of cat's, older than her last one: her last product stays sku-new.
         ["p2", "product_view", "2026-10-10T10:00:00Z", "cookie-cat", "u-cat", "", "sku-old"],
+        # ann's only product view: dropped when as_of moves back before it.
+        ["p3", "product_view", "2026-10-29T11:00:00Z", "cookie-ann", "u-ann", "", "sku-ann"],
         # Five more people sign in on the tablet: its cookie links six emails and is excluded,
         # so the cookie-alone page view k0 loses its profile.
         *[[f"k{n}", "identify", f"2026-10-29T12:0{n}:00Z", "cookie-kiosk", "", f"kiosk{n}@example.com"]
@@ -107,7 +113,8 @@ EVE = {
 }
 # An earlier copy of e2 with an implausible timestamp ranks first: e2 has no usable row any more,
 # and stg_events' safety net re-reads every row.
-LOST = {"events": _events([["e2", "page_view", "1999-01-01T00:00:00Z", "cookie-dan", "", ""]])}
+LOST = {"events": _events([["e2", "page_view", "1999-01-01T00:00:00Z", "cookie-dan", "", ""],
+                          ["p1", "product_view", "1999-01-01T00:00:00Z", "cookie-cat", "u-cat", "", "sku-new"]])}
 
 _reference_counter = itertools.count()
 
@@ -152,6 +159,11 @@ def profile_of(rows: list[tuple], key: str) -> str:
     """profile_id (first column) of the row whose second column is `key`."""
     (profile,) = {row[0] for row in rows if row[1] == key}
     return profile
+
+
+def last_products(rows: dict) -> dict[str, str]:
+    """int_profile_last_product as {event_id: product_id}."""
+    return {row[3]: row[1] for row in rows[LAST_PRODUCT]}
 
 
 def message_profile(rows: list[tuple], message_id: str) -> set[str]:
@@ -199,7 +211,17 @@ def test_a_merge_then_as_of_moving_back_after_incremental_runs_equal_a_full_refr
     assert message_profile(rows[MESSAGES], "m5") == message_profile(rows[MESSAGES], "m2")
     assert not message_profile(rows[MESSAGES], "m11")
     assert "k0" not in {row[1] for row in rows[EVENTS]}
-    assert [row[1:3] for row in rows[LAST_PRODUCT]] == [("sku-new", "2026-10-20 10:00:00")], rows[LAST_PRODUCT]
+    assert last_products(rows) == {"p1": "sku-new", "p3": "sku-ann", "kq": "sku-kq"}, rows[LAST_PRODUCT]
+    assert "checking the stored last events int_profile_events wrote or removed" in lines["int_profile_last_product"], lines
+
+    # Without int_profile_events' side table, int_profile_last_product compares every stored last
+    # event (logged), with the same rows.
+    incremental, reference = built
+    table_snapshot.execute(incremental, "drop table intermediate.int_profile_events__removed")
+    output = run_dbt(incremental, "run", ["--select", "int_profile_last_product"], as_of=AS_OF).output
+    assert re.search(r'int_profile_events__removed"? is missing: checking every stored last event', output), output
+    assert table_snapshot.snapshot(incremental, [LAST_PRODUCT], RUN_STAMPS) == \
+        table_snapshot.snapshot(reference, [LAST_PRODUCT], RUN_STAMPS)
 
     # 2. as_of back: e4, e7, m9, m11 and the tablet's sign-ins vanish, dan is on his own again,
     # and k0 has a profile again (its cookie is no longer excluded).
@@ -207,7 +229,8 @@ def test_a_merge_then_as_of_moving_back_after_incremental_runs_equal_a_full_refr
     # identity_map was rebuilt in full: its list of changes is incomplete, every stored recipient
     # is resolved again (m5 moves back to dan through that fallback).
     assert "without identity_map's list of changes" in lines["int_profile_message_events"], lines
-    assert {row[1] for row in rows[EVENTS]} == {"e1", "e2", "e3", "e5", "e9", "k0", "k1", "p1", "p2"}
+    assert {row[1] for row in rows[EVENTS]} == {"e1", "e2", "e3", "e5", "e9", "k0", "k1", "kp", "kq", "p1", "p2"}
+    assert last_products(rows) == {"p1": "sku-new", "kp": "sku-kp"}, rows[LAST_PRODUCT]
     assert not message_profile(rows[MESSAGES], "m9")
     assert message_profile(rows[MESSAGES], "m5") != message_profile(rows[MESSAGES], "m2")
 
@@ -234,4 +257,6 @@ def test_attribution_after_stg_events_reprocesses_every_row_equals_a_full_refres
     lines, rows = step(built, write_batch(tmp_path / "lost", LOST), AS_OF)
     assert "attributing every row again" in lines["int_profile_events"], lines
     assert "attributing every row again" in lines["int_profile_message_events"], lines
-    assert "e2" not in {row[1] for row in rows[EVENTS]}
+    assert not {"e2", "p1"} & {row[1] for row in rows[EVENTS]}
+    assert "int_profile_events removed or rebuilt every row in this run" in lines["int_profile_last_product"], lines
+    assert last_products(rows) == {"kp": "sku-kp"}, rows[LAST_PRODUCT]

@@ -19,11 +19,10 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
-import sqlalchemy as sa
 
 import table_snapshot
 from raw_batches import write_batch
-from table_snapshot import rows
+from table_snapshot import execute, rows
 from orchestration.dbt_runner import run_dbt
 from orchestration.load import LOAD_STAMP_COLUMN, load
 from syncs.warehouse import Warehouse
@@ -82,14 +81,6 @@ def build(warehouse: Warehouse, *args: str, as_of: datetime = AS_OF) -> dict[str
     """One dbt build of the chain; the slice line each incremental model logged."""
     output = run_dbt(warehouse, "build", [*BUILD, *args], as_of=as_of).output
     return {m.group(1): m.group(2) for m in re.finditer(r"(\w+) \(incremental\): (.*)", output)}
-
-
-def execute(warehouse: Warehouse, *statements: str) -> None:
-    engine = warehouse.engine()
-    with engine.begin() as conn:
-        for statement in statements:
-            conn.execute(sa.text(statement))
-    engine.dispose()
 
 
 def assert_equals_full_refresh(warehouse: Warehouse, as_of: datetime = AS_OF) -> dict[str, list[tuple]]:

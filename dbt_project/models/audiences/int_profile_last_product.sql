@@ -6,7 +6,13 @@
       - with product events that int_profile_events wrote in this run (attributed_at = the run's
         start: new events, and the events of records that changed profile), or
       - whose stored last event is no longer theirs in int_profile_events (moved to another
-        profile by a merge or split, or deleted);
+        profile by a merge or split, or deleted). Such an event was written by int_profile_events
+        in this run (attributed_at) or removed by it (its side table int_profile_events__removed,
+        macros/incremental_attribution.sql), so only the stored rows whose event_id is among
+        those are looked up (their profiles are recomputed, also when the event was rewritten to
+        the same profile: the result is the same). When the side table is missing or says every
+        row was removed or rebuilt in this run, every stored last event is compared with
+        int_profile_events instead (logged);
     every other profile only lost or kept events older than its stored last one, which leaves
     its last product as it is. -#}
 {{ config(
@@ -24,17 +30,28 @@ with product_events as (
 ),
 
 {% if is_incremental() %}
+{%- set removed_events = lifeline.events_removed_this_run(ref('int_profile_events'), 'int_profile_last_product') %}
 touched as (
     select distinct profile_id
     from product_events
     where attributed_at >= cast('{{ run_started_at.strftime("%Y-%m-%d %H:%M:%S.%f") }}' as {{ dbt.type_timestamp() }})
     union
+    {%- if removed_events is none %}
     select stored.profile_id
     from {{ this }} as stored
     left join product_events as current_events
         on current_events.event_id = stored.event_id
         and current_events.profile_id = stored.profile_id
     where current_events.event_id is null
+    {%- else %}
+    select stored.profile_id
+    from {{ this }} as stored
+    where stored.event_id in (
+        select event_id from {{ ref('int_profile_events') }} where attributed_at >= {{ lifeline.run_stamp() }}
+        union all
+        select event_id from {{ removed_events }} where removed_at >= {{ lifeline.run_stamp() }}
+    )
+    {%- endif %}
 ),
 
 scoped as (

@@ -27,9 +27,9 @@
     unique_key='event_id',
     incremental_strategy=('merge' if target.type == 'bigquery' else 'delete+insert'),
     on_schema_change='fail',
-    post_hook="delete from {{ this }} where attributed_at = {{ lifeline.run_stamp() }} and profile_id is null"
+    post_hook="{{ lifeline.profile_events_post_hook() }}"
 ) }}
-{%- set reattribute_all = lifeline.drop_unstaged_rows(ref('stg_events'), 'int_profile_events') %}
+{%- set reattribute_all = lifeline.drop_unstaged_rows(ref('stg_events'), 'int_profile_events', log_removed=true) %}
 with record_profiles as (
     select * from {{ ref('int_record_profiles') }}
     where source_table = 'events'
