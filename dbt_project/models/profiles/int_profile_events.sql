@@ -21,7 +21,10 @@
       - the events stored without a record (resolved through the fallback) whose record exists now;
     and drops the stored rows whose stg_events row may be gone (macros/incremental_attribution.sql:
     the rows after the newest occurred_at of the stg_events rows it has seen, or every row when
-    stg_events was reprocessed or refreshed since; no comparison of every stored event_id). -#}
+    stg_events was reprocessed or refreshed since; no comparison of every stored event_id).
+    The event_ids of the rows a run drops or removes (both ways) go to the side table
+    int_profile_events__removed first (only the last run's are kept; a marker when every row is
+    dropped or rebuilt), so that int_profile_last_product looks up only those. -#}
 {{ config(
     materialized='incremental',
     unique_key='event_id',
