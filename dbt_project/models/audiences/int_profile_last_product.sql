@@ -22,19 +22,20 @@
     on_schema_change='fail',
     post_hook="delete from {{ this }} where product_id is null"
 ) }}
+{%- set is_product_event = "event_type in ('product_view', 'add_to_cart', 'checkout_started') and product_id is not null" %}
 with product_events as (
     select profile_id, product_id, occurred_at, event_id, attributed_at
     from {{ ref('int_profile_events') }}
-    where event_type in ('product_view', 'add_to_cart', 'checkout_started')
-      and product_id is not null
+    where {{ is_product_event }}
 ),
 
 {% if is_incremental() %}
 {%- set removed_events = lifeline.events_removed_this_run(ref('int_profile_events'), 'int_profile_last_product') %}
 touched as (
     select distinct profile_id
-    from product_events
-    where attributed_at >= cast('{{ run_started_at.strftime("%Y-%m-%d %H:%M:%S.%f") }}' as {{ dbt.type_timestamp() }})
+    from {{ ref('int_profile_events') }}
+    where {{ is_product_event }}
+      and attributed_at >= {{ lifeline.run_stamp() }}
     union
     {%- if removed_events is none %}
     select stored.profile_id
@@ -54,10 +55,14 @@ touched as (
     {%- endif %}
 ),
 
+{#- Read from int_profile_events here and in touched, not from the CTE product_events: a CTE read
+    more than once is materialised by DuckDB (every product event); 100k people: the model's
+    query 0.27 -> 0.25 s of CPU. #}
 scoped as (
-    select product_events.*
-    from product_events
-    join touched on touched.profile_id = product_events.profile_id
+    select profile_id, product_id, occurred_at, event_id, attributed_at
+    from {{ ref('int_profile_events') }}
+    where {{ is_product_event }}
+      and profile_id in (select profile_id from touched)
 ),
 {% else %}
 scoped as (
