@@ -149,6 +149,7 @@ def test_new_events_customers_and_orders_update_the_chain_equal_to_a_full_refres
     before = table_snapshot.snapshot(any_warehouse, COMPARED[:4])
     lines = build(any_warehouse)
     assert "0 stg_events rows staged after" in lines["int_identity_records"], lines
+    assert "no record created or removed and no exclusion changed" in lines["int_identity_edges"], lines
     assert table_snapshot.snapshot(any_warehouse, COMPARED[:4]) == before
 
     # identity_map alone: int_record_profiles misses that run's list of changes, so it falls back below.

@@ -25,6 +25,24 @@
 {%- do lifeline.identity_require_columns(['changed_at']) -%}
 {%- set mark = lifeline.identity_chain_mark('int_identity_edges', ['int_identifier_occurrences', 'int_identifiers']) -%}
 {%- set all_occurrences = ref('int_identifier_occurrences') %}
+{#- Nothing created, removed or flipped since the mark (new events of known combinations only):
+    no edge can change, so the run writes nothing instead of reading every occurrence to find no
+    record (1M people: ~1.6 s alone). #}
+{%- set unchanged = namespace(on=false) %}
+{%- if mark is not none and execute %}
+  {%- set since = lifeline.stamp_literal(mark) %}
+  {%- set counts = run_query('select (select count(*) from ' ~ ref('int_identity_records') ~ ' where created_at > ' ~ since ~ '),
+      (select count(*) from ' ~ lifeline.identity_removed_relation() ~ ' where removed_at > ' ~ since ~ '),
+      (select count(*) from ' ~ ref('int_identifiers') ~ ' where exclusion_changed_at > ' ~ since ~ ')').rows[0] %}
+  {%- if (counts[0] | int) + (counts[1] | int) + (counts[2] | int) == 0 %}
+    {{ log("int_identity_edges (incremental): no record created or removed and no exclusion changed since "
+           ~ mark.strftime("%Y-%m-%d %H:%M:%S.%f") ~ ": no edge changes", info=True) }}
+    {%- set unchanged.on = true %}
+  {%- endif %}
+{%- endif %}
+{%- if unchanged.on %}
+select src, dst, changed_at from {{ this }} where 1 = 0
+{%- else %}
 with
 {% if mark is not none %}
 {%- set since = lifeline.stamp_literal(mark) %}
@@ -140,3 +158,4 @@ final as (
 {% endif %}
 
 select * from final
+{%- endif %}
