@@ -77,7 +77,8 @@ def ensure_manifest(warehouse: Warehouse) -> Path:
     if not manifest.exists() or manifest.stat().st_mtime < newest:
         scratch = project / "target" / f"parse-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         try:
-            run_dbt(warehouse, "parse", ["--target-path", str(scratch)])
+            # --write-json: the manifest is this parse's product, whatever DBT_WRITE_JSON says.
+            run_dbt(warehouse, "parse", ["--target-path", str(scratch), "--write-json"])
             manifest.parent.mkdir(parents=True, exist_ok=True)
             os.replace(scratch / "manifest.json", manifest)
             # dagster-dbt starts each invocation from target/partial_parse.msgpack: with this parse

@@ -113,7 +113,7 @@ def stg_event_ids(warehouse: Warehouse) -> dict[str, str]:
         return {i: str(at) for i, at in con.execute("select event_id, occurred_at from staging.stg_events").fetchall()}
 
 
-def test_a_three_day_backfill_is_one_run_one_dbt_call_and_equals_a_full_refresh(project, tmp_path):
+def test_a_three_day_backfill_is_one_run_one_dbt_call_and_equals_a_full_refresh(project, tmp_path, dbt_artifacts):
     defs, warehouse = project
     later = write_batch(tmp_path / "later", [
         event("e4", "2026-10-03T12:00:00Z", "u3", "add_to_cart"),
@@ -149,7 +149,7 @@ def test_a_three_day_backfill_is_one_run_one_dbt_call_and_equals_a_full_refresh(
     assert incremental["stg_events"][0] == 7 and incremental["stg_message_events"][0] == 3
 
 
-def test_one_partition_processes_its_day_and_leaves_later_rows_for_their_own(project, tmp_path):
+def test_one_partition_processes_its_day_and_leaves_later_rows_for_their_own(project, tmp_path, dbt_artifacts):
     defs, warehouse = project
     load(warehouse, write_batch(tmp_path / "later", [event("e4", "2026-10-03T12:00:00Z"),
                                                      event("e9", "2026-10-06T12:00:00Z")]), replace=False)

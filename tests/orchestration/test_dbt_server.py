@@ -44,7 +44,7 @@ def body(output: str) -> list[str]:
     return [line[10:] if line[:2].isdigit() and line[2:3] == ":" else line for line in output.splitlines()]
 
 
-def test_a_command_through_the_server_is_the_same_command(server, tmp_path):
+def test_a_command_through_the_server_is_the_same_command(server, tmp_path, dbt_artifacts):
     warehouse = Warehouse(kind="duckdb", duckdb_path=tmp_path / "w.duckdb")
     direct = dbt_command(DIRECT_DBT, SHOW_AS_OF, warehouse, tmp_path / "t1", "2026-03-04 05:06:07")
     warm = dbt_command(str(server.executable), SHOW_AS_OF, warehouse, tmp_path / "t2", "2026-03-04 05:06:07")
