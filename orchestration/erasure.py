@@ -355,6 +355,7 @@ def _erase(conn: sa.Connection, subject: Subject, person: Person, syncs: list[Sy
         outcomes = forget_everywhere(syncs, rows, env)
         raw = {t: _apply(conn, f"{RAW_SCHEMA}.{t}", w, True) for t, w in raw_where.items()}
         other = {f"{s}.{t}": _apply(conn, f'"{s}"."{t}"', w, True) for (s, t), w in derived_predicates(conn).items()}
+        _forget_history_run(conn)
         status = "done" if all(o.status == "deleted" for o in outcomes) else "partial"
         _finish(conn, request_id, status, sum(raw.values()) + sum(other.values()), outcomes)
         conn.commit()
@@ -364,6 +365,15 @@ def _erase(conn: sa.Connection, subject: Subject, person: Person, syncs: list[Sy
             release_lock(conn, name)
     return ErasureReport(request_id, status, subject.hash, len(person.profile_ids), count, raw,
                          {k: v for k, v in other.items() if v}, outcomes, _status_message(status))
+
+
+def _forget_history_run(conn: sa.Connection) -> None:
+    """int_profile_id_history's incremental run trusts that every identity_map row has its profile_id
+    there and compares only identity_map's list of changes; the erasure also deletes the rows of
+    other identifiers whose previous_profile_id was the person's, so its last run is forgotten and
+    its next run compares every identity_map row (dbt_project/models/identity/README.md, section 5)."""
+    if _exists(conn, "intermediate", "int_profile_id_history__last_run"):
+        conn.execute(sa.text("delete from intermediate.int_profile_id_history__last_run"))
 
 
 def _finish(conn: sa.Connection, request_id: str, status: str, deleted: int,

@@ -1,7 +1,9 @@
 """The incremental identity chain (int_identity_records -> int_identifier_occurrences ->
 int_identifiers -> int_identity_edges -> int_identity_components -> identity_map ->
 int_record_profiles) equals a --full-refresh build row for row after each run of a hand-written
-history, on DuckDB and PostgreSQL:
+history, on DuckDB and PostgreSQL; after each run int_profile_id_history equals what comparing every
+identity_map row with its previous rows gives (`expected_history`), whether it read identity_map's
+list of changes or fell back to that comparison:
 
 1. new events with an existing combination (ann's cookie again, later, and once before anything else
    of ann's: her anchor, so every identifier's profile_id, moves) and a new one (dan's cookie with
@@ -13,7 +15,8 @@ history, on DuckDB and PostgreSQL:
    dan's untouched records through identity_map's list of changed identifiers;
 2. a run with nothing new writes nothing; after a run of the records alone, a run of the edges
    alone fails (its parents have not caught up) and the next run of the chain catches up;
-   identity_map run alone in between: int_record_profiles falls back (it missed a list of changes);
+   the chain up to identity_map run alone in between (ben's new cookie): int_record_profiles and
+   int_profile_id_history fall back (they missed a list of changes);
 3. a late duplicate event_id with different identifiers wins: int_identity_records falls back
    to a full rebuild, and so do the models after it;
 4. as_of moves back before the new events: stg_events deletes them, the records fall back again.
@@ -36,7 +39,8 @@ from syncs.warehouse import Warehouse
 
 AS_OF = datetime(2026, 11, 1)
 BUILD = ["--select", "+int_identity_components", "identity_map", "identity_exclusions", "int_record_profiles",
-         "--exclude-resource-type", "test"]
+         "int_profile_id_history", "--exclude-resource-type", "test"]
+HISTORY = "intermediate.int_profile_id_history"
 # Stored records that lost their profile stay as tombstones (profile_id null) by design.
 RECORD_PROFILES = "(select * from intermediate.int_record_profiles where profile_id is not null) as record_profiles"
 COMPARED = ["intermediate.int_identity_records", "intermediate.int_identifier_occurrences",
@@ -79,13 +83,48 @@ SECOND = {
 }
 # An earlier copy of e3 with another email: it wins, so the stored e3 is rewritten.
 EVE_AGAIN = {"events": (EVENT_HEADER, [["e7", "identify", "2026-10-29T09:00:00Z", "cookie-eve", "u-eve", ""]])}
+BEN_COOKIE = {"events": (EVENT_HEADER, [["e9", "page_view", "2026-10-29T08:00:00Z", "cookie-ben", "u-ben", ""]])}
 LATE_DUPLICATE = {"events": (EVENT_HEADER, [["e3", "identify", "2026-10-09T09:00:00Z", "cookie-dan", "", "dan.old@x.com"]])}
 
 
 def build(warehouse: Warehouse, *args: str, as_of: datetime = AS_OF) -> dict[str, str]:
-    """One dbt build of the identity chain; the line each incremental identity model logged."""
+    """One dbt build of the identity chain; the line each incremental identity model logged. Asserts
+    that int_profile_id_history is then what the full comparison gives."""
+    history_before = history(warehouse)
     result = run_dbt(warehouse, "build", [*BUILD, *args], as_of=as_of)
+    after = history(warehouse)
+    assert after == expected_history(history_before, rows(warehouse, "select identifier_type, identifier_value, "
+                                                                     "profile_id from identity_map"), after)
     return {m.group(1): m.group(2) for m in re.finditer(r"(int_\w+|identity_map) \(incremental\): (.*)", result.output)}
+
+
+def history(warehouse: Warehouse) -> dict[tuple[str, str], tuple]:
+    """int_profile_id_history by identifier: (profile_id, previous_profile_id, merged_away, run_id)."""
+    if HISTORY.split(".")[1] not in sa.inspect(engine := warehouse.engine()).get_table_names(schema="intermediate"):
+        engine.dispose()
+        return {}
+    engine.dispose()
+    found = rows(warehouse, f"select identifier_type, identifier_value, profile_id, previous_profile_id, merged_away, run_id "
+                            f"from {HISTORY}")
+    return {(t, v): (p, previous, bool(merged), run) for t, v, p, previous, merged, run in found}
+
+
+def expected_history(before: dict[tuple[str, str], tuple], identity_map: list[tuple],
+                     after: dict[tuple[str, str], tuple]) -> dict[tuple[str, str], tuple]:
+    """The full comparison: every identity_map row whose profile_id differs from the stored one (or
+    that has none) is upserted with the previous id, merged_away when no identity_map row has that
+    id any more, and the run's run_id (read from `after`: the one id not among the stored rows)."""
+    new_runs = {row[3] for row in after.values()} - {row[3] for row in before.values()}
+    assert len(new_runs) <= 1, new_runs
+    surviving = {profile_id for _, _, profile_id in identity_map}
+    expected = dict(before)
+    for identifier_type, value, profile_id in identity_map:
+        stored = before.get((identifier_type, value))
+        if stored is None or stored[0] != profile_id:
+            previous = stored[0] if stored else None
+            expected[(identifier_type, value)] = (profile_id, previous, previous is not None and previous not in surviving,
+                                                  next(iter(new_runs), None))
+    return expected
 
 
 def written_by_last_run(warehouse: Warehouse, relation: str) -> int:
@@ -107,7 +146,8 @@ def profile(warehouse: Warehouse, identifier_type: str, value: str) -> str | Non
 def batches(tmp_path_factory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("incremental_identity")
     return {name: write_batch(root / name, batch)
-            for name, batch in (("first", FIRST), ("second", SECOND), ("eve", EVE_AGAIN), ("late", LATE_DUPLICATE))}
+            for name, batch in (("first", FIRST), ("second", SECOND), ("eve", EVE_AGAIN), ("ben", BEN_COOKIE),
+                                ("late", LATE_DUPLICATE))}
 
 
 def test_new_events_customers_and_orders_update_the_chain_equal_to_a_full_refresh(any_warehouse, batches):
@@ -116,7 +156,7 @@ def test_new_events_customers_and_orders_update_the_chain_equal_to_a_full_refres
     assert len({profile(any_warehouse, "email", f"k{i}@x.com") for i in range(1, 6)}) == 1  # the kiosk links them
 
     # 1. New events, customers and orders: every model takes its incremental path.
-    ann_before = profile(any_warehouse, "user_id", "u-ann")
+    ann_before, dan_before = profile(any_warehouse, "user_id", "u-ann"), profile(any_warehouse, "email", "dan@x.com")
     load(any_warehouse, batches["second"], replace=False)
     lines = build(any_warehouse)
     assert set(lines) >= set(CHAIN), lines
@@ -135,9 +175,13 @@ def test_new_events_customers_and_orders_update_the_chain_equal_to_a_full_refres
                        ("cookie-k", None, "k6@x.com", True), (None, "u-ben", "ben@x.com", True),
                        (None, "u-cat", "cat.new@x.com", True), (None, "u-eve", "eve@x.com", True)], created
     assert "components, writing" in lines["identity_map"] and "resolving the records created" in lines["int_record_profiles"], lines
+    assert "with identity_map's list of changes since" in lines["int_profile_id_history"], lines
     assert profile(any_warehouse, "anonymous_id", "cookie-dan") == profile(any_warehouse, "user_id", "u-ben")
     ann = profile(any_warehouse, "anonymous_id", "cookie-ann")  # her cookie, seen first now, is her anchor
     assert ann != ann_before and profile(any_warehouse, "user_id", "u-ann") == profile(any_warehouse, "email", "ann@x.com") == ann
+    # Recorded as merges: ann's old id (her anchor moved) and dan's (into ben).
+    merges = rows(any_warehouse, f"select distinct previous_profile_id, profile_id from {HISTORY} where merged_away")
+    assert sorted(merges) == sorted([(ann_before, ann), (dan_before, profile(any_warehouse, "user_id", "u-ben"))]), merges
     dans = rows(any_warehouse, "select distinct profile_id from intermediate.int_record_profiles where email_key = 'dan@x.com'")
     assert dans == [(profile(any_warehouse, "user_id", "u-ben"),)]  # e3's record, not rewritten, re-resolved
     assert profile(any_warehouse, "email", "cat@x.com") is None
@@ -152,8 +196,10 @@ def test_new_events_customers_and_orders_update_the_chain_equal_to_a_full_refres
     assert "no record created or removed and no exclusion changed" in lines["int_identity_edges"], lines
     assert table_snapshot.snapshot(any_warehouse, COMPARED[:4]) == before
 
-    # identity_map alone: int_record_profiles misses that run's list of changes, so it falls back below.
-    run_dbt(any_warehouse, "build", ["--select", "identity_map", "--exclude-resource-type", "test"], as_of=AS_OF)
+    # The chain up to identity_map alone, with ben's new cookie: int_record_profiles and
+    # int_profile_id_history miss that run's list of changes, so they fall back below.
+    load(any_warehouse, batches["ben"], replace=False)
+    run_dbt(any_warehouse, "build", ["--select", "+identity_map", "--exclude-resource-type", "test"], as_of=AS_OF)
     # The records alone, then the edges alone: refused, as the occurrences and identifiers lag behind.
     load(any_warehouse, batches["eve"], replace=False)
     run_dbt(any_warehouse, "build", ["--select", "+int_identity_records", "--exclude-resource-type", "test"], as_of=AS_OF)
@@ -163,6 +209,8 @@ def test_new_events_customers_and_orders_update_the_chain_equal_to_a_full_refres
     lines = build(any_warehouse)
     assert not any("rebuilding" in line for line in lines.values()), lines
     assert "identity_map ran more than once" in lines["int_record_profiles"], lines
+    assert "identity_map ran more than once" in lines["int_profile_id_history"], lines
+    assert history(any_warehouse)[("anonymous_id", "cookie-ben")][0] == profile(any_warehouse, "user_id", "u-ben")
     assert profile(any_warehouse, "anonymous_id", "cookie-eve") == profile(any_warehouse, "user_id", "u-eve")
     assert_equals_full_refresh(any_warehouse)
 
@@ -189,6 +237,7 @@ def test_a_rewritten_or_deleted_staged_event_rebuilds_the_chain_equal_to_a_full_
     assert "rebuilt in full since the last run" in lines["int_identity_edges"], lines
     assert "rebuilt in full since the last run" in lines["identity_map"], lines
     assert "resolving every record" in lines["int_record_profiles"], lines
+    assert "did not record its changes" in lines["int_profile_id_history"], lines
     full = assert_equals_full_refresh(any_warehouse)
     assert not any("dan@x.com" in row for row in full["intermediate.int_identity_records"])
 
