@@ -179,33 +179,53 @@ def test_raw_replaced_with_fewer_rows_equals_full_refresh(duck_warehouse, batche
 
 @pytest.fixture(scope="module")
 def staged(tmp_path_factory, batches) -> Warehouse:
-    """The first batch built up to stg_events, for the two tests below (in this order: each dbt
-    invocation with other vars parses the project again)."""
+    """The first batch built up to stg_events, stg_orders and stg_order_items, for the two tests
+    below (in this order: each dbt invocation with other vars parses the project again)."""
     warehouse = Warehouse(kind="duckdb", duckdb_path=tmp_path_factory.mktemp("staged") / "warehouse.duckdb")
     load(warehouse, batches["first"], replace=True)
-    run_dbt(warehouse, "build", [*NO_TESTS, "--select", "+stg_events", "--full-refresh"], as_of=AS_OF)
+    run_dbt(warehouse, "build", [*NO_TESTS, "--select", "+stg_events", "+stg_orders", "+stg_order_items", "--full-refresh"],
+            as_of=AS_OF)
     return warehouse
 
 
-def test_data_tests_of_an_incremental_run_read_the_window(staged):
-    """On an incremental run the event tables' data tests read the rows of the look-back window
-    only; a full refresh (the nightly check) or var data_tests_full_scan reads every row."""
-    def add_copy_of(which: str) -> None:  # a second row with the event_id of the oldest/newest event
-        engine = staged.engine()
-        with engine.begin() as conn:
-            conn.execute(sa.text(f"insert into staging.stg_events select * from staging.stg_events where occurred_at = "
-                                 f"(select {which}(occurred_at) from staging.stg_events) limit 1"))
-        engine.dispose()
+def failed_tests(result: DbtResult) -> dict[str, int]:
+    """The failing data tests of a dbt invocation and the number of rows each returned."""
+    return {m.group(1): int(m.group(2)) for m in re.finditer(r"Failure in test (\w+)[^\n]*\n[^\n]*Got (\d+) result",
+                                                            result.output)}
 
-    unique = ["--select", "stg_events,test_name:unique"]
-    add_copy_of("min")  # far older than the window: not read by the incremental run's test
-    assert run_dbt(staged, "test", unique, as_of=AS_OF, check=False).returncode == 0
-    add_copy_of("max")  # inside the window: caught
-    windowed = run_dbt(staged, "test", unique, as_of=AS_OF, check=False)
-    assert windowed.returncode != 0 and "Got 1 result" in windowed.output, windowed.output[-2000:]
-    # The full scan (one dbt invocation with another var, so that dbt parses only once more).
-    full_scan = run_dbt(staged, "test", unique, as_of=AS_OF, extra_vars={"data_tests_full_scan": True}, check=False)
-    assert full_scan.returncode != 0 and "Got 2 results" in full_scan.output, full_scan.output[-2000:]
+
+def test_data_tests_of_an_incremental_build_read_the_rows_it_wrote(staged):
+    """On an incremental `dbt build` the key tests of stg_events and stg_orders read only the rows
+    the build wrote (staged_at at or after its start); a full refresh (the nightly check), var
+    data_tests_full_scan or a `dbt test` on its own read every row. stg_order_items has no stamp:
+    its test on (order_id, product_id) reads every row."""
+    def add_copy(table: str, order_by: str, staged_at: str | None = None) -> None:
+        stamp = f" replace (timestamp '{staged_at}' as staged_at)" if staged_at else ""
+        table_snapshot.execute(staged, f"insert into staging.{table} select *{stamp} from staging.{table} order by {order_by} limit 1")
+
+    tests = ["--select", "stg_events,test_name:unique", "stg_orders,test_name:unique",
+             "stg_order_items,test_name:unique_columns"]
+    stg_events, stg_orders, order_items = "unique_stg_events_event_id", "unique_stg_orders_order_id", "unique_columns_stg_order_items"
+    # Copies of the oldest event, order and order item as an earlier run wrote them: the build's
+    # scoped tests do not read them; the test without a stamp does.
+    add_copy("stg_events", "occurred_at")
+    add_copy("stg_orders", "ordered_at")
+    add_copy("stg_order_items", "order_id, product_id")
+    failed = failed_tests(run_dbt(staged, "build", tests, as_of=AS_OF, check=False))
+    assert len(failed) == 1 and next(iter(failed)).startswith(order_items), failed
+    # Two copies of the newest event and order as this build wrote them (stamped at or after its
+    # start; delete+insert replaced the stored row, so a duplicate of the run is among its rows): caught.
+    for table, newest in (("stg_events", "occurred_at desc"), ("stg_orders", "ordered_at desc")):
+        add_copy(table, newest, staged_at="2100-01-01")
+        add_copy(table, newest, staged_at="2100-01-01")
+    failed = failed_tests(run_dbt(staged, "build", tests, as_of=AS_OF, check=False))
+    assert (failed.get(stg_events), failed.get(stg_orders)) == (1, 1), failed
+    # The full scan, and a `dbt test` on its own (it wrote nothing): both copies of each.
+    for command, extra_vars in (("build", {"data_tests_full_scan": True}), ("test", None)):
+        failed = failed_tests(run_dbt(staged, command, tests, as_of=AS_OF, extra_vars=extra_vars, check=False))
+        assert (failed.get(stg_events), failed.get(stg_orders)) == (2, 2), (command, failed)
+    table_snapshot.execute(staged, *(f"delete from staging.{table} where staged_at >= timestamp '2100-01-01'"
+                                     for table in ("stg_events", "stg_orders")))
 
 
 def test_a_partition_var_that_is_not_a_timestamp_fails_clearly(staged):
