@@ -22,6 +22,7 @@ import pytest
 import sqlalchemy as sa
 
 import table_snapshot
+from dbt_results import failed_tests
 from orchestration.contract import CONTRACT_MARTS
 from orchestration.dbt_runner import DbtResult, run_dbt
 from orchestration.load import LOAD_STAMP_COLUMN, load
@@ -186,12 +187,6 @@ def staged(tmp_path_factory, batches) -> Warehouse:
     run_dbt(warehouse, "build", [*NO_TESTS, "--select", "+stg_events", "+stg_orders", "+stg_order_items", "--full-refresh"],
             as_of=AS_OF)
     return warehouse
-
-
-def failed_tests(result: DbtResult) -> dict[str, int]:
-    """The failing data tests of a dbt invocation and the number of rows each returned."""
-    return {m.group(1): int(m.group(2)) for m in re.finditer(r"Failure in test (\w+)[^\n]*\n[^\n]*Got (\d+) result",
-                                                            result.output)}
 
 
 def test_data_tests_of_an_incremental_build_read_the_rows_it_wrote(staged):

@@ -31,6 +31,7 @@ import pytest
 import sqlalchemy as sa
 
 import table_snapshot
+from dbt_results import failed_tests
 from raw_batches import write_batch
 from table_snapshot import rows
 from orchestration.dbt_runner import run_dbt
@@ -214,15 +215,24 @@ def test_new_events_customers_and_orders_update_the_chain_equal_to_a_full_refres
     assert profile(any_warehouse, "anonymous_id", "cookie-eve") == profile(any_warehouse, "user_id", "u-eve")
     assert_equals_full_refresh(any_warehouse)
 
-    # The key tests of a `dbt build` read only the rows it wrote (changed_at >= its start); a `dbt
-    # test` on its own wrote nothing, so it reads every row and finds a duplicate of an older row.
-    engine = any_warehouse.engine()
-    with engine.begin() as conn:
-        conn.execute(sa.text("insert into intermediate.int_record_profiles select * from intermediate.int_record_profiles "
-                             "where record_id = (select min(record_id) from intermediate.int_record_profiles)"))
-    engine.dispose()
-    tested = run_dbt(any_warehouse, "test", ["--select", "int_record_profiles,test_name:unique"], as_of=AS_OF, check=False)
-    assert tested.returncode != 0 and "Got 1 result" in tested.output, tested.output[-2000:]
+    # The key tests of a `dbt build` read only the rows it wrote (changed_at >= its start): a duplicate
+    # of an older row is not read, two rows stamped as written by the build are caught; a `dbt test`
+    # on its own wrote nothing, so it reads every row and finds both.
+    components = "intermediate.int_identity_components"
+    stamped_copy = (f"insert into {components} (identifier_key, component_key, degree, checksum, changed_at) "
+                    f"select identifier_key, component_key, degree, checksum, cast('2100-01-01' as timestamp) "
+                    f"from {components} where identifier_key = (select max(identifier_key) from {components})")
+    table_snapshot.execute(
+        any_warehouse,
+        "insert into intermediate.int_record_profiles select * from intermediate.int_record_profiles "
+        "where record_id = (select min(record_id) from intermediate.int_record_profiles)",
+        f"insert into {components} select * from {components} where identifier_key = (select min(identifier_key) from {components})",
+        stamped_copy, stamped_copy)
+    key_tests = ["--select", "int_record_profiles,test_name:unique", "int_identity_components,test_name:unique"]
+    built = failed_tests(run_dbt(any_warehouse, "build", key_tests, as_of=AS_OF, check=False))
+    assert built == {"unique_int_identity_components_identifier_key": 1}, built
+    tested = failed_tests(run_dbt(any_warehouse, "test", key_tests, as_of=AS_OF, check=False))
+    assert tested == {"unique_int_identity_components_identifier_key": 2, "unique_int_record_profiles_record_id": 1}, tested
 
 
 def test_a_rewritten_or_deleted_staged_event_rebuilds_the_chain_equal_to_a_full_refresh(any_warehouse, batches):
