@@ -101,10 +101,11 @@ def build(warehouse: Warehouse, *args: str, as_of: datetime = AS_OF) -> dict[str
 
 def history(warehouse: Warehouse) -> dict[tuple[str, str], tuple]:
     """int_profile_id_history by identifier: (profile_id, previous_profile_id, merged_away, run_id)."""
-    if HISTORY.split(".")[1] not in sa.inspect(engine := warehouse.engine()).get_table_names(schema="intermediate"):
-        engine.dispose()
-        return {}
+    engine = warehouse.engine()
+    exists = sa.inspect(engine).has_table(HISTORY.split(".")[1], schema=HISTORY.split(".")[0])
     engine.dispose()
+    if not exists:  # before the first build
+        return {}
     found = rows(warehouse, f"select identifier_type, identifier_value, profile_id, previous_profile_id, merged_away, run_id "
                             f"from {HISTORY}")
     return {(t, v): (p, previous, bool(merged), run) for t, v, p, previous, merged, run in found}
