@@ -63,10 +63,15 @@ def test_dagster_runs_write_no_token_and_no_raw_email(duck_warehouse, tmp_path, 
                                               partition_key="2026-11-01")
             assert not refused.success  # the platform refused the key: the failure is in the log
             monkeypatch.setenv("CANARY_KEY", GOOD)
-            synced = job.execute_in_process(instance=instance, tags=AS_OF, partition_key="2026-11-01")
+            # The first run materialised everything but the refused sync: the sync alone again.
+            sync_asset = dg.AssetKey(["destinations", "klaviyo_cart_abandonment"])
+            synced = job.execute_in_process(instance=instance, tags=AS_OF, partition_key="2026-11-01",
+                                            asset_selection=[sync_asset])
             assert synced.success
             done = {e.asset_key.to_user_string() for e in synced.get_asset_materialization_events()}
-            assert "destinations/klaviyo_cart_abandonment" in done
+            assert done == {"destinations/klaviyo_cart_abandonment"}
+            refused_done = {e.asset_key.to_user_string() for e in refused.get_asset_materialization_events()}
+            assert {"identity_map", "profiles", "audience_members"} <= refused_done
             everything = written_by(instance, storage)
     failures = [text for where, text in everything if "STEP_FAILURE" in where]
     assert any("refused the API key" in text for text in failures), "the refused sync's failure was not logged"
