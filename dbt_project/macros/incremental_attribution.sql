@@ -96,21 +96,33 @@
   {{ (lifeline.record_removed_events(lost) + ['delete from ' ~ this ~ ' where ' ~ lost]) | join(';\n') }}
 {%- endmacro %}
 
-{#- For int_profile_last_product: the side table of int_profile_events (`events`) when it tells
-    which events it removed in this run, else none (it is missing, or says every row was removed
-    or rebuilt), logged: the caller then checks every stored last event. -#}
-{% macro events_removed_this_run(events, label) -%}
-  {%- if not execute or not is_incremental() -%}{{ return(none) }}{%- endif -%}
+{#- The side table of int_profile_events (`events`) when it tells which events it removed after
+    `since` (a SQL timestamp: the start of the caller's last run; default: in this run):
+    {'relation': it, 'reason': none, 'entries': SQL condition on its removed_at}, else 'relation'
+    none and 'reason' says why not (it is missing, or says every row was removed or rebuilt then).
+    It holds the removals of the last run of `events` only. -#}
+{% macro events_removed_since(events, since=none) -%}
+  {%- set when = ' in this run' if since is none else ' since the last run' -%}
+  {%- set entries = ('removed_at >= ' ~ lifeline.run_stamp()) if since is none else ('removed_at > ' ~ since) -%}
   {%- set removed = lifeline.removed_events_relation(events) -%}
   {%- set reason = lifeline.missing_side_table([removed]) -%}
   {%- if reason is none -%}
-    {%- set everything = run_query('select count(*) from ' ~ removed ~ ' where event_id is null and removed_at >= ' ~ lifeline.run_stamp()).rows[0][0] -%}
-    {%- if everything > 0 -%}{%- set reason = events.identifier ~ ' removed or rebuilt every row in this run' -%}{%- endif -%}
+    {%- set everything = run_query('select count(*) from ' ~ removed ~ ' where event_id is null and ' ~ entries).rows[0][0] -%}
+    {%- if everything > 0 -%}{%- set reason = events.identifier ~ ' removed or rebuilt every row' ~ when -%}{%- endif -%}
   {%- endif -%}
-  {%- if reason is not none -%}
-    {{ log(label ~ " (incremental): " ~ reason ~ ": checking every stored last event", info=True) }}
+  {{ return({'relation': none if reason is not none else removed, 'reason': reason, 'entries': entries}) }}
+{%- endmacro %}
+
+{#- For int_profile_last_product: the side table of int_profile_events (`events`) when it tells
+    which events it removed in this run, else none (events_removed_since), logged: the caller then
+    checks every stored last event. -#}
+{% macro events_removed_this_run(events, label) -%}
+  {%- if not execute or not is_incremental() -%}{{ return(none) }}{%- endif -%}
+  {%- set found = lifeline.events_removed_since(events) -%}
+  {%- if found.reason is not none -%}
+    {{ log(label ~ " (incremental): " ~ found.reason ~ ": checking every stored last event", info=True) }}
     {{ return(none) }}
   {%- endif -%}
   {{ log(label ~ " (incremental): checking the stored last events " ~ events.identifier ~ " wrote or removed in this run", info=True) }}
-  {{ return(removed) }}
+  {{ return(found.relation) }}
 {%- endmacro %}

@@ -42,6 +42,21 @@ hashtextextended(concat_ws('|'{% for column in columns %}, coalesce(cast({{ colu
   {{ return(local_md5(parts | join('\n'))) }}
 {%- endmacro %}
 
+{#- What `intermediate.<model>__inputs_state` says of this model's last run: {'as_of': its as_of,
+    'reason': none} when it was a run of the same settings (profile_settings), else 'reason' says
+    why the run must recompute every profile (no state stored, the model or its vars changed). -#}
+{% macro profile_state(var_names=[]) -%}
+  {%- set state = lifeline.profile_inputs_relation('inputs_state') -%}
+  {%- if adapter.get_relation(state.database, state.schema, state.identifier) is none -%}
+    {{ return({'as_of': none, 'reason': 'no stored state (' ~ state.identifier ~ ')'}) }}
+  {%- endif -%}
+  {%- set last = run_query('select max(as_of), max(settings), count(*) from ' ~ state).rows[0] -%}
+  {%- if (last[2] | int) != 1 or last[1] != lifeline.profile_settings(var_names) -%}
+    {{ return({'as_of': none, 'reason': 'the model or its vars changed since the last run'}) }}
+  {%- endif -%}
+  {{ return({'as_of': lifeline.as_naive_datetime(last[0]), 'reason': none}) }}
+{%- endmacro %}
+
 {#- Builds `<model>__fingerprints` (current) and `<model>__scope` (the profiles to recompute) and
     returns the scope table to filter on, or none when the run computes every profile (a full
     build, or an incremental run that falls back to one: it then empties the model first). -#}
@@ -60,17 +75,14 @@ hashtextextended(concat_ws('|'{% for column in columns %}, coalesce(cast({{ colu
       group by profile_id') -%}
   {%- set stored = adapter.get_relation(inputs.database, inputs.schema, inputs.identifier) is not none
                    and adapter.get_relation(state.database, state.schema, state.identifier) is not none -%}
-  {%- set settings = lifeline.profile_settings(var_names) -%}
+  {%- set last = lifeline.profile_state(var_names) if stored and is_incremental() else none -%}
   {%- set reason = none -%}
   {%- if not is_incremental() -%}
     {%- set reason = 'full build' -%}
   {%- elif not stored -%}
     {%- set reason = 'no stored fingerprints' -%}
   {%- else -%}
-    {%- set last = run_query('select max(as_of), max(settings), count(*) from ' ~ state).rows[0] -%}
-    {%- if (last[2] | int) != 1 or last[1] != settings -%}
-      {%- set reason = 'the model or its vars changed since the last run' -%}
-    {%- endif -%}
+    {%- set reason = last.reason -%}
   {%- endif -%}
   {%- if reason is not none -%}
     {#- Every profile: the current ones and every stored one (their fingerprints are replaced). -#}
@@ -82,7 +94,7 @@ hashtextextended(concat_ws('|'{% for column in columns %}, coalesce(cast({{ colu
     {%- endif -%}
     {{ return(none) }}
   {%- endif -%}
-  {%- set last_as_of = lifeline.as_naive_datetime(last[0]) -%}
+  {%- set last_as_of = last.as_of -%}
   {%- set moved = [] -%}
   {%- if time_sql is not none -%}
     {%- set previous = lifeline.stamp_literal(last_as_of) if last_as_of is not none else lifeline.as_of() -%}
@@ -118,6 +130,14 @@ hashtextextended(concat_ws('|'{% for column in columns %}, coalesce(cast({{ colu
   insert into {{ inputs }} (profile_id, input_rows, input_checksum)
       select profile_id, input_rows, input_checksum from {{ fingerprints }}
       where profile_id in (select profile_id from {{ scope }});
+  {{ lifeline.store_profile_state(var_names) }}
+{%- endmacro %}
+
+{#- Post-hook statements keeping the run's as_of and settings in `intermediate.<model>__inputs_state`
+    (read by profile_state). -#}
+{% macro store_profile_state(var_names=[]) -%}
+  {%- if not execute -%}{{ return('') }}{%- endif -%}
+  {%- set state = lifeline.profile_inputs_relation('inputs_state') -%}
   create table if not exists {{ state }} as select {{ lifeline.as_of() }} as as_of, cast('' as {{ dbt.type_string() }}) as settings where 1 = 0;
   delete from {{ state }};
   insert into {{ state }} (as_of, settings) values ({{ lifeline.as_of() }}, '{{ lifeline.profile_settings(var_names) }}')

@@ -36,13 +36,14 @@ from syncs.warehouse import Warehouse
 AS_OF = datetime(2026, 11, 1)
 BEFORE_MERGE = datetime(2026, 10, 28)
 BUILD = ["--select", "+int_profile_events", "+int_profile_message_events", "int_profile_last_product",
-         "--exclude-resource-type", "test"]
+         "int_consent_signals", "--exclude-resource-type", "test"]
 EVENTS = "intermediate.int_profile_events"
 MESSAGES = "intermediate.int_profile_message_events"
 # Stored records that lost their profile stay as tombstones (profile_id null) by design.
 RECORD_PROFILES = "(select * from intermediate.int_record_profiles where profile_id is not null) as record_profiles"
 LAST_PRODUCT = "audiences.int_profile_last_product"
-COMPARED = [EVENTS, MESSAGES, RECORD_PROFILES, LAST_PRODUCT]
+CONSENT = "intermediate.int_consent_signals"
+COMPARED = [EVENTS, MESSAGES, RECORD_PROFILES, LAST_PRODUCT, CONSENT]
 RUN_STAMPS = {"changed_at", "record_changed_at", "staged_at", "attributed_at"}
 
 EVENT_HEADER = ["event_id", "event_type", "occurred_at", "anonymous_id", "user_id", "email", "product_id"]
@@ -69,11 +70,15 @@ FIRST = {
         # No cookie: its record (dan's email alone) is re-attributed by the part of int_profile_events
         # that reads the events without an anonymous_id when dan merges into ben.
         ["e9", "page_view", "2026-09-06T10:00:00Z", "", "", "dan@example.com"],
+        # dan subscribes: the signal follows him into ben's profile when he merges.
+        ["s1", "subscribe", "2026-09-05T10:02:00Z", "cookie-dan", "", "dan@example.com"],
         ["e5", "identify", "2026-10-25T10:00:00Z", "cookie-cat", "u-cat", ""],
         ["p1", "product_view", "2026-10-20T10:00:00Z", "cookie-cat", "u-cat", "", "sku-new"],
         # A shared tablet: one email so far, and a page view with the cookie alone.
         ["k1", "identify", "2026-09-10T10:00:00Z", "cookie-kiosk", "", "kim@example.com"],
         ["k0", "page_view", "2026-09-10T10:05:00Z", "cookie-kiosk", "", ""],
+        # A subscribe with the tablet's cookie alone: removed from kim's profile with k0.
+        ["ks", "subscribe", "2026-09-10T10:07:00Z", "cookie-kiosk", "", ""],
         # kim's product views: the last one with the tablet's cookie alone (it loses its profile
         # with k0, so her last product falls back to kq, which keeps it).
         ["kq", "product_view", "2026-09-10T10:02:00Z", "cookie-kiosk", "", "kim@example.com", "sku-kq"],
@@ -84,13 +89,22 @@ FIRST = {
         ["m2", "email", "sent", "2026-10-02T10:00:00Z", "ben@example.com", "welcome"],
         ["m5", "email", "sent", "2026-10-04T10:00:00Z", "dan@example.com", "browse"],
         ["m6", "email", "opened", "2026-10-20T12:00:00Z", "dan@example.com", "browse"],
+        # dan's opt-out: its signal follows his email into ben's profile (identity_map's changes).
+        ["m7", "email", "unsubscribed", "2026-10-21T12:00:00Z", "dan@example.com", "browse"],
         ["m10", "email", "sent", "2026-10-26T10:00:00Z", "eve@example.com", "welcome"],
     ]),
 }
 LATER = {
+    # ann withdraws her email consent; fay is a new customer (gone again when as_of moves back).
+    "customers": (CUSTOMER_HEADER, [
+        ["u-ann", "ann@example.com", "2026-08-01T09:00:00Z", "unsubscribed", "2026-10-29T09:00:00Z"],
+        ["u-fay", "fay@example.com", "2026-10-29T08:00:00Z", "subscribed", "2026-10-29T08:00:00Z"],
+    ]),
     "events": _events([
         ["e4", "identify", "2026-10-28T10:00:00Z", "cookie-dan", "u-ben", ""],
         ["e7", "page_view", "2026-10-29T10:00:00Z", "cookie-cat", "", ""],
+        # A new unsubscribe with dan's cookie (ben's profile after the merge).
+        ["s2", "unsubscribe", "2026-10-29T13:00:00Z", "cookie-dan", "", ""],
         # A late product view of cat's, older than her last one: her last product stays sku-new.
         ["p2", "product_view", "2026-10-10T10:00:00Z", "cookie-cat", "u-cat", "", "sku-old"],
         # ann's only product view: dropped when as_of moves back before it.
@@ -103,13 +117,14 @@ LATER = {
     "message_events": (MESSAGE_HEADER, [
         ["m9", "email", "sent", "2026-10-29T10:00:00Z", "ben@example.com", "welcome"],
         ["m11", "email", "sent", "2026-10-29T11:00:00Z", "eve@example.com", "welcome"],
+        ["m12", "email", "complained", "2026-10-29T12:00:00Z", "ben@example.com", "welcome"],
     ]),
 }
 EVE = {
     "events": _events([["e8", "identify", "2026-10-30T10:00:00Z", "cookie-eve", "", "eve@example.com"]]),
     # cat changes her address: her old customer record is removed, a new one appears.
     "customers": (CUSTOMER_HEADER, [
-        ["u-cat", "cat@new.example.com", "2026-08-03T09:00:00Z", "subscribed", "2026-10-30T09:00:00Z"]]),
+        ["u-cat", "cat@new.example.com", "2026-08-03T09:00:00Z", "unsubscribed", "2026-10-30T09:00:00Z"]]),
 }
 # An earlier copy of e2 with an implausible timestamp ranks first: e2 has no usable row any more,
 # and stg_events' safety net re-reads every row.
@@ -166,6 +181,15 @@ def last_products(rows: dict) -> dict[str, str]:
     return {row[3]: row[1] for row in rows[LAST_PRODUCT]}
 
 
+def consent(rows: dict) -> dict[str, tuple[str, str, str]]:
+    """int_consent_signals as {source_key: (profile_id, channel, status)} (one signal per key here),
+    message_keys shown as their message_id."""
+    signals = rows[CONSENT]
+    assert len({row[-1] for row in signals}) == len(signals), signals
+    message_ids = {row[1]: row[2] for row in rows[MESSAGES]}
+    return {message_ids.get(row[-1], row[-1]): (row[0], row[1], row[2]) for row in signals}
+
+
 def message_profile(rows: list[tuple], message_id: str) -> set[str]:
     return {row[0] for row in rows if row[2] == message_id}
 
@@ -213,6 +237,16 @@ def test_a_merge_then_as_of_moving_back_after_incremental_runs_equal_a_full_refr
     assert "k0" not in {row[1] for row in rows[EVENTS]}
     assert last_products(rows) == {"p1": "sku-new", "p3": "sku-ann", "kq": "sku-kq"}, rows[LAST_PRODUCT]
     assert "checking the stored last events int_profile_events wrote or removed" in lines["int_profile_last_product"], lines
+    # Consent: only the changed profiles are recomputed; dan's subscribe and opt-out moved with him
+    # into ben's profile (his old profile has no rows left), next to the new unsubscribe and
+    # complaint; the tablet's cookie-alone subscribe left kim's profile; ann's customer record
+    # withdrew her consent; fay is new.
+    assert "inputs changed after" in lines["int_consent_signals"], lines
+    signals, ben = consent(rows), profile_of(rows[EVENTS], "e4")
+    assert {key: signals[key][0] for key in ("s1", "s2", "m7", "m12")} == dict.fromkeys(("s1", "s2", "m7", "m12"), ben)
+    assert {profile for profile, _, _ in signals.values()} == {ben, *(signals[key][0] for key in ("u-ann", "u-cat", "u-fay"))}
+    assert "ks" not in signals
+    assert signals["u-ann"][2] == "unsubscribed" and signals["u-fay"][2] == "subscribed", signals
 
     # 2. as_of back: e4, e7, m9, m11 and the tablet's sign-ins vanish, dan is on his own again,
     # and k0 has a profile again (its cookie is no longer excluded).
@@ -220,12 +254,19 @@ def test_a_merge_then_as_of_moving_back_after_incremental_runs_equal_a_full_refr
     # identity_map was rebuilt in full: its list of changes is incomplete, every stored recipient
     # is resolved again (m5 moves back to dan through that fallback).
     assert "without identity_map's list of changes" in lines["int_profile_message_events"], lines
-    assert {row[1] for row in rows[EVENTS]} == {"e1", "e2", "e3", "e5", "e9", "k0", "k1", "kp", "kq", "p1", "p2"}
+    assert {row[1] for row in rows[EVENTS]} == {"e1", "e2", "e3", "e5", "e9", "k0", "k1", "kp", "kq", "ks", "p1", "p2", "s1"}
     assert not message_profile(rows[MESSAGES], "m9")
     assert message_profile(rows[MESSAGES], "m5") != message_profile(rows[MESSAGES], "m2")
     # ann's last product view p3 was dropped by int_profile_events (as_of): she has none left.
     assert last_products(rows) == {"p1": "sku-new", "kp": "sku-kp"}, rows[LAST_PRODUCT]
     assert "checking the stored last events int_profile_events wrote or removed" in lines["int_profile_last_product"], lines
+    # as_of moved back: rows of stg_customers and stg_message_events may be gone, every profile is
+    # recomputed: s2, m12 and fay are gone, dan's signals are his again, ks is kim's again.
+    assert "as_of moved back since the last run" in lines["int_consent_signals"], lines
+    signals = consent(rows)
+    assert not {"s2", "m12", "u-fay"} & signals.keys(), signals
+    assert signals["s1"][0] == signals["m7"][0] == profile_of(rows[EVENTS], "e3") != profile_of(rows[EVENTS], "e1")
+    assert signals["ks"][0] == profile_of(rows[EVENTS], "k1")
 
     # Without int_profile_events' side table, int_profile_last_product compares every stored last
     # event (logged), with the same rows.
@@ -249,6 +290,9 @@ def test_a_recipient_who_becomes_known_and_a_changed_customer_equal_a_full_refre
     assert message_profile(rows[MESSAGES], "m10") == message_profile(rows[MESSAGES], "m11") == {
         profile_of(rows[EVENTS], "e8")}
     assert profile_of(rows[EVENTS], "e2") == profile_of(rows[EVENTS], "e4")
+    # cat's new record withdrew her email consent: her profile is recomputed on its own.
+    assert "inputs changed after" in lines["int_consent_signals"], lines
+    assert consent(rows)["u-cat"][2] == "unsubscribed"
 
 
 def test_attribution_after_stg_events_reprocesses_every_row_equals_a_full_refresh(duck_built, tmp_path):
@@ -262,3 +306,5 @@ def test_attribution_after_stg_events_reprocesses_every_row_equals_a_full_refres
     assert not {"e2", "p1"} & {row[1] for row in rows[EVENTS]}
     assert "int_profile_events removed or rebuilt every row in this run" in lines["int_profile_last_product"], lines
     assert last_products(rows) == {"kp": "sku-kp"}, rows[LAST_PRODUCT]
+    # (identity_map was rebuilt in full too, which int_consent_signals checks first)
+    assert "recomputing every profile" in lines["int_consent_signals"], lines
