@@ -62,6 +62,8 @@ FIRST = {
         ["u-ann", "ann@example.com", "2026-08-01T09:00:00Z", "subscribed", "2026-08-01T09:00:00Z"],
         ["u-ben", "ben@example.com", "2026-08-02T09:00:00Z", "subscribed", "2026-08-02T09:00:00Z"],
         ["u-cat", "cat@example.com", "2026-08-03T09:00:00Z", "subscribed", "2026-08-03T09:00:00Z"],
+        ["u-hal", "hal@example.com", "2026-08-05T09:00:00Z", "subscribed", "2026-08-05T09:00:00Z"],
+        ["u-ivy", "ivy@example.com", "2026-08-06T09:00:00Z", "subscribed", "2026-08-06T09:00:00Z"],
     ]),
     "events": _events([
         ["e1", "identify", "2026-08-01T09:00:00Z", "cookie-ann", "u-ann", ""],
@@ -79,6 +81,8 @@ FIRST = {
         ["k0", "page_view", "2026-09-10T10:05:00Z", "cookie-kiosk", "", ""],
         # A subscribe with the tablet's cookie alone: removed from kim's profile with k0.
         ["ks", "subscribe", "2026-09-10T10:07:00Z", "cookie-kiosk", "", ""],
+        # gil, known by cookie and email, whose only consent signal is an opt-out (m13).
+        ["g1", "identify", "2026-09-12T10:00:00Z", "cookie-gil", "", "gil@example.com"],
         # kim's product views: the last one with the tablet's cookie alone (it loses its profile
         # with k0, so her last product falls back to kq, which keeps it).
         ["kq", "product_view", "2026-09-10T10:02:00Z", "cookie-kiosk", "", "kim@example.com", "sku-kq"],
@@ -92,6 +96,7 @@ FIRST = {
         # dan's opt-out: its signal follows his email into ben's profile (identity_map's changes).
         ["m7", "email", "unsubscribed", "2026-10-21T12:00:00Z", "dan@example.com", "browse"],
         ["m10", "email", "sent", "2026-10-26T10:00:00Z", "eve@example.com", "welcome"],
+        ["m13", "email", "unsubscribed", "2026-10-22T12:00:00Z", "gil@example.com", "browse"],
     ]),
 }
 LATER = {
@@ -103,8 +108,13 @@ LATER = {
     "events": _events([
         ["e4", "identify", "2026-10-28T10:00:00Z", "cookie-dan", "u-ben", ""],
         ["e7", "page_view", "2026-10-29T10:00:00Z", "cookie-cat", "", ""],
-        # A new unsubscribe with dan's cookie (ben's profile after the merge).
+        # A new unsubscribe with dan's cookie (ben's profile after the merge), and one of cat's
+        # (nothing else of her profile changes).
         ["s2", "unsubscribe", "2026-10-29T13:00:00Z", "cookie-dan", "", ""],
+        ["s3", "unsubscribe", "2026-10-29T15:00:00Z", "cookie-cat", "u-cat", ""],
+        # gil turns out to be hal (hal's older profile survives): only m13's recipient says that
+        # gil's old profile had a signal.
+        ["g2", "identify", "2026-10-29T14:00:00Z", "cookie-gil", "u-hal", ""],
         # A late product view of cat's, older than her last one: her last product stays sku-new.
         ["p2", "product_view", "2026-10-10T10:00:00Z", "cookie-cat", "u-cat", "", "sku-old"],
         # ann's only product view: dropped when as_of moves back before it.
@@ -118,6 +128,8 @@ LATER = {
         ["m9", "email", "sent", "2026-10-29T10:00:00Z", "ben@example.com", "welcome"],
         ["m11", "email", "sent", "2026-10-29T11:00:00Z", "eve@example.com", "welcome"],
         ["m12", "email", "complained", "2026-10-29T12:00:00Z", "ben@example.com", "welcome"],
+        # ivy's complaint: nothing else of her profile changes.
+        ["m14", "email", "complained", "2026-10-29T12:30:00Z", "ivy@example.com", "welcome"],
     ]),
 }
 EVE = {
@@ -240,11 +252,14 @@ def test_a_merge_then_as_of_moving_back_after_incremental_runs_equal_a_full_refr
     # Consent: only the changed profiles are recomputed; dan's subscribe and opt-out moved with him
     # into ben's profile (his old profile has no rows left), next to the new unsubscribe and
     # complaint; the tablet's cookie-alone subscribe left kim's profile; ann's customer record
-    # withdrew her consent; fay is new.
+    # withdrew her consent; fay is new; gil's opt-out followed his email into hal's profile.
     assert "inputs changed after" in lines["int_consent_signals"], lines
     signals, ben = consent(rows), profile_of(rows[EVENTS], "e4")
     assert {key: signals[key][0] for key in ("s1", "s2", "m7", "m12")} == dict.fromkeys(("s1", "s2", "m7", "m12"), ben)
-    assert {profile for profile, _, _ in signals.values()} == {ben, *(signals[key][0] for key in ("u-ann", "u-cat", "u-fay"))}
+    assert signals["m13"][0] == signals["u-hal"][0] == profile_of(rows[EVENTS], "g1")
+    assert signals["s3"] == (signals["u-cat"][0], "email", "unsubscribed")
+    assert signals["m14"] == (signals["u-ivy"][0], "email", "unsubscribed")
+    assert {profile for profile, _, _ in signals.values()} == {ben, *(signals[key][0] for key in ("u-ann", "u-cat", "u-fay", "u-hal", "u-ivy"))}
     assert "ks" not in signals
     assert signals["u-ann"][2] == "unsubscribed" and signals["u-fay"][2] == "subscribed", signals
 
@@ -254,7 +269,7 @@ def test_a_merge_then_as_of_moving_back_after_incremental_runs_equal_a_full_refr
     # identity_map was rebuilt in full: its list of changes is incomplete, every stored recipient
     # is resolved again (m5 moves back to dan through that fallback).
     assert "without identity_map's list of changes" in lines["int_profile_message_events"], lines
-    assert {row[1] for row in rows[EVENTS]} == {"e1", "e2", "e3", "e5", "e9", "k0", "k1", "kp", "kq", "ks", "p1", "p2", "s1"}
+    assert {row[1] for row in rows[EVENTS]} == {"e1", "e2", "e3", "e5", "e9", "g1", "k0", "k1", "kp", "kq", "ks", "p1", "p2", "s1"}
     assert not message_profile(rows[MESSAGES], "m9")
     assert message_profile(rows[MESSAGES], "m5") != message_profile(rows[MESSAGES], "m2")
     # ann's last product view p3 was dropped by int_profile_events (as_of): she has none left.
@@ -264,9 +279,10 @@ def test_a_merge_then_as_of_moving_back_after_incremental_runs_equal_a_full_refr
     # recomputed: s2, m12 and fay are gone, dan's signals are his again, ks is kim's again.
     assert "as_of moved back since the last run" in lines["int_consent_signals"], lines
     signals = consent(rows)
-    assert not {"s2", "m12", "u-fay"} & signals.keys(), signals
+    assert not {"s2", "s3", "m12", "m14", "u-fay"} & signals.keys(), signals
     assert signals["s1"][0] == signals["m7"][0] == profile_of(rows[EVENTS], "e3") != profile_of(rows[EVENTS], "e1")
     assert signals["ks"][0] == profile_of(rows[EVENTS], "k1")
+    assert signals["m13"][0] == profile_of(rows[EVENTS], "g1") != signals["u-hal"][0]
 
     # Without int_profile_events' side table, int_profile_last_product compares every stored last
     # event (logged), with the same rows.
