@@ -1,20 +1,21 @@
-{#- int_consent_signals, incremental per profile: which profiles' consent signals may have changed
-    since the model's last run (mark M: the start of that run, in <this>__last_run, kept by
-    record_profiles_post_hook).
+{#- int_consent_signals, incremental per profile: what changed since the model's last run (mark M:
+    the start of that run, in <this>__last_run, kept by record_profiles_post_hook).
 
-    Every stored row names the source row it comes from (source_key: the customer_id, event_id or
-    message_key), so a changed source row finds the profile it gave its signals to (the old
-    profile: merged away, split, or the same) among the stored rows, and the current inputs give
-    the new one. A profile is recomputed when, since M:
-      - a stg_customers row was (re)staged (staged_at > M), or its user_id changed profile;
-      - int_profile_events wrote one of its events (attributed_at > M: new, re-attributed by a
-        merge or split, or rewritten) or removed it (int_profile_events__removed,
-        events_removed_since in incremental_attribution.sql);
-      - a stg_message_events row was (re)staged, or the recipient email or phone of an opt-out
+    Every stored row names the source row it comes from (source, source_key: the customer_id,
+    event_id or message_key). A source row's signals change, since M, when
+      - it is a stg_customers row (re)staged (staged_at > M) or whose user_id changed profile;
+      - it is an event int_profile_events wrote (attributed_at > M: new, re-attributed by a merge
+        or split, or rewritten) or removed (int_profile_events__removed, events_removed_since in
+        incremental_attribution.sql);
+      - it is an opt-out of stg_message_events (re)staged, or whose recipient email or phone
         changed profile;
-      - one of its user_id, email or phone identifiers appeared in it, left it or vanished
-        (identity_map__changes, covered as int_profile_message_events reads it:
-        identity_map_changes_coverage in message_events_identity.sql).
+    where "changed profile" means listed in identity_map__changes (appeared, moved, vanished),
+    which covers M as int_profile_message_events reads it (identity_map_changes_coverage in
+    message_events_identity.sql). The model derives the signals of those rows only, and
+    recomputes the profiles they had (the stored rows with their source_key: merged away, split,
+    or the same) or have now: their new rows are those signals plus their stored rows of
+    unchanged source rows (still exact: such a row kept its profile and content). Every other row
+    is kept as it is.
     The staged models lose rows in two ways only (incremental_attribution.sql): as_of moving back
     (kept with the settings in <this>__inputs_state: store_profile_state, profile_state in
     incremental_profiles.sql) and every row rewritten (none staged at or before M). When those
@@ -23,16 +24,12 @@
     table keeps its last run's removals only), or the model's SQL changed, the run recomputes
     every profile and says why in the log. -#}
 
-{#- Builds the temporary table `<model>__scope` (profile_id) of the profiles to recompute and returns
-    it, or none when the run computes every profile (a full build, or an incremental run that falls
-    back to one: it then empties the model first, in a real run only). `opt_out` is the SQL filter
-    on stg_message_events rows that are consent signals. -#}
-{% macro consent_scope(customers, events, messages, identity_map, opt_out, label) -%}
+{#- The changes since the last run (mark M) when the records above cover them: {'since': M as a SQL
+    timestamp, 'removed': int_profile_events' side table, 'entries': the SQL condition on its
+    entries after M}; none when the run computes every profile (a full build, or an incremental
+    run that falls back to one, logged: it then empties the model first, in a real run only). -#}
+{% macro consent_changes_since(customers, events, messages, identity_map, label) -%}
   {%- if not execute or not is_incremental() -%}{{ return(none) }}{%- endif -%}
-  {%- set scope = this.identifier ~ '__scope' -%}
-  {%- set written = this.identifier ~ '__written_events' -%}
-  {%- do run_query('drop table if exists ' ~ scope) -%}
-  {%- do run_query('drop table if exists ' ~ written) -%}
   {%- set state = lifeline.profile_state() -%}
   {%- set check = namespace(reason=state.reason, mark=none, removed=none) -%}
   {%- if check.reason is none and state.as_of is not none
@@ -59,9 +56,8 @@
     {%- endif -%}
   {%- endfor -%}
   {%- if check.reason is none -%}
-    {%- do run_query('create temporary table ' ~ written ~ ' as
-        select event_id, profile_id, event_type, attributed_at from ' ~ events ~ ' where attributed_at > ' ~ since) -%}
-    {%- if run_query('select count(distinct attributed_at) from ' ~ written).rows[0][0] | int > 1 -%}
+    {%- set written = run_query('select count(*), count(distinct attributed_at) from ' ~ events ~ ' where attributed_at > ' ~ since).rows[0] -%}
+    {%- if written[1] | int > 1 -%}
       {%- set check.reason = events.identifier ~ ' ran more than once since the last run (its side table keeps its last run\'s removals only)' -%}
     {%- endif -%}
   {%- endif -%}
@@ -72,59 +68,9 @@
     {{ return(none) }}
   {%- endif -%}
   {%- set changes = lifeline.identity_side_relation(identity_map, '__changes') -%}
-  {%- do run_query('create temporary table ' ~ scope ~ ' as
-      with changed_identifiers as (
-          select identifier_type, identifier_value from ' ~ changes ~ "
-          where identifier_type in ('user_id', 'email', 'phone')
-      ),
-      restaged_customers as (
-          select customer_id from " ~ customers ~ ' where staged_at > ' ~ since ~ '
-      ),
-      restaged_opt_outs as (
-          select message_key, recipient_email, recipient_phone from ' ~ messages ~ '
-          where staged_at > ' ~ since ~ ' and ' ~ opt_out ~ '
-      ),
-      changed_keys as (
-          select event_id as source_key from ' ~ written ~ '
-          union
-          select event_id from ' ~ check.removed.relation ~ ' where ' ~ check.removed.entries ~ '
-          union
-          select customer_id from restaged_customers
-          union
-          select identifier_value from changed_identifiers where identifier_type = \'user_id\'
-          union
-          select message_key from ' ~ messages ~ ' where staged_at > ' ~ since ~ '
-          union
-          select message_key from ' ~ messages ~ '
-          where ' ~ opt_out ~ "
-            and (recipient_email in (select identifier_value from changed_identifiers where identifier_type = 'email')
-                 or recipient_phone in (select identifier_value from changed_identifiers where identifier_type = 'phone'))
-      ),
-      touched as (
-          select profile_id from " ~ this ~ ' where source_key in (select source_key from changed_keys)
-          union
-          select profile_id from ' ~ written ~ " where event_type in ('subscribe', 'unsubscribe')
-          union
-          select identity_map.profile_id from " ~ identity_map ~ ' as identity_map
-          join changed_identifiers
-              on changed_identifiers.identifier_type = identity_map.identifier_type
-              and changed_identifiers.identifier_value = identity_map.identifier_value
-          union
-          select identity_map.profile_id from restaged_customers
-          join ' ~ identity_map ~ " as identity_map
-              on identity_map.identifier_type = 'user_id' and identity_map.identifier_value = restaged_customers.customer_id
-          union
-          select identity_map.profile_id from restaged_opt_outs
-          join " ~ identity_map ~ " as identity_map
-              on identity_map.identifier_type = 'email' and identity_map.identifier_value = restaged_opt_outs.recipient_email
-          union
-          select identity_map.profile_id from restaged_opt_outs
-          join " ~ identity_map ~ " as identity_map
-              on identity_map.identifier_type = 'phone' and identity_map.identifier_value = restaged_opt_outs.recipient_phone
-      )
-      select distinct profile_id from touched where profile_id is not null") -%}
-  {%- set sizes = run_query('select (select count(*) from ' ~ written ~ '), (select count(*) from ' ~ scope ~ ')').rows[0] -%}
   {{ log(label ~ " (incremental): inputs changed after " ~ check.mark.strftime("%Y-%m-%d %H:%M:%S.%f") ~ " ("
-         ~ sizes[0] ~ " events written by " ~ events.identifier ~ "): recomputing " ~ sizes[1] ~ " profiles", info=True) }}
-  {{ return(scope) }}
+         ~ written[0] ~ " events written by " ~ events.identifier ~ ", "
+         ~ run_query("select count(*) from " ~ changes ~ " where identifier_type in ('user_id', 'email', 'phone')").rows[0][0]
+         ~ " identifiers changed profile_id): recomputing their profiles", info=True) }}
+  {{ return({'since': since, 'removed': check.removed.relation, 'entries': check.removed.entries, 'changes': changes}) }}
 {%- endmacro %}

@@ -64,6 +64,8 @@ FIRST = {
         ["u-cat", "cat@example.com", "2026-08-03T09:00:00Z", "subscribed", "2026-08-03T09:00:00Z"],
         ["u-hal", "hal@example.com", "2026-08-05T09:00:00Z", "subscribed", "2026-08-05T09:00:00Z"],
         ["u-ivy", "ivy@example.com", "2026-08-06T09:00:00Z", "subscribed", "2026-08-06T09:00:00Z"],
+        # jo's customer record is newer than her cookie: her user_id moves to the cookie's profile.
+        ["u-jo", "jo@example.com", "2026-10-01T09:00:00Z", "subscribed", "2026-10-01T09:00:00Z"],
     ]),
     "events": _events([
         ["e1", "identify", "2026-08-01T09:00:00Z", "cookie-ann", "u-ann", ""],
@@ -83,6 +85,7 @@ FIRST = {
         ["ks", "subscribe", "2026-09-10T10:07:00Z", "cookie-kiosk", "", ""],
         # gil, known by cookie and email, whose only consent signal is an opt-out (m13).
         ["g1", "identify", "2026-09-12T10:00:00Z", "cookie-gil", "", "gil@example.com"],
+        ["j1", "page_view", "2026-09-01T10:00:00Z", "cookie-jo", "", ""],
         # kim's product views: the last one with the tablet's cookie alone (it loses its profile
         # with k0, so her last product falls back to kq, which keeps it).
         ["kq", "product_view", "2026-09-10T10:02:00Z", "cookie-kiosk", "", "kim@example.com", "sku-kq"],
@@ -115,6 +118,8 @@ LATER = {
         # gil turns out to be hal (hal's older profile survives): only m13's recipient says that
         # gil's old profile had a signal.
         ["g2", "identify", "2026-10-29T14:00:00Z", "cookie-gil", "u-hal", ""],
+        # jo signs in on her cookie: her customer's consent follows u-jo into the cookie's profile.
+        ["j2", "identify", "2026-10-29T16:00:00Z", "cookie-jo", "u-jo", ""],
         # A late product view of cat's, older than her last one: her last product stays sku-new.
         ["p2", "product_view", "2026-10-10T10:00:00Z", "cookie-cat", "u-cat", "", "sku-old"],
         # ann's only product view: dropped when as_of moves back before it.
@@ -259,7 +264,8 @@ def test_a_merge_then_as_of_moving_back_after_incremental_runs_equal_a_full_refr
     assert signals["m13"][0] == signals["u-hal"][0] == profile_of(rows[EVENTS], "g1")
     assert signals["s3"] == (signals["u-cat"][0], "email", "unsubscribed")
     assert signals["m14"] == (signals["u-ivy"][0], "email", "unsubscribed")
-    assert {profile for profile, _, _ in signals.values()} == {ben, *(signals[key][0] for key in ("u-ann", "u-cat", "u-fay", "u-hal", "u-ivy"))}
+    assert signals["u-jo"][0] == profile_of(rows[EVENTS], "j1")
+    assert {profile for profile, _, _ in signals.values()} == {ben, *(signals[key][0] for key in ("u-ann", "u-cat", "u-fay", "u-hal", "u-ivy", "u-jo"))}
     assert "ks" not in signals
     assert signals["u-ann"][2] == "unsubscribed" and signals["u-fay"][2] == "subscribed", signals
 
@@ -269,7 +275,7 @@ def test_a_merge_then_as_of_moving_back_after_incremental_runs_equal_a_full_refr
     # identity_map was rebuilt in full: its list of changes is incomplete, every stored recipient
     # is resolved again (m5 moves back to dan through that fallback).
     assert "without identity_map's list of changes" in lines["int_profile_message_events"], lines
-    assert {row[1] for row in rows[EVENTS]} == {"e1", "e2", "e3", "e5", "e9", "g1", "k0", "k1", "kp", "kq", "ks", "p1", "p2", "s1"}
+    assert {row[1] for row in rows[EVENTS]} == {"e1", "e2", "e3", "e5", "e9", "g1", "j1", "k0", "k1", "kp", "kq", "ks", "p1", "p2", "s1"}
     assert not message_profile(rows[MESSAGES], "m9")
     assert message_profile(rows[MESSAGES], "m5") != message_profile(rows[MESSAGES], "m2")
     # ann's last product view p3 was dropped by int_profile_events (as_of): she has none left.
@@ -283,6 +289,7 @@ def test_a_merge_then_as_of_moving_back_after_incremental_runs_equal_a_full_refr
     assert signals["s1"][0] == signals["m7"][0] == profile_of(rows[EVENTS], "e3") != profile_of(rows[EVENTS], "e1")
     assert signals["ks"][0] == profile_of(rows[EVENTS], "k1")
     assert signals["m13"][0] == profile_of(rows[EVENTS], "g1") != signals["u-hal"][0]
+    assert signals["u-jo"][0] != profile_of(rows[EVENTS], "j1")
 
     # Without int_profile_events' side table, int_profile_last_product compares every stored last
     # event (logged), with the same rows.

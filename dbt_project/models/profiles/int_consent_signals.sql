@@ -6,12 +6,13 @@
     source_key names the row a signal comes from: the customer_id, event_id or message_key.
 
     Incremental per profile (delete+insert on profile_id, macros/incremental_consent.sql): a run
-    recomputes only the profiles whose signals may have changed since its last run (a customer row
-    restaged, an event written or removed by int_profile_events, an opt-out restaged, an identifier
-    that moved between profiles: the old profile is found through the stored rows' source_key)
-    and writes a tombstone (status null, deleted by the post-hook) for each of them, so that a
-    profile left without signals (merged away) loses its rows; every other row is kept. When the
-    inputs cannot tell what changed it recomputes every profile and logs why. -#}
+    derives the signals of the source rows that changed since its last run only (customer rows
+    restaged or whose user_id moved, events int_profile_events wrote or removed, opt-outs
+    restaged or whose recipient moved), and rewrites the profiles those rows had (stored rows,
+    by source_key: a profile merged away loses its rows) or have now: their new signals, their
+    stored rows of unchanged source rows, and a tombstone (status null, deleted by the
+    post-hook) so that a profile left without signals loses its rows. Every other row is kept.
+    When the inputs cannot tell what changed it recomputes every profile and logs why. -#}
 {{ config(
     materialized='incremental',
     unique_key='profile_id',
@@ -21,17 +22,31 @@
                "{{ lifeline.record_profiles_post_hook() }}",
                "{{ lifeline.store_profile_state() }}"]
 ) }}
+{%- set changes = lifeline.consent_changes_since(ref('stg_customers'), ref('int_profile_events'), ref('stg_message_events'),
+                                                 ref('identity_map'), 'int_consent_signals') %}
 {%- set opt_out = "event in ('unsubscribed', 'complained', 'opted_out')" %}
-{%- set scope = lifeline.consent_scope(ref('stg_customers'), ref('int_profile_events'), ref('stg_message_events'),
-                                       ref('identity_map'), opt_out, 'int_consent_signals') %}
-{%- set in_scope = ('profile_id in (select profile_id from ' ~ scope ~ ')') if scope else '1 = 1' %}
-with customers as (
+with
+{%- if changes %}
+{#- The user_id, email and phone identifiers whose profile changed since the last run. #}
+changed_identifiers as (
+    select identifier_type, identifier_value from {{ changes.changes }}
+    where identifier_type in ('user_id', 'email', 'phone')
+),
+
+{#- Customer rows restaged since the last run or whose user_id changed profile. #}
+customers as (
+    select * from {{ ref('stg_customers') }}
+    where staged_at > {{ changes.since }}
+       or customer_id in (select identifier_value from changed_identifiers where identifier_type = 'user_id')
+),
+{%- else %}
+customers as (
     select * from {{ ref('stg_customers') }}
 ),
+{%- endif %}
 
 identity_map as (
     select * from {{ ref('identity_map') }}
-    where {{ in_scope }}
 ),
 
 from_customers as (
@@ -62,7 +77,11 @@ from_events as (
         'events' as source,
         event_id as source_key
     from {{ ref('int_profile_events') }}
-    where event_type in ('subscribe', 'unsubscribe') and {{ in_scope }}
+    where event_type in ('subscribe', 'unsubscribe')
+    {%- if changes %}
+      {#- Written since the last run (zone maps skip the older row groups on DuckDB). #}
+      and attributed_at > {{ changes.since }}
+    {%- endif %}
 ),
 
 {#- A message row has either a recipient email or a recipient phone, never both: two hash joins
@@ -70,6 +89,12 @@ from_events as (
 opt_outs as (
     select * from {{ ref('stg_message_events') }}
     where {{ opt_out }}
+    {%- if changes %}
+      {#- Restaged since the last run, or whose recipient changed profile. #}
+      and (staged_at > {{ changes.since }}
+           or recipient_email in (select identifier_value from changed_identifiers where identifier_type = 'email')
+           or recipient_phone in (select identifier_value from changed_identifiers where identifier_type = 'phone'))
+    {%- endif %}
 ),
 
 from_messages as (
@@ -96,19 +121,64 @@ from_messages as (
         on identity_map.identifier_type = 'phone' and identity_map.identifier_value = messages.recipient_phone
 ),
 
-final as (
+signals as (
     select * from from_customers
     union all
     select * from from_events
     union all
     select * from from_messages
-{%- if scope %}
+),
+
+{%- if changes %}
+
+{#- The source rows whose signals changed: those read above, and the events written or removed
+    since the last run (whatever their type now). #}
+changed_sources as (
+    select 'customers' as source, customer_id as source_key from customers
+    union all
+    select 'message_events', message_key from opt_outs
+    union all
+    select 'events', event_id from {{ ref('int_profile_events') }} where attributed_at > {{ changes.since }}
+    union all
+    select 'events', event_id from {{ changes.removed }} where {{ changes.entries }}
+),
+
+{#- The profiles those rows had (stored) or have now. #}
+recomputed as (
+    select stored.profile_id
+    from {{ this }} as stored
+    join changed_sources
+        on changed_sources.source = stored.source and changed_sources.source_key = stored.source_key
+    union
+    select profile_id from signals
+),
+
+{#- Their stored rows of unchanged source rows. #}
+kept as (
+    select stored.profile_id, stored.channel, stored.status, stored.signaled_at, stored.source, stored.source_key
+    from {{ this }} as stored
+    where stored.profile_id in (select profile_id from recomputed)
+      and not exists (
+          select 1 from changed_sources
+          where changed_sources.source = stored.source and changed_sources.source_key = stored.source_key
+      )
+),
+
+final as (
+    select * from signals
+    union all
+    select * from kept
     {#- Every recomputed profile: a tombstone, so that its stored rows go also when it has none now. #}
     union all
     select profile_id, cast(null as {{ dbt.type_string() }}), cast(null as {{ dbt.type_string() }}),
            cast(null as {{ dbt.type_timestamp() }}), cast(null as {{ dbt.type_string() }}), cast(null as {{ dbt.type_string() }})
-    from {{ scope }}
-{%- endif %}
+    from recomputed
 )
+{%- else %}
+
+final as (
+    select * from signals
+)
+{%- endif %}
 
 select * from final
