@@ -45,8 +45,11 @@ customers as (
 ),
 {%- endif %}
 
+{#- Only the columns and types used: DuckDB materialises this CTE (read four times); 1M people,
+    1.5M of 3.1M rows, 0.55 -> 0.36 s of CPU. #}
 identity_map as (
-    select * from {{ ref('identity_map') }}
+    select identifier_type, identifier_value, profile_id from {{ ref('identity_map') }}
+    where identifier_type in ('user_id', 'email', 'phone')
 ),
 
 from_customers as (
@@ -87,7 +90,7 @@ from_events as (
 {#- A message row has either a recipient email or a recipient phone, never both: two hash joins
     (an OR in one join condition made a nested-loop join). -#}
 opt_outs as (
-    select * from {{ ref('stg_message_events') }}
+    select message_key, channel, event, occurred_at, recipient_email, recipient_phone from {{ ref('stg_message_events') }}
     where {{ opt_out }}
     {%- if changes %}
       {#- Restaged since the last run, or whose recipient changed profile. #}
