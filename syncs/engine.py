@@ -29,8 +29,8 @@ from syncs.mirror import add_strangers, stage_members
 from syncs.modes import UnsupportedMode, check_mode
 from syncs.plan import Plan, SourceMissing, build_diff, check_source, estimate, pages, source_sql
 from syncs.sent_fields import backfill, encode, mapped_columns, shaped
-from syncs.state import (SyncLocked, acquire_lock, ensure_state, mark_departed, mark_removed, mark_synced, now,
-                         record_rejections, record_run, release_lock)
+from syncs.state import (SyncLocked, acquire_lock, drop_staged, ensure_state, mark_departed, mark_removed, mark_synced,
+                         now, record_rejections, record_run, release_lock)
 from syncs.warehouse import Warehouse
 
 log = logging.getLogger(__name__)
@@ -186,6 +186,23 @@ def acknowledged(batch: list[dict], results: list) -> Iterator[tuple[dict, objec
     return ((by_key[r.key], r) for r in results)
 
 
+def commit_page(conn, sync_name: str, ok: list[dict], new: list[dict], bad: list[dict]) -> None:
+    """A page's acknowledged rows (`new`: without a state row when the diff was built) and rejections,
+    committed together. A `new` key that has a state row by now (the source holds it twice, in an
+    earlier page) fails the plain insert: the page's transaction is rolled back (it holds only this
+    page's writes) and the page marked again with every row upserted."""
+    try:
+        mark_synced(conn, sync_name, ok, new)
+    except sa.exc.IntegrityError:
+        if not new:
+            raise
+        conn.rollback()
+        drop_staged(conn)
+        mark_synced(conn, sync_name, ok + new)
+    record_rejections(conn, sync_name, bad)
+    conn.commit()
+
+
 def _send(conn, sync: SyncConfig, client, plan: Plan, result: SyncResult, progress: bool) -> None:
     """Send the diff: add/update rows (upsert() in upsert mode, else add()), then removals (none in
     upsert mode: the rows' state is kept as 'departed' with what they carried, so that a return
@@ -196,22 +213,21 @@ def _send(conn, sync: SyncConfig, client, plan: Plan, result: SyncResult, progre
     send, batch_size = (client.upsert, client.upsert_batch_size) if upsert else (client.add, client.add_batch_size)
     bar = tqdm(total=plan.adds + plan.updates + plan.removes + plan.strangers, desc=sync.name, unit="row",
                disable=not progress)
-    diff = pages(conn, ("add", "update"), batch_size, ("sent_fields",) + mapped_columns(sync))
+    diff = pages(conn, ("add", "update"), batch_size, ("sent_fields", "has_state") + mapped_columns(sync))
     rows = shaped(diff, sync) if sync.fields or upsert else with_sent_fields(diff)
     for batch, results in _sent(send, rows, getattr(client, "in_flight", 1)):
-        ok, bad, adds = [], [], 0
+        ok, new, bad, adds = [], [], [], 0
         for row, r in acknowledged(batch, results):
             if r.ok:
-                ok.append({"key": r.key, "row_hash": row["row_hash"], "destination_id": r.destination_id,
-                           "sent_fields": row["sent_fields"]})
+                (ok if row["has_state"] else new).append({"key": r.key, "row_hash": row["row_hash"],
+                                                          "destination_id": r.destination_id,
+                                                          "sent_fields": row["sent_fields"]})
                 adds += row["op"] == "add"
             elif r.code != "not_acknowledged":
                 bad.append({"key": r.key, "code": r.code, "message": r.message, "payload_hash": row["row_hash"]})
-        mark_synced(conn, sync.name, ok)
-        record_rejections(conn, sync.name, bad)
-        conn.commit()
+        commit_page(conn, sync.name, ok, new, bad)
         result.adds += adds
-        result.updates += len(ok) - adds
+        result.updates += len(ok) + len(new) - adds
         result.rejections += len(bad)
         bar.update(len(batch))
     if upsert:

@@ -95,7 +95,8 @@ def build_diff(conn: sa.Connection, sync: SyncConfig) -> Plan:
     A state row with status 'departed' (upsert: the row left the model, the destination kept it;
     syncs.state.mark_departed) is no member: it is never removed, and when the row returns it is an
     'add' carrying the state's sent_fields and destination_id, so the fields it no longer carries
-    are cleared (syncs.sent_fields) as for a row that never left."""
+    are cleared (syncs.sent_fields) as for a row that never left. `has_state`: the row had a state
+    row (departed included) when the diff was built; the others' state is a plain insert (mark_synced)."""
     source, params = source_sql(sync)
     params["name"] = sync.name
     mapped = "".join(f", source.{c}" for c in mapped_columns(sync))
@@ -112,7 +113,7 @@ def build_diff(conn: sa.Connection, sync: SyncConfig) -> Plan:
                    source.first_name, source.last_name, source.payload{mapped}, state.destination_id, state.sent_fields,
                    case when source.key is null then 'remove'
                         when state.key is null or state.status = '{DEPARTED}' then 'add' else 'update' end as op,
-                   state.row_hash as state_hash, state.status
+                   state.row_hash as state_hash, state.status, state.key is not null as has_state
             from source
             full outer join state on state.key = source.key
         ),
@@ -126,7 +127,7 @@ def build_diff(conn: sa.Connection, sync: SyncConfig) -> Plan:
                    and (joined.op = 'add' or joined.state_hash <> joined.row_hash or joined.status <> 'synced'))
         )
         select key, row_hash, email, phone, first_name, last_name, payload, destination_id, op, sent_fields{mapped_out},
-               row_number() over (order by case when op = 'remove' then 1 else 0 end, key) as seq
+               has_state, row_number() over (order by case when op = 'remove' then 1 else 0 end, key) as seq
         from changes
         order by seq
     """), params)

@@ -156,6 +156,14 @@ def staged(conn: sa.Connection, rows: list[dict]) -> Iterator[str]:
     yield ACK_TABLE
 
 
+def drop_staged(conn: sa.Connection) -> None:
+    """After rolling back a transaction in which a statement on the staged rows failed: on DuckDB the
+    view's registration outlives the rollback (its unregister was undone with the transaction) and
+    would refuse the next `staged`; drop it. Elsewhere `staged` empties its table itself."""
+    if conn.dialect.name == "duckdb":
+        conn.execute(sa.text(f"drop view if exists {ACK_TABLE}_rows"))
+
+
 def _arrow(columns: tuple[str, ...], rows: list[dict]):
     import pyarrow as pa
 
@@ -192,23 +200,30 @@ def stage_rows(conn: sa.Connection, table: str, columns: tuple[str, ...], rows: 
         conn.execute(sa.text(f"insert into {table} ({names}) values {marks}"), params)
 
 
-def mark_synced(conn: sa.Connection, sync_name: str, rows: list[dict]) -> None:
+_INSERT_ACKED = (f"insert into {STATE_SCHEMA}.sync_state (sync_name, key, row_hash, destination_id, status, attempts, "
+                 "last_error, synced_at, sent_fields) "
+                 "select :sync_name, key, row_hash, destination_id, 'synced', 1, null, :synced_at, sent_fields from {acked}")
+_ON_CONFLICT = f"""on conflict (sync_name, key) do update set row_hash = excluded.row_hash,
+    sent_fields = coalesce(excluded.sent_fields, {STATE_SCHEMA}.sync_state.sent_fields),
+    destination_id = excluded.destination_id, status = 'synced', last_error = null,
+    attempts = {STATE_SCHEMA}.sync_state.attempts + 1, synced_at = excluded.synced_at"""
+
+
+def mark_synced(conn: sa.Connection, sync_name: str, rows: list[dict], new: list[dict] | None = None) -> None:
     """Record acknowledged rows: key, row_hash, destination_id, sent_fields (the JSON list of fields
-    the row carried, syncs.sent_fields; kept as it was when not given) and clear their old rejections."""
-    if not rows:
-        return
-    with staged(conn, rows) as acked:
-        conn.execute(sa.text(
-            f"""insert into {STATE_SCHEMA}.sync_state (sync_name, key, row_hash, destination_id, status, attempts,
-                                                      last_error, synced_at, sent_fields)
-                select :sync_name, key, row_hash, destination_id, 'synced', 1, null, :synced_at, sent_fields from {acked}
-                on conflict (sync_name, key) do update set row_hash = excluded.row_hash,
-                    sent_fields = coalesce(excluded.sent_fields, {STATE_SCHEMA}.sync_state.sent_fields),
-                    destination_id = excluded.destination_id, status = 'synced', last_error = null,
-                    attempts = {STATE_SCHEMA}.sync_state.attempts + 1, synced_at = excluded.synced_at"""),
-            {"sync_name": sync_name, "synced_at": now()})
-        conn.execute(sa.text(f"delete from {STATE_SCHEMA}.rejections where sync_name = :n "
-                             f"and key in (select key from {acked})"), {"n": sync_name})
+    the row carried, syncs.sent_fields; kept as it was when not given) and clear their old rejections.
+    `rows` are upserted; `new` rows, which had no state row when the diff was built (the sync's lock
+    keeps it so), are inserted without the conflict check (a quarter of the upsert's CPU per page).
+    A `new` row that has a state row after all (the source holds its key twice) raises
+    sa.exc.IntegrityError: roll back and mark the page again with every row in `rows`."""
+    for acknowledged, conflict in ((new, ""), (rows, _ON_CONFLICT)):
+        if not acknowledged:
+            continue
+        with staged(conn, acknowledged) as acked:
+            conn.execute(sa.text(f"{_INSERT_ACKED.format(acked=acked)} {conflict}"),
+                         {"sync_name": sync_name, "synced_at": now()})
+            conn.execute(sa.text(f"delete from {STATE_SCHEMA}.rejections where sync_name = :n "
+                                 f"and key in (select key from {acked})"), {"n": sync_name})
 
 
 def mark_departed(conn: sa.Connection, sync_name: str, keys: list[str]) -> None:

@@ -44,14 +44,14 @@ def test_a_duckdb_error_while_sending_is_raised_and_a_rerun_converges(duck_wareh
     sync = file_sync(tmp_path)
     seen: list[int] = []  # DuckDB threads while each page is marked
 
-    def failing_mark_synced(conn, sync_name, rows):
+    def failing_mark_synced(conn, sync_name, rows, new=None):
         seen.append(current_threads(conn))
         conn.exec_driver_sql("insert into lifeline_state.sync_locks values ('threads_file', 'x', now())")  # duplicate key
 
     monkeypatch.setattr(engine_module, "mark_synced", failing_mark_synced)
     with pytest.raises(sa.exc.DBAPIError, match="(?i)constraint|duplicate"):
         run_sync(duck_warehouse, sync, env={}, progress=False)
-    assert seen == [1]  # single-threaded while sending
+    assert seen and set(seen) == {1}  # single-threaded while sending (tried again with every row upserted)
     monkeypatch.setattr(engine_module, "mark_synced", mark_synced)
     result = run_sync(duck_warehouse, sync, env={}, progress=False)  # the lock was released, nothing was marked
     assert result.status == "success" and result.adds == 5

@@ -1,0 +1,81 @@
+"""The state of acknowledged rows that had no state row when the diff was built is written with a
+plain insert (no conflict check); rows with a state row are upserted. A key that has a state row
+by the time its page is marked (the source holds it twice) falls back to the upsert for the page."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import sqlalchemy as sa
+from sync_helpers import people, set_audience
+
+import syncs.engine as engine_module
+from syncs.config import load_syncs
+from syncs.engine import commit_page, run_sync
+from syncs.state import ensure_state, mark_synced
+
+SYNC = "state_file"
+
+
+def file_sync(tmp_path: Path):
+    path = tmp_path / "syncs.yml"
+    path.write_text(f"""syncs:
+  - name: {SYNC}
+    source: {{audience: cart_abandonment, channel: email}}
+    destination: {{type: file, base_url: "{tmp_path / 'out'}", format: csv}}
+""")
+    [sync] = load_syncs(path)
+    return sync
+
+
+def state_rows(warehouse) -> dict[str, tuple]:
+    engine = warehouse.engine()
+    with engine.connect() as conn:
+        rows = {key: (row_hash, attempts, status) for key, row_hash, attempts, status in conn.execute(sa.text(
+            "select key, row_hash, attempts, status from lifeline_state.sync_state where sync_name = :n"),
+            {"n": SYNC})}
+    engine.dispose()
+    return rows
+
+
+def test_new_rows_are_inserted_and_rows_with_state_upserted(any_warehouse, tmp_path, monkeypatch):
+    calls: list[tuple[list[str], list[str]]] = []  # (upserted keys, inserted keys) per page
+
+    def spy(conn, sync_name, rows, new=None):
+        calls.append((sorted(r["key"] for r in rows), sorted(r["key"] for r in new or ())))
+        mark_synced(conn, sync_name, rows, new)
+
+    monkeypatch.setattr(engine_module, "mark_synced", spy)
+    sync = file_sync(tmp_path)
+    set_audience(any_warehouse, people(4))
+    assert run_sync(any_warehouse, sync, env={}, progress=False).adds == 4
+    assert calls == [([], ["p_00000", "p_00001", "p_00002", "p_00003"])]
+    first = state_rows(any_warehouse)
+    assert {k: v[1:] for k, v in first.items()} == {f"p_{i:05d}": (1, "synced") for i in range(4)}
+
+    calls.clear()
+    changed = people(4) + people(1, start=4)
+    changed[1]["payload"] = json.dumps({"step": 2})
+    set_audience(any_warehouse, changed)
+    result = run_sync(any_warehouse, sync, env={}, progress=False)
+    assert (result.adds, result.updates) == (1, 1)
+    assert calls == [(["p_00001"], ["p_00004"])]
+    after = state_rows(any_warehouse)
+    assert after["p_00001"][1:] == (2, "synced") and after["p_00001"][0] != first["p_00001"][0]
+    assert after["p_00004"][1:] == (1, "synced")
+    assert after["p_00000"] == first["p_00000"]
+
+
+def test_a_new_key_with_state_by_its_page_falls_back_to_the_upsert(any_warehouse):
+    """The source holding a key twice, in two pages: the second page's plain insert conflicts; the
+    page is rolled back and marked again with every row upserted, the earlier page's state kept."""
+    engine = any_warehouse.engine()
+    with engine.connect() as conn:
+        ensure_state(conn)
+        acked = {"destination_id": None, "sent_fields": '["step"]'}
+        commit_page(conn, SYNC, [], [dict(acked, key="a", row_hash="h1"), dict(acked, key="b", row_hash="h1")], [])
+        commit_page(conn, SYNC, [], [dict(acked, key="c", row_hash="h2"), dict(acked, key="a", row_hash="h2")], [])
+        rows = {key: (row_hash, attempts) for key, row_hash, attempts in conn.execute(sa.text(
+            "select key, row_hash, attempts from lifeline_state.sync_state where sync_name = :n"), {"n": SYNC})}
+    engine.dispose()
+    assert rows == {"a": ("h2", 2), "b": ("h1", 1), "c": ("h2", 1)}
