@@ -204,10 +204,15 @@ class KlaviyoClient:
                 for r in rows]
 
 
-def profile_json(row: dict) -> bytes:
+PROPERTY_NAMES_KEPT = 1_024  # payload field -> property name entries a `names` cache holds (a model has a few)
+
+
+def profile_json(row: dict, names: dict[str, str] | None = None) -> bytes:
     """One profile of an import job body, serialised once (sized by `batches`, sent by `submit`):
     its payload fields as properties, the null ones unset (`meta.patch_properties.unset`). Only the
-    attributes go through orjson; the fixed envelope around them is written as bytes."""
+    attributes go through orjson; the fixed envelope around them is written as bytes. `names`
+    (payload field -> `lifeline_<field>`), kept by the caller across rows, makes each property name
+    once: a name built per row is a new string to hash, a third of this function's CPU."""
     attrs = {"external_id": row["key"]}
     get = row.get
     for field, target in PROFILE_FIELDS:
@@ -216,9 +221,19 @@ def profile_json(row: dict) -> bytes:
             attrs[target] = value
     fields = payload_fields(row)
     if fields is not None:
-        attrs["properties"] = {f"lifeline_{name}": value for name, value in fields.items() if value is not None}
-        if None in fields.values():
-            cleared = [f"lifeline_{name}" for name, value in fields.items() if value is None]
+        if names is None or len(names) > PROPERTY_NAMES_KEPT:
+            names = {}
+        properties, cleared = {}, []
+        for name, value in fields.items():
+            prop = names.get(name)
+            if prop is None:
+                prop = names[name] = f"lifeline_{name}"
+            if value is None:
+                cleared.append(prop)
+            else:
+                properties[prop] = value
+        attrs["properties"] = properties
+        if cleared:
             return orjson.dumps({"type": "profile", "attributes": attrs,
                                  "meta": {"patch_properties": {"unset": cleared}}})
     return b'{"type":"profile","attributes":' + orjson.dumps(attrs) + b"}"
@@ -241,14 +256,16 @@ def _error_detail(response: requests.Response) -> str:
         return response.text[:200]
 
 
-def batches(rows: list[dict]) -> Iterable[list[tuple[dict, bytes]]]:
+def batches(rows: list[dict], names: dict[str, str] | None = None) -> Iterable[list[tuple[dict, bytes]]]:
     """Split rows into import jobs within the profile count and payload size limits, as
-    (row, profile JSON) pairs: each profile is serialised once, for its size and for the body."""
+    (row, profile JSON) pairs: each profile is serialised once, for its size and for the body.
+    `names`: profile_json's property names, kept across calls."""
     batch: list[tuple[dict, bytes]] = []
     size = 0
     budget = BULK_IMPORT_MAX_BYTES * 0.95 - BODY_OVERHEAD
+    names = {} if names is None else names
     for row in rows:
-        profile = profile_json(row)
+        profile = profile_json(row, names)
         if batch and (len(batch) >= BULK_IMPORT_MAX_PROFILES or size + len(profile) + 1 > budget):
             yield batch
             batch, size = [], 0
@@ -285,6 +302,7 @@ class KlaviyoList:
         self.retries = client.retries
         self._list_id: str | None = None
         self._list_lock = threading.Lock()  # add() runs in several engine threads at once
+        self._property_names: dict[str, str] = {}  # profile_json's, shared by those threads (only grows)
 
     def _id(self) -> str:
         with self._list_lock:
@@ -301,7 +319,7 @@ class KlaviyoList:
     def _import(self, list_id: str | None, rows: list[dict]) -> list[RowResult]:
         """Every job of the page is submitted before the first is waited for, so the jobs of a
         page larger than one job (none from the engine today) run concurrently at Klaviyo."""
-        jobs = [self.client.submit(list_id, batch) for batch in batches(rows)]
+        jobs = [self.client.submit(list_id, batch) for batch in batches(rows, self._property_names)]
         return [result for job in jobs for result in self.client.collect(job)]
 
     def remove(self, rows: list[dict]) -> list[RowResult]:

@@ -10,7 +10,8 @@ import pytest
 
 import syncs.engine as engine_module
 from syncs.destinations.base import RowResult
-from syncs.destinations.klaviyo import profile_json
+import syncs.destinations.klaviyo as klaviyo_module
+from syncs.destinations.klaviyo import batches, profile_json
 from syncs.engine import acknowledged, rare_collections, with_sent_fields
 from syncs.sent_fields import carried
 
@@ -52,6 +53,19 @@ def test_profile_json_is_the_profile_object_as_klaviyo_reads_it(row):
         if None in fields.values():
             expected["meta"] = {"patch_properties": {"unset": [f"lifeline_{k}" for k, v in fields.items() if v is None]}}
     assert profile_json(row) == orjson.dumps(expected)
+
+
+def test_profile_names_kept_across_rows_give_the_same_profiles(monkeypatch):
+    """The property names profile_json keeps in `names` across rows (and batches, across pages)
+    change no byte, also once the kept names exceed their bound."""
+    monkeypatch.setattr(klaviyo_module, "PROPERTY_NAMES_KEPT", 3)
+    payloads = ['{"tier":"gold","n":1}', '{"n":null,"tier":"x"}', '{"a":1,"b":2,"c":3,"d":null}', None, '{"tier":null}']
+    rows = [{"key": f"k{i}", "email": "a@x.com", "payload": text} for i, text in enumerate(payloads * 2)]
+    names: dict[str, str] = {}
+    assert [profile_json(row, names) for row in rows] == [profile_json(row) for row in rows]
+    assert names == {"tier": "lifeline_tier", "n": "lifeline_n", "a": "lifeline_a", "b": "lifeline_b",
+                     "c": "lifeline_c", "d": "lifeline_d"}  # grown past the bound once, then left alone
+    assert [p for batch in batches(rows, names) for _, p in batch] == [profile_json(row) for row in rows]
 
 
 def test_rare_collections_restores_the_thresholds_also_after_an_error():
