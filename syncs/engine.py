@@ -218,10 +218,9 @@ def _send(conn, sync: SyncConfig, client, plan: Plan, result: SyncResult, progre
     for batch, results in _sent(send, rows, getattr(client, "in_flight", 1)):
         ok, new, bad, adds = [], [], [], 0
         for row, r in acknowledged(batch, results):
-            if r.ok:
-                (ok if row["has_state"] else new).append({"key": r.key, "row_hash": row["row_hash"],
-                                                          "destination_id": r.destination_id,
-                                                          "sent_fields": row["sent_fields"]})
+            if r.ok:  # the row itself is marked (sent, so no longer read): its id now what the destination said
+                row["destination_id"] = r.destination_id
+                (ok if row["has_state"] else new).append(row)
                 adds += row["op"] == "add"
             elif r.code != "not_acknowledged":
                 bad.append({"key": r.key, "code": r.code, "message": r.message, "payload_hash": row["row_hash"]})
