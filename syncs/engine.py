@@ -213,6 +213,7 @@ def _send(conn, sync: SyncConfig, client, plan: Plan, result: SyncResult, progre
     send, batch_size = (client.upsert, client.upsert_batch_size) if upsert else (client.add, client.add_batch_size)
     bar = tqdm(total=plan.adds + plan.updates + plan.removes + plan.strangers, desc=sync.name, unit="row",
                disable=not progress)
+    conn.commit()  # the diff table: each page's transaction then holds that page's writes only (commit_page)
     diff = pages(conn, ("add", "update"), batch_size, ("sent_fields", "has_state") + mapped_columns(sync))
     rows = shaped(diff, sync) if sync.fields or upsert else with_sent_fields(diff)
     for batch, results in _sent(send, rows, getattr(client, "in_flight", 1)):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 import sqlalchemy as sa
 from sync_helpers import people, set_audience
 
@@ -79,3 +80,48 @@ def test_a_new_key_with_state_by_its_page_falls_back_to_the_upsert(any_warehouse
             "select key, row_hash, attempts from lifeline_state.sync_state where sync_name = :n"), {"n": SYNC})}
     engine.dispose()
     assert rows == {"a": ("h2", 2), "b": ("h1", 1), "c": ("h2", 1)}
+
+
+def key_in_two_audiences(warehouse, tmp_path: Path, monkeypatch, rows_per_page: int):
+    """A file sync without an audience filter, p_00000 in two audiences (two source rows, adjacent in
+    key order), pages of `rows_per_page` rows."""
+    from syncs.destinations.file import FileDestination
+
+    monkeypatch.setattr(FileDestination, "add_batch_size", rows_per_page)
+    path = tmp_path / "syncs.yml"
+    path.write_text(f"""syncs:
+  - name: {SYNC}
+    source: {{channel: email}}
+    destination: {{type: file, base_url: "{tmp_path / 'out'}", format: csv}}
+""")
+    set_audience(warehouse, people(3) + people(1, audience="welcome", payload=json.dumps({"step": 9})))
+    [sync] = load_syncs(path)
+    return sync
+
+
+def test_a_sync_whose_source_holds_a_key_twice_in_two_pages_succeeds(any_warehouse, tmp_path, monkeypatch):
+    """Without an audience filter a profile in two audiences is two source rows; pages of one row put
+    them in different pages: the second page falls back to the upsert, as the upsert alone did, and
+    the rollback of its failed insert keeps the diff (committed before the first page)."""
+    sync = key_in_two_audiences(any_warehouse, tmp_path, monkeypatch, rows_per_page=1)
+    result = run_sync(any_warehouse, sync, env={}, progress=False)
+    assert result.status == "success" and result.adds + result.updates == 4
+    state = state_rows(any_warehouse)
+    assert sorted(state) == ["p_00000", "p_00001", "p_00002"]
+    assert state["p_00000"][1] == 2  # marked twice: inserted, then upserted
+
+
+def test_a_key_twice_in_one_page_ends_as_the_upsert_alone_ends(any_warehouse, tmp_path, monkeypatch):
+    """Both rows of the key in the first page: the plain insert fails, the page's rollback keeps the
+    diff (committed before the first page) and the upsert decides, as before: DuckDB takes the
+    statement, PostgreSQL refuses to update a row twice in one statement and the sync fails with
+    that error, marking nothing."""
+    sync = key_in_two_audiences(any_warehouse, tmp_path, monkeypatch, rows_per_page=2)
+    if any_warehouse.kind == "duckdb":
+        assert run_sync(any_warehouse, sync, env={}, progress=False).status == "success"
+        assert sorted(state_rows(any_warehouse)) == ["p_00000", "p_00001", "p_00002"]
+        return
+    with pytest.raises(sa.exc.DBAPIError, match="(?i)second time") as failed:
+        run_sync(any_warehouse, sync, env={}, progress=False)
+    assert "_lifeline_diff" not in str(failed.value)
+    assert state_rows(any_warehouse) == {}
