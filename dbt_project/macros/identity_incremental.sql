@@ -31,6 +31,36 @@
   delete from {{ removed }} where removed_at < (select min(changed_at) from {{ this }})
 {%- endmacro %}
 
+{#- One row: how many rows of `relation` carry at least one of `columns` (not all null), and how
+    many of those have `stamp_column` after `since` (int_identity_records' check that no staged
+    event it read was rewritten or deleted). -#}
+{% macro count_identified_rows(relation, columns, stamp_column, since) -%}
+  {{ return(adapter.dispatch('count_identified_rows', 'lifeline')(relation, columns, stamp_column, since)) }}
+{%- endmacro %}
+
+{% macro default__count_identified_rows(relation, columns, stamp_column, since) -%}
+select count(*), count(case when {{ stamp_column }} > {{ since }} then 1 end)
+from {{ relation }}
+where coalesce({{ columns | join(', ') }}) is not null
+{%- endmacro %}
+
+{#- DuckDB: every row minus the rows without any of the columns. count(*) and the stamp (one value
+    per load, stored as a constant) read no string, and "is null" filters pushed into the scan read
+    only the validity masks; coalesce(...) is not null reads every string of the four columns (1M
+    people, 22.7M stg_events rows: ~1.0 s -> ~0.01 s of CPU). -#}
+{% macro duckdb__count_identified_rows(relation, columns, stamp_column, since) -%}
+select all_rows.row_count - unidentified.row_count, all_rows.since_count - unidentified.since_count
+from (
+    select count(*) as row_count, count(case when {{ stamp_column }} > {{ since }} then 1 end) as since_count
+    from {{ relation }}
+) as all_rows
+cross join (
+    select count(*) as row_count, count(case when {{ stamp_column }} > {{ since }} then 1 end) as since_count
+    from {{ relation }}
+    where {% for column in columns %}{{ column }} is null{% if not loop.last %} and {% endif %}{% endfor %}
+) as unidentified
+{%- endmacro %}
+
 {#- The log of the runs of the models downstream (model, ran_at: the start of its last successful
     run), kept next to int_identity_records. -#}
 {% macro identity_runs_relation() -%}

@@ -25,7 +25,8 @@
     post_hook="{{ lifeline.identity_records_post_hook() }}"
 ) }}
 {%- do lifeline.identity_require_columns(['source_rows', 'staged_at', 'changed_at', 'created_at']) -%}
-{%- set has_identifier = 'coalesce(anonymous_id, user_id, email, phone) is not null' -%}
+{%- set identifiers = ['anonymous_id', 'user_id', 'email', 'phone'] -%}
+{%- set has_identifier = 'coalesce(' ~ identifiers | join(', ') ~ ') is not null' -%}
 {%- set events_source = '(select * from ' ~ ref('stg_events') ~ ' where ' ~ has_identifier ~ ')' -%}
 {%- set incremental_run = namespace(on=false) -%}
 {%- if execute and is_incremental() -%}
@@ -34,7 +35,7 @@
   {%- if mark is none -%}
     {{ log("int_identity_records (incremental): no stored event records: rebuilding every record", info=True) }}
   {%- else -%}
-    {%- set counts = run_query('select count(*), count(case when staged_at > ' ~ lifeline.stamp_literal(mark) ~ ' then 1 end) from ' ~ events_source ~ ' staged').rows[0] -%}
+    {%- set counts = run_query(lifeline.count_identified_rows(ref('stg_events'), identifiers, 'staged_at', lifeline.stamp_literal(mark))).rows[0] -%}
     {%- if (stored[1] | int) + (counts[1] | int) == (counts[0] | int) -%}
       {{ log("int_identity_records (incremental): " ~ counts[1] ~ " stg_events rows staged after " ~ mark.strftime("%Y-%m-%d %H:%M:%S.%f"), info=True) }}
       {%- set incremental_run.on = true -%}
