@@ -87,7 +87,7 @@ FIRST = {
         ["g1", "identify", "2026-09-12T10:00:00Z", "cookie-gil", "", "gil@example.com"],
         ["j1", "page_view", "2026-09-01T10:00:00Z", "cookie-jo", "", ""],
         # kim's product views: the last one with the tablet's cookie alone (it loses its profile
-        # with k0, so her last product falls back to kq, which keeps it).
+        # with k0, so her last product falls back to an earlier one: kr of the later batch).
         ["kq", "product_view", "2026-09-10T10:02:00Z", "cookie-kiosk", "", "kim@example.com", "sku-kq"],
         ["kp", "product_view", "2026-09-10T10:06:00Z", "cookie-kiosk", "", "", "sku-kp"],
     ]),
@@ -124,6 +124,9 @@ LATER = {
         ["p2", "product_view", "2026-10-10T10:00:00Z", "cookie-cat", "u-cat", "", "sku-old"],
         # ann's only product view: dropped when as_of moves back before it.
         ["p3", "product_view", "2026-10-29T11:00:00Z", "cookie-ann", "u-ann", "", "sku-ann"],
+        # A late product view of kim's between kq and kp: when kp leaves her profile in this run,
+        # her last product is kr, not her stored kp (int_profile_last_product reads all her events).
+        ["kr", "product_view", "2026-09-10T10:04:00Z", "", "", "kim@example.com", "sku-kr"],
         # Five more people sign in on the tablet: its cookie links six emails and is excluded,
         # so the cookie-alone page view k0 loses its profile.
         *[[f"k{n}", "identify", f"2026-10-29T12:0{n}:00Z", "cookie-kiosk", "", f"kiosk{n}@example.com"]
@@ -252,7 +255,7 @@ def test_a_merge_then_as_of_moving_back_after_incremental_runs_equal_a_full_refr
     assert message_profile(rows[MESSAGES], "m5") == message_profile(rows[MESSAGES], "m2")
     assert not message_profile(rows[MESSAGES], "m11")
     assert "k0" not in {row[1] for row in rows[EVENTS]}
-    assert last_products(rows) == {"p1": "sku-new", "p3": "sku-ann", "kq": "sku-kq"}, rows[LAST_PRODUCT]
+    assert last_products(rows) == {"p1": "sku-new", "p3": "sku-ann", "kr": "sku-kr"}, rows[LAST_PRODUCT]
     assert "checking the stored last events int_profile_events wrote or removed" in lines["int_profile_last_product"], lines
     # Consent: only the changed profiles are recomputed; dan's subscribe and opt-out moved with him
     # into ben's profile (his old profile has no rows left), next to the new unsubscribe and
@@ -275,7 +278,7 @@ def test_a_merge_then_as_of_moving_back_after_incremental_runs_equal_a_full_refr
     # identity_map was rebuilt in full: its list of changes is incomplete, every stored recipient
     # is resolved again (m5 moves back to dan through that fallback).
     assert "without identity_map's list of changes" in lines["int_profile_message_events"], lines
-    assert {row[1] for row in rows[EVENTS]} == {"e1", "e2", "e3", "e5", "e9", "g1", "j1", "k0", "k1", "kp", "kq", "ks", "p1", "p2", "s1"}
+    assert {row[1] for row in rows[EVENTS]} == {"e1", "e2", "e3", "e5", "e9", "g1", "j1", "k0", "k1", "kp", "kq", "kr", "ks", "p1", "p2", "s1"}
     assert not message_profile(rows[MESSAGES], "m9")
     assert message_profile(rows[MESSAGES], "m5") != message_profile(rows[MESSAGES], "m2")
     # ann's last product view p3 was dropped by int_profile_events (as_of): she has none left.
