@@ -3,7 +3,11 @@
 Generated data is split by event time: everything before the cutoff is loaded and built first;
 the later events then arrive (appended, as `lifeline load` without --replace does) and the
 project is built incrementally; finally a --full-refresh build over the same raw data must give
-identical marts."""
+identical marts.
+
+The first build leaves out the data tests: it only puts the warehouse into shape. The incremental
+build runs them as an incremental run does (on the rows it wrote), and the reference --full-refresh
+build runs them over every row of the same models, the first batch's rows included."""
 from __future__ import annotations
 
 import json
@@ -64,7 +68,7 @@ def snapshot(warehouse) -> dict[str, list[tuple]]:
 def test_incremental_run_equals_full_refresh(any_warehouse, split_data):
     first, later = split_data
     load(any_warehouse, first, replace=True)
-    run_dbt(any_warehouse, "build", ["--full-refresh"], as_of=AS_OF)
+    run_dbt(any_warehouse, "build", ["--full-refresh", "--exclude-resource-type", "test"], as_of=AS_OF)
     load(any_warehouse, later, replace=False)
     run_dbt(any_warehouse, "build", as_of=AS_OF)
     incremental = snapshot(any_warehouse)
