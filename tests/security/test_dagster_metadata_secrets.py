@@ -70,8 +70,12 @@ def test_dagster_runs_write_no_token_and_no_raw_email(duck_warehouse, tmp_path, 
             assert synced.success
             done = {e.asset_key.to_user_string() for e in synced.get_asset_materialization_events()}
             assert done == {"destinations/klaviyo_cart_abandonment"}
+            # Everything else materialised (this run is also the suite's check that lifeline_everything
+            # builds the whole project through Dagster): the refused sync is the only failed step.
             refused_done = {e.asset_key.to_user_string() for e in refused.get_asset_materialization_events()}
-            assert {"identity_map", "profiles", "audience_members"} <= refused_done
+            assert {"identity_map", "profiles", "audience_members", "predictions/profile_predictions"} <= refused_done
+            failed_steps = {e.step_key for e in refused.all_events if e.event_type_value == "STEP_FAILURE"}
+            assert failed_steps == {"destinations__klaviyo_cart_abandonment"}, failed_steps
             everything = written_by(instance, storage)
     failures = [text for where, text in everything if "STEP_FAILURE" in where]
     assert any("refused the API key" in text for text in failures), "the refused sync's failure was not logged"
