@@ -4,9 +4,13 @@ Many dbt tests start from the same state (a first batch loaded and built with --
 then exercise one path each. Loading and building that state costs 6-10 s per test and warehouse;
 copying it costs a fraction of a second: a DuckDB file copy, or PostgreSQL's
 `create database ... template`. The copy is the same database, byte for byte (DuckDB) or object for
-object (PostgreSQL), so a test sees exactly what its own load and build would have left."""
+object (PostgreSQL), so a test sees exactly what its own load and build would have left.
+
+`built_once_per_run` does the same across the pytest-xdist workers, for a session's state that
+several test files read (`--dist loadfile` sends them to different workers)."""
 from __future__ import annotations
 
+import fcntl
 import itertools
 import os
 import shutil
@@ -18,6 +22,33 @@ from syncs.warehouse import Warehouse
 
 Prepare = Callable[[Warehouse, Path], None]
 _names = itertools.count()
+
+
+def copy_duckdb(source: Path, target: Path) -> None:
+    """A closed DuckDB file into a new one (`target` must not exist yet)."""
+    assert not target.exists(), target
+    for suffix in ("", ".wal"):  # dbt closed the file: normally no WAL is left, but copy one if it is
+        if Path(f"{source}{suffix}").exists():
+            shutil.copyfile(f"{source}{suffix}", f"{target}{suffix}")
+
+
+def built_once_per_run(tmp_path_factory, name: str, build: Callable[[Path], None]) -> Path:
+    """The folder `build(folder)` filled, built once per test run: by the first pytest-xdist worker
+    that asks (the others wait for it under a file lock, then read the same folder), or in this
+    session's temporary folder without xdist. Readers must copy what they change."""
+    if os.environ.get("PYTEST_XDIST_WORKER") is None:
+        folder = tmp_path_factory.mktemp(name)
+        build(folder)
+        return folder
+    folder = tmp_path_factory.getbasetemp().parent / name  # this run's folder, one per worker below it
+    with open(f"{folder}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        if not (folder / ".built").exists():
+            shutil.rmtree(folder, ignore_errors=True)  # left by a worker whose build failed
+            folder.mkdir()
+            build(folder)
+            (folder / ".built").touch()
+    return folder
 
 
 class WarehouseTemplates:
@@ -50,11 +81,8 @@ class WarehouseTemplates:
     def fill(self, warehouse: Warehouse, key: str, prepare: Prepare) -> Warehouse:
         template = self._template(warehouse, key, prepare)
         if warehouse.kind == "duckdb":
-            assert warehouse.duckdb_path is not None and not warehouse.duckdb_path.exists(), warehouse
-            for suffix in ("", ".wal"):  # dbt closed the file: normally no WAL is left, but copy one if it is
-                source = Path(f"{template.duckdb_path}{suffix}")
-                if source.exists():
-                    shutil.copyfile(source, f"{warehouse.duckdb_path}{suffix}")
+            assert warehouse.duckdb_path is not None and template.duckdb_path is not None, warehouse
+            copy_duckdb(template.duckdb_path, warehouse.duckdb_path)
             return warehouse
         # the fresh database was never used: replace it by a copy of the template
         self._pg_server().create_database(warehouse.pg["dbname"], template=template.pg["dbname"], replace=True)
