@@ -157,9 +157,19 @@ def batches(tmp_path_factory) -> dict[str, Path]:
                                 ("late", LATE_DUPLICATE))}
 
 
-def test_new_events_customers_and_orders_update_the_chain_equal_to_a_full_refresh(any_warehouse, batches):
-    load(any_warehouse, batches["first"], replace=True)
-    build(any_warehouse, "--full-refresh")
+def first_built(warehouse: Warehouse, batches: dict[str, Path], templates) -> None:
+    """The first batch loaded and the identity chain built with --full-refresh (built once per
+    module and warehouse kind, copied into `warehouse`)."""
+    def prepare(template: Warehouse, _: Path) -> None:
+        load(template, batches["first"], replace=True)
+        build(template, "--full-refresh")
+
+    templates.fill(warehouse, "first", prepare)
+
+
+def test_new_events_customers_and_orders_update_the_chain_equal_to_a_full_refresh(any_warehouse, batches,
+                                                                                    warehouse_templates):
+    first_built(any_warehouse, batches, warehouse_templates)
     assert len({profile(any_warehouse, "email", f"k{i}@x.com") for i in range(1, 6)}) == 1  # the kiosk links them
 
     # 1. New events, customers and orders: every model takes its incremental path.
@@ -265,10 +275,9 @@ def test_a_rewritten_or_deleted_staged_event_rebuilds_the_chain_equal_to_a_full_
     assert not any("k6@x.com" in row for row in full["intermediate.int_identity_records"])
 
 
-def test_a_table_built_by_an_earlier_release_asks_for_one_full_refresh(any_warehouse, batches):
-    load(any_warehouse, batches["first"], replace=True)
+def test_a_table_built_by_an_earlier_release_asks_for_one_full_refresh(any_warehouse, batches, warehouse_templates):
+    first_built(any_warehouse, batches, warehouse_templates)  # the chain and the models after it
     chain = ["--select", "+int_identity_edges", "--exclude-resource-type", "test"]
-    run_dbt(any_warehouse, "build", [*chain, "--full-refresh"], as_of=AS_OF)
     edges = rows(any_warehouse, "select src, dst from intermediate.int_identity_edges order by 1, 2")
     engine = any_warehouse.engine()
     with engine.begin() as conn:  # the edges as the earlier release built them: no changed_at
