@@ -73,6 +73,22 @@ def warm_dbt(tmp_path_factory):
                 os.environ["LIFELINE_DBT_EXECUTABLE"] = previous
 
 
+@pytest.fixture(scope="session", autouse=True)
+def dbt_target_per_worker(tmp_path_factory):
+    """dbt's artifacts folder (DBT_TARGET_PATH, which dagster-dbt honours too) in this test process's
+    temporary folder. dbt re-parses the whole project (3-4 s of CPU) whenever partial_parse.msgpack
+    was written for another connection; the pytest-xdist workers shared dbt_project/target/<target>,
+    so each worker's new warehouse voided the other's file and the next command of both re-parsed."""
+    if "DBT_TARGET_PATH" in os.environ:
+        yield os.environ["DBT_TARGET_PATH"]
+        return
+    os.environ["DBT_TARGET_PATH"] = str(tmp_path_factory.mktemp("dbt_target"))
+    try:
+        yield os.environ["DBT_TARGET_PATH"]
+    finally:
+        del os.environ["DBT_TARGET_PATH"]
+
+
 @pytest.fixture(scope="session")
 def project_root() -> Path:
     return ROOT

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import shutil
 from datetime import date, datetime, timezone
 from pathlib import Path
@@ -90,8 +91,11 @@ def run_events(defs: dg.Definitions, instance: dg.DagsterInstance, **kwargs) -> 
 
 
 def dbt_invocations(run_id: str) -> list[Path]:
-    """The target folders dagster-dbt gave this run's dbt invocations (<op>-<run id[:7]>-<uuid>)."""
-    return sorted(p for p in (dbt_project_dir() / "target").glob(f"*-{run_id[:7]}-*") if p.is_dir())
+    """The target folders dagster-dbt gave this run's dbt invocations (<op>-<run id[:7]>-<uuid>), in
+    DBT_TARGET_PATH (relative to the project) or the project's target folder, as dagster-dbt chooses."""
+    root = Path(os.environ.get("DBT_TARGET_PATH", "target"))
+    root = root if root.is_absolute() else dbt_project_dir() / root
+    return sorted(p for p in root.glob(f"*-{run_id[:7]}-*") if p.is_dir())
 
 
 def table_digest(warehouse: Warehouse) -> dict[str, tuple[int, str]]:
