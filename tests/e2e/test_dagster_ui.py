@@ -118,7 +118,9 @@ def test_asset_lineage_in_the_browser(ui_env, tmp_path):
         assert xs == sorted(xs), f"lineage does not read raw -> destinations: {positions}"
         # The run materialised through Dagster is visible in the UI.
         driver.get(f"http://127.0.0.1:{port}/runs")
-        time.sleep(5)
+        deadline = time.time() + 30
+        while "lifeline_everything" not in driver.find_element(By.TAG_NAME, "body").text and time.time() < deadline:
+            time.sleep(0.5)
         assert "lifeline_everything" in driver.find_element(By.TAG_NAME, "body").text
     finally:
         if driver is not None:
