@@ -59,7 +59,9 @@ class Warehouse:
             path = Path(raw).expanduser()
             if not path.is_absolute():
                 path = (cwd or Path.cwd()) / path
-            return cls(kind="duckdb", duckdb_path=path.resolve())
+            # normalised but symlinks kept: the path is what dbt's profile gets, and dbt's partial
+            # parse is keyed on it (a warehouse reached through a link keeps one parse)
+            return cls(kind="duckdb", duckdb_path=Path(os.path.normpath(path)))
         if kind in ("postgres", "postgresql"):
             dsn = env.get("LIFELINE_PG_DSN") or None
             pg = {

@@ -3,7 +3,6 @@ session with a fresh database per test. In CI (CI=true) a missing PostgreSQL fai
 from __future__ import annotations
 
 import os
-import itertools
 import sys
 from pathlib import Path
 
@@ -20,7 +19,6 @@ os.environ.setdefault("DO_NOT_TRACK", "1")
 os.environ.setdefault("DBT_SEND_ANONYMOUS_USAGE_STATS", "false")
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
 
-_db_counter = itertools.count()
 
 
 def in_ci() -> bool:
@@ -104,9 +102,22 @@ def shared_datasets() -> Path:
     return found
 
 
+@pytest.fixture(scope="session")
+def warehouse_link(tmp_path_factory) -> Path:
+    """A path that stays the same for every test of this process (see duck_warehouse)."""
+    return tmp_path_factory.getbasetemp() / "this_test"
+
+
 @pytest.fixture
-def duck_warehouse(tmp_path: Path) -> Warehouse:
-    return Warehouse(kind="duckdb", duckdb_path=tmp_path / "warehouse.duckdb")
+def duck_warehouse(tmp_path: Path, warehouse_link: Path) -> Warehouse:
+    """A fresh DuckDB warehouse in this test's folder, reached through a path that is the same for
+    every test of this process (`warehouse_link`, a symlink to the test's folder). dbt keys its
+    partial parse on the connection, DuckDB's path included: at a new path every test's first dbt
+    command re-parsed the whole project (3-4 s of CPU)."""
+    if warehouse_link.is_symlink():
+        warehouse_link.unlink()
+    warehouse_link.symlink_to(tmp_path, target_is_directory=True)
+    return Warehouse(kind="duckdb", duckdb_path=warehouse_link / "warehouse.duckdb")
 
 
 @pytest.fixture(scope="session")
@@ -123,8 +134,11 @@ def pg_server():
 
 @pytest.fixture
 def pg_warehouse(pg_server: PostgresServer) -> Warehouse:
-    name = f"lifeline_test_{os.getpid()}_{next(_db_counter)}"
-    pg_server.create_database(name)
+    """A fresh, empty PostgreSQL database of the same name for every test of this process (the
+    previous test's is dropped): dbt keys its partial parse on the connection, database name
+    included (see duck_warehouse)."""
+    name = f"lifeline_test_{os.getpid()}"
+    pg_server.create_database(name, replace=True)
     return Warehouse.from_env(pg_server.env(name))
 
 

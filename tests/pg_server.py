@@ -86,7 +86,7 @@ class PostgresServer:
 
     def create_database(self, name: str, template: str | None = None, replace: bool = False) -> None:
         """Creates database `name`, as a copy of database `template` when given; `replace` drops an
-        existing `name` first (it must have no open connection)."""
+        existing `name` first, closing the connections still open to it."""
         import psycopg2
 
         conn = psycopg2.connect(host="127.0.0.1", port=self.port, user=self.user, password=self.password,
@@ -94,7 +94,7 @@ class PostgresServer:
         conn.autocommit = True
         with conn.cursor() as cur:
             if replace:
-                cur.execute(f'drop database if exists "{name}"')
+                cur.execute(f'drop database if exists "{name}" with (force)')
             cur.execute(f'create database "{name}"' + (f' template "{template}"' if template else ""))
         conn.close()
 
