@@ -86,6 +86,9 @@ class DbtResult:
                 or "Error in" in line]
 
 
+TARGET_ROOT_ENV = "LIFELINE_DBT_TARGET_ROOT"  # where run_dbt keeps its per-target artifacts folders
+
+
 def dbt_env(warehouse: Warehouse, base: Mapping[str, str] | None = None) -> dict[str, str]:
     env = dict(os.environ if base is None else base)
     env.update(warehouse.dbt_env())
@@ -108,8 +111,10 @@ def run_dbt(warehouse: Warehouse, command: str, args: Sequence[str] = (), *, as_
     if "--target-path" not in args and "DBT_TARGET_PATH" not in env:
         # One artifacts folder per target: dbt's partial parse (target/<target>/partial_parse.msgpack)
         # is void for a build of another target, so runs that alternate DuckDB and PostgreSQL from
-        # one checkout (tests, a migration) would re-parse the whole project each time.
-        full += ["--target-path", str(Path("target") / warehouse.dbt_target)]
+        # one checkout (tests, a migration) would re-parse the whole project each time. The folders
+        # sit in LIFELINE_DBT_TARGET_ROOT when set (e.g. one per test process), else in target/.
+        root = Path(env.get(TARGET_ROOT_ENV) or "target")
+        full += ["--target-path", str(root / warehouse.dbt_target)]
     started = time.perf_counter()
     proc = subprocess.Popen(full, cwd=project, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)

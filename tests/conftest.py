@@ -73,18 +73,22 @@ def warm_dbt(tmp_path_factory):
 
 @pytest.fixture(scope="session", autouse=True)
 def dbt_target_per_worker(tmp_path_factory):
-    """dbt's artifacts folder (DBT_TARGET_PATH, which dagster-dbt honours too) in this test process's
-    temporary folder. dbt re-parses the whole project (3-4 s of CPU) whenever partial_parse.msgpack
-    was written for another connection; the pytest-xdist workers shared dbt_project/target/<target>,
-    so each worker's new warehouse voided the other's file and the next command of both re-parsed."""
-    if "DBT_TARGET_PATH" in os.environ:
-        yield os.environ["DBT_TARGET_PATH"]
+    """run_dbt's artifacts folders (one per target, orchestration.dbt_runner.TARGET_ROOT_ENV) in this
+    test process's temporary folder. dbt re-parses the whole project (3-4 s of CPU) whenever
+    partial_parse.msgpack was written for another connection or target: the pytest-xdist workers
+    shared dbt_project/target/<target>, so each worker's new warehouse voided the other's file. One
+    folder per target (not DBT_TARGET_PATH, which run_dbt takes as one folder for every target)
+    keeps a test that alternates DuckDB and PostgreSQL from re-parsing at each switch."""
+    from orchestration.dbt_runner import TARGET_ROOT_ENV
+
+    if TARGET_ROOT_ENV in os.environ:
+        yield os.environ[TARGET_ROOT_ENV]
         return
-    os.environ["DBT_TARGET_PATH"] = str(tmp_path_factory.mktemp("dbt_target"))
+    os.environ[TARGET_ROOT_ENV] = str(tmp_path_factory.mktemp("dbt_target"))
     try:
-        yield os.environ["DBT_TARGET_PATH"]
+        yield os.environ[TARGET_ROOT_ENV]
     finally:
-        del os.environ["DBT_TARGET_PATH"]
+        del os.environ[TARGET_ROOT_ENV]
 
 
 @pytest.fixture(scope="session")
