@@ -59,16 +59,9 @@ def warm_dbt(tmp_path_factory):
         return
     from orchestration.dbt_server import WarmDbt
 
-    with WarmDbt.start(tmp_path_factory.mktemp("dbt_server")) as server:
-        previous = os.environ.get("LIFELINE_DBT_EXECUTABLE")
-        os.environ["LIFELINE_DBT_EXECUTABLE"] = str(server.executable)
-        try:
-            yield server
-        finally:
-            if previous is None:
-                os.environ.pop("LIFELINE_DBT_EXECUTABLE", None)
-            else:
-                os.environ["LIFELINE_DBT_EXECUTABLE"] = previous
+    with WarmDbt.start(tmp_path_factory.mktemp("dbt_server")) as server, pytest.MonkeyPatch.context() as patch:
+        patch.setenv("LIFELINE_DBT_EXECUTABLE", str(server.executable))
+        yield server
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -84,11 +77,9 @@ def dbt_target_per_worker(tmp_path_factory):
     if TARGET_ROOT_ENV in os.environ:
         yield os.environ[TARGET_ROOT_ENV]
         return
-    os.environ[TARGET_ROOT_ENV] = str(tmp_path_factory.mktemp("dbt_target"))
-    try:
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv(TARGET_ROOT_ENV, str(tmp_path_factory.mktemp("dbt_target")))
         yield os.environ[TARGET_ROOT_ENV]
-    finally:
-        del os.environ[TARGET_ROOT_ENV]
 
 
 @pytest.fixture(scope="session")
