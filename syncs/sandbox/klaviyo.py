@@ -320,8 +320,10 @@ class ProfileIndex:
         self.db = db
         self.by: dict[str, dict[str, str]] = {k: {} for k in IDENTIFIERS}
         self.rows: dict[str, dict] = {}
-        # profiles a bulk import created and nothing touched again: their insert rows, without a row dict each
+        # profiles a bulk import created and nothing touched again: (id, email, phone, external id, attributes
+        # text) each, without a row dict; created and updated at `_fresh_at`, no consent
         self._fresh_rows: list[tuple | None] = []
+        self._fresh_at = ""
         self._fresh_slots: dict[str, int] = {}  # id -> its _fresh_rows slot, filled only when one is looked for
         self._fresh_slotted = 0  # _fresh_rows indexed in _fresh_slots so far
         self._fresh_ids: list[str] = []
@@ -379,7 +381,7 @@ class ProfileIndex:
                 row = self.rows[pid] = {
                     "attributes": orjson.loads(fresh[4]), "text": fresh[4], "dirty": True, "new": True,
                     "keys": {f: k for f, k in zip(IDENTIFIERS, fresh[1:4]) if k is not None},
-                    "email_consent": None, "sms_consent": None, "created": fresh[7], "stored_keys": {}}
+                    "email_consent": None, "sms_consent": None, "created": self._fresh_at, "stored_keys": {}}
         return row
 
     def _new_id(self) -> str:
@@ -396,6 +398,7 @@ class ProfileIndex:
         imported: list[str] = []
         failures: list[tuple[int, dict, str | None]] = []
         by, fresh_rows, ids = self.by, self._fresh_rows, self._fresh_ids
+        self._fresh_at = now
         by_email, by_phone, by_ext = by["email"], by["phone_number"], by["external_id"]
         for i, attrs, keys in accepted:
             email, phone, ext = keys.get("email"), keys.get("phone_number"), keys.get("external_id")
@@ -421,7 +424,7 @@ class ProfileIndex:
             if not ids:
                 ids = self._fresh_ids = sorted(ulids(self._batch), reverse=True)
             pid = ids.pop()
-            fresh_rows.append((pid, email, phone, ext, encoded.decode(), None, None, now, now))
+            fresh_rows.append((pid, email, phone, ext, encoded.decode()))
             if email is not None:
                 by_email[email] = pid
             if phone is not None:
@@ -481,7 +484,7 @@ class ProfileIndex:
     def flush(self, now: str) -> None:
         """Insert new profiles; update changed ones, touching the identifier columns (and so their
         indexes) only where an identifier changed."""
-        fresh: list[tuple] = [r for r in self._fresh_rows if r is not None]
+        fresh: list[tuple] = []
         moved, same = [], []
         for pid, row in self.rows.items():
             if not row["dirty"]:
@@ -495,9 +498,12 @@ class ProfileIndex:
                 same.append((*rest, now, pid))
             else:
                 moved.append((*ids, *rest, now, pid))
-        fresh.sort()  # in id order (mostly already): appended to the primary key's index instead of spread over it
-        insert_rows(self.db, "insert into kl_profiles (id, email, phone_number, external_id, attributes, "
-                             "email_consent, sms_consent, created, updated)", fresh)
+        insert = ("insert into kl_profiles (id, email, phone_number, external_id, attributes, email_consent, "
+                  "sms_consent, created, updated)")
+        # in id order (mostly already): appended to the primary key's index instead of spread over it
+        insert_rows(self.db, insert, sorted(r for r in self._fresh_rows if r is not None),
+                    shared=(None, None, self._fresh_at, now))
+        insert_rows(self.db, insert, sorted(fresh))
         self.db.executemany("update kl_profiles set email = ?, phone_number = ?, external_id = ?, attributes = ?, "
                             "email_consent = ?, sms_consent = ?, updated = ? where id = ?", moved)
         self.db.executemany("update kl_profiles set attributes = ?, email_consent = ?, sms_consent = ?, updated = ? "

@@ -45,9 +45,12 @@ def test_a_job_over_several_insert_statements_stores_every_profile_as_sent(sandb
     with sandbox.app.state.ctx.store.tx() as db:
         stored = {ext: (pid, email, json.loads(attrs)) for pid, ext, email, attrs in db.execute(
             "select id, external_id, email, attributes from kl_profiles")}
+        stamps = set(db.execute("select email_consent, sms_consent, created, updated from kl_profiles"))
         members = db.execute("select count(*), count(distinct profile_id) from kl_list_members where list_id = ?",
                              (list_id,)).fetchone()
     assert len(stored) == COUNT - 4  # three rejected, one merged into profile 10
+    # every statement's rows get the job's time and no consent (values bound once a statement: store.insert_rows)
+    assert stamps == {(None, None, job["created_at"], job["created_at"])}
     assert members == (COUNT - 4, COUNT - 4)
     assert all(len(pid) == 26 and set(pid) <= set(CROCKFORD) for pid, _, _ in stored.values())
     assert len({pid for pid, _, _ in stored.values()}) == len(stored)
