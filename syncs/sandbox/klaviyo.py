@@ -19,7 +19,7 @@ import re
 import time
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta, timezone
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import urlencode
 
 import orjson
@@ -312,6 +312,21 @@ def fresh_attributes(attrs: dict) -> dict:
     return merged
 
 
+def fresh_attributes_json(attrs: dict) -> bytes:
+    """orjson.dumps(fresh_attributes(attrs)) (the stored text): `attrs` encoded as it is when it has no
+    key that is not stored and its JSON no `null` (fresh_attributes has nothing to drop then; a text
+    holding the word only takes the longer way)."""
+    if NOT_STORED.isdisjoint(attrs):
+        encoded = orjson.dumps(attrs)
+        if b"null" not in encoded:
+            return encoded
+    return orjson.dumps(fresh_attributes(attrs))
+
+
+PROFILE_INSERT = ("insert into kl_profiles (id, email, phone_number, external_id, attributes, email_consent, "
+                  "sms_consent, created, updated)")
+
+
 class ProfileIndex:
     """Resolves a batch of profiles to ids with one indexed query per identifier (the batch's keys
     passed as one JSON array), merges them in memory and writes them back in one go."""
@@ -416,8 +431,7 @@ class ProfileIndex:
                         imported.append(pid)
                     ids = self._fresh_ids  # upsert may have made the next batch of ids
                     continue
-            merged = fresh_attributes(attrs)
-            encoded = orjson.dumps(merged)
+            encoded = fresh_attributes_json(attrs)
             if len(encoded) > max_bytes:
                 failures.append((i, attrs, None))
                 continue
@@ -498,12 +512,10 @@ class ProfileIndex:
                 same.append((*rest, now, pid))
             else:
                 moved.append((*ids, *rest, now, pid))
-        insert = ("insert into kl_profiles (id, email, phone_number, external_id, attributes, email_consent, "
-                  "sms_consent, created, updated)")
         # in id order (mostly already): appended to the primary key's index instead of spread over it
-        insert_rows(self.db, insert, sorted(r for r in self._fresh_rows if r is not None),
+        insert_rows(self.db, PROFILE_INSERT, sorted(r for r in self._fresh_rows if r is not None),
                     shared=(None, None, self._fresh_at, now))
-        insert_rows(self.db, insert, sorted(fresh))
+        insert_rows(self.db, PROFILE_INSERT, sorted(fresh))
         self.db.executemany("update kl_profiles set email = ?, phone_number = ?, external_id = ?, attributes = ?, "
                             "email_consent = ?, sms_consent = ?, updated = ? where id = ?", moved)
         self.db.executemany("update kl_profiles set attributes = ?, email_consent = ?, sms_consent = ?, updated = ? "
@@ -687,8 +699,19 @@ async def create_bulk_import(request: Request, ctx: Context) -> Response:
     body = await json_body(request, MAX_BULK_BYTES)
     entries = profile_entries(body, MAX_BULK_PROFILES, "A bulk import job")
     lists = list_ids_of(body)
+    plain = plain_profiles(entries)
+    checked = None if plain else checked_profiles(entries)  # on the event loop, as the previous job is written
+    jid, job, created_ts = await run_in_threadpool(apply_bulk_import, ctx, entries, lists, plain, checked)
+    return jsonapi(job_resource(request, ctx, jid, job, created_ts), status=202)
+
+
+Accepted = list[tuple[int, dict, dict[str, str]]]  # (position in the job, attributes to import, identity keys)
+
+
+def checked_profiles(entries: list) -> tuple[Accepted, list[dict]]:
+    """The bulk import's profiles checked one by one: (the accepted ones, import-errors of the others)."""
     errors: list[dict] = []
-    accepted: list[tuple[int, dict, dict[str, str]]] = []
+    accepted: Accepted = []
     for i, entry in enumerate(entries):
         attrs = entry.get("attributes") if isinstance(entry, dict) else None
         keys, problem = validated_keys(attrs)  # pointers are built only for the profiles that fail
@@ -702,31 +725,101 @@ async def create_bulk_import(request: Request, ctx: Context) -> Response:
                                        attrs if isinstance(attrs, dict) else entry))
         else:
             accepted.append((i, patched, keys))
-    jid, job, created_ts = await run_in_threadpool(apply_bulk_import, ctx, len(entries), lists, accepted, errors)
-    return jsonapi(job_resource(request, ctx, jid, job, created_ts), status=202)
+    return accepted, errors
 
 
-def apply_bulk_import(ctx: Context, total: int, lists: list[str], accepted: list[tuple[int, dict, dict[str, str]]],
-                      errors: list[dict]) -> tuple[str, dict, float]:
+class PlainProfiles(NamedTuple):
+    """A job's profiles as columns, when `checked_profiles` would accept every one unchanged: the
+    attributes and each identifier's match key (None where not given)."""
+    attributes: list[dict]
+    emails: list[str | None]
+    phones: list[str | None]
+    external_ids: list[str | None]
+
+
+# every line of "\n".join(values) + "\n" is an email (with nothing to strip) / an E.164 number
+_EMAIL_LINES = re.compile(r"(?:[^@\s]+@[^@\s]+\.[^@\s]+\n)*")
+_PHONE_LINES = re.compile(r"(?:\+[1-9]\d{6,14}\n)*")
+_DICT, _TEXT = frozenset((dict,)), frozenset((str, type(None)))
+
+
+def plain_profiles(entries: list) -> PlainProfiles | None:
+    """The job as columns when every profile is an object with `attributes` and no `meta` or `id`,
+    whose given identifiers are texts (emails ASCII with nothing to strip, each column checked by one
+    regex over its lines) and at least one is given; None when any profile needs `checked_profiles`."""
+    if set(map(type, entries)) != _DICT or any(e.get("meta") is not None for e in entries):
+        return None
+    profiles = [e.get("attributes") for e in entries]
+    if set(map(type, profiles)) != _DICT or any("id" in a for a in profiles):
+        return None
+    columns = []
+    for field in IDENTIFIERS:
+        values = [a.get(field) for a in profiles]
+        if not set(map(type, values)) <= _TEXT:
+            return None
+        columns.append([v or None for v in values])  # "" is not given, like None
+    emails, phones, exts = columns
+    given = [e for e in emails if e is not None]
+    lines = "\n".join(given)
+    if not lines.isascii() or not _lines_match(_EMAIL_LINES, lines, len(given)):
+        return None
+    keys = iter(lines.lower().split("\n"))
+    emails = [e and next(keys) for e in emails]
+    given = [p for p in phones if p is not None]
+    if not _lines_match(_PHONE_LINES, "\n".join(given), len(given)):
+        return None
+    exts = [x and x.strip() for x in exts]
+    if "" in exts or any(e is p is x is None for e, p, x in zip(emails, phones, exts)):
+        return None  # an external_id of blanks, or no identifier
+    return PlainProfiles(profiles, emails, phones, exts)
+
+
+def _lines_match(pattern: re.Pattern, lines: str, count: int) -> bool:
+    """`count` values joined by newlines are each matched by `pattern`'s line (none holds a newline)."""
+    return not count or (lines.count("\n") == count - 1 and pattern.fullmatch(lines + "\n") is not None)
+
+
+def all_new(db, plain: PlainProfiles) -> bool:
+    """No two profiles of the job share an identifier and none matches a stored profile."""
+    for field, column in zip(IDENTIFIERS, (plain.emails, plain.phones, plain.external_ids)):
+        keys = [k for k in column if k is not None]
+        if len(set(keys)) != len(keys) or (keys and db.execute(
+                f"select 1 from json_each(?) k join kl_profiles p on p.{field} = k.value limit 1",  # noqa: S608
+                (orjson.dumps(keys).decode(),)).fetchone()):
+            return False
+    return True
+
+
+def insert_new_profiles(db, plain: PlainProfiles, now: str) -> list[str] | None:
+    """The job's profiles inserted as new ones (`all_new`), as `ProfileIndex.import_profiles` would
+    make them: ids ascending in job order; None (nothing written) when one is over the size limit."""
+    texts = [fresh_attributes_json(a) for a in plain.attributes]
+    if max(map(len, texts)) > MAX_PROFILE_BYTES:
+        return None
+    ids = sorted(ulids(len(texts)))
+    rows = list(zip(ids, plain.emails, plain.phones, plain.external_ids, [t.decode() for t in texts]))
+    insert_rows(db, PROFILE_INSERT, rows, shared=(None, None, now, now))
+    return ids
+
+
+def apply_bulk_import(ctx: Context, entries: list, lists: list[str], plain: PlainProfiles | None,
+                      checked: tuple[Accepted, list[dict]] | None) -> tuple[str, dict, float]:
     """The write half of a bulk import (runs in a worker thread: SQLite releases the GIL, so the
-    server parses the next request meanwhile): `accepted` holds (position, attributes, identity
-    keys) of the valid profiles. Appends per-profile failures to `errors`."""
+    server parses the next request meanwhile). A job of `plain` profiles none of which is known yet
+    (an initial sync) is inserted from its columns; any other is merged profile by profile from
+    `checked` (`checked_profiles`: made here when the job was plain)."""
     now, jid = now_iso(), ulid()
     with ctx.store.tx() as db:
         for lid in lists:
             require_list(db, lid)
-        index = ProfileIndex(db, [attrs for _, attrs, _ in accepted], [keys for _, _, keys in accepted])
-        imported, failures = index.import_profiles(accepted, now, MAX_PROFILE_BYTES)
-        for i, attrs, conflict in failures:
-            pointer = f"/data/attributes/profiles/data/{i}/attributes"
-            if conflict:
-                errors.append(import_error("duplicate_profile", "Conflicting identifiers.", conflict, pointer, attrs))
-            else:
-                errors.append(import_error("invalid", "Invalid input.", "The profile exceeds the 100 KB per-profile "
-                                           "limit.", pointer, {k: attrs.get(k) for k in IDENTIFIERS}))
-        index.flush(now)
+        imported = insert_new_profiles(db, plain, now) if plain is not None and all_new(db, plain) else None
+        errors: list[dict] = []
+        if imported is None:
+            accepted, errors = checked or checked_profiles(entries)
+            imported = merge_profiles(db, accepted, errors, now)
         for lid in lists:
             add_members(db, lid, imported, now)
+        total = len(entries)
         expires = (datetime.now(timezone.utc) + timedelta(days=7)).isoformat(timespec="seconds").replace("+00:00", "Z")
         job = {"lists": lists, "attributes": {
             "status": "complete", "total_count": total, "completed_count": len(imported),
@@ -740,6 +833,22 @@ def apply_bulk_import(ctx: Context, total: int, lists: list[str], accepted: list
         db.executemany("insert into kl_import_errors (job_id, seq, body) values (?,?,?)",
                        [(jid, n, dumps(e)) for n, e in enumerate(errors)])
     return jid, job, created_ts
+
+
+def merge_profiles(db, accepted: Accepted, errors: list[dict], now: str) -> list[str]:
+    """The accepted profiles resolved and merged one by one (`ProfileIndex.import_profiles`); appends
+    per-profile failures to `errors`. Returns the imported ids in job order."""
+    index = ProfileIndex(db, [attrs for _, attrs, _ in accepted], [keys for _, _, keys in accepted])
+    imported, failures = index.import_profiles(accepted, now, MAX_PROFILE_BYTES)
+    for i, attrs, conflict in failures:
+        pointer = f"/data/attributes/profiles/data/{i}/attributes"
+        if conflict:
+            errors.append(import_error("duplicate_profile", "Conflicting identifiers.", conflict, pointer, attrs))
+        else:
+            errors.append(import_error("invalid", "Invalid input.", "The profile exceeds the 100 KB per-profile "
+                                       "limit.", pointer, {k: attrs.get(k) for k in IDENTIFIERS}))
+    index.flush(now)
+    return imported
 
 
 def import_error(code: str, title: str, detail: str, pointer: str, payload: object) -> dict:

@@ -1,0 +1,112 @@
+"""Klaviyo stand-in: a bulk import whose profiles are all plainly valid and new (an initial sync) is
+inserted from columns (klaviyo.plain_profiles / insert_new_profiles); it must store exactly what the
+profile-by-profile path stores, and every other job must still take that path."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import requests
+
+from syncs.sandbox import klaviyo
+from syncs.sandbox.store import ROWS_PER_STATEMENT
+
+from .conftest import KLAVIYO_HEADERS as H
+from .test_klaviyo import api, bulk_body, make_list
+
+COUNT = ROWS_PER_STATEMENT + 234
+
+
+def first_job() -> list[dict]:
+    """New profiles only, in shapes the column path takes: some identifiers absent or "", upper-case
+    emails, nulls to drop, a key that is not stored, the word null in a text."""
+    rows = [{"external_id": f"e-{i}", "email": f"P{i}@Example.COM", "phone_number": f"+1555{i:07d}",
+             "first_name": f"F{i}", "properties": {"n": i}} for i in range(COUNT)]
+    rows[3] = {"email": "only-email@example.com", "phone_number": "", "external_id": None}
+    rows[4] = {"phone_number": "+15550000004"}
+    rows[5] = {"external_id": "only-ext", "email": ""}
+    rows[6] = {"external_id": "e-6", "first_name": None, "properties": {"n": 6, "gone": None}}
+    rows[7] = {"external_id": "e-7", "created": "2020-01-01T00:00:00Z", "last_name": "Nullable"}
+    return rows
+
+
+def later_jobs() -> list[tuple[list[dict], list[dict | None] | None]]:
+    """Jobs the column path must hand to the profile-by-profile one: stored profiles again, a person
+    named twice in one job, a meta unset, an invalid profile, a profile given by id."""
+    return [
+        ([{"external_id": "e-10", "last_name": "Again"}, {"email": "brand-new@example.com"}], None),
+        ([{"email": "twice@example.com", "first_name": "A"}, {"email": "Twice@example.com", "last_name": "B"}], None),
+        ([{"external_id": "e-11", "properties": {"n": 0}}], [{"patch_properties": {"unset": "n"}}]),
+        ([{"email": "not-an-email"}, {"email": "ok@example.com"}], None),
+        ([{"email": " spaced@example.com "}, {"phone_number": "+15551230000\n"}], None),
+    ]
+
+
+def run_jobs(sandbox) -> dict:
+    """Every job of first_job + later_jobs into one list; what the store then holds, by identifiers."""
+    list_id = make_list(sandbox, "plain")
+    jobs = []
+    for profiles, meta in [(first_job(), None), *later_jobs()]:
+        body = bulk_body(profiles, list_id)
+        for entry, extra in zip(body["data"]["attributes"]["profiles"]["data"], meta or []):
+            entry["meta"] = extra
+        r = requests.post(f"{api(sandbox)}/profile-bulk-import-jobs", json=body, headers=H)
+        assert r.status_code == 202, r.text
+        job = r.json()["data"]
+        errors = requests.get(f"{api(sandbox)}/profile-bulk-import-jobs/{job['id']}/import-errors",
+                              headers=H).json()["data"]
+        jobs.append((job["attributes"]["completed_count"], job["attributes"]["failed_count"],
+                     [(e["attributes"]["code"], e["attributes"]["source"]["pointer"]) for e in errors], job["id"]))
+    with sandbox.app.state.ctx.store.tx() as db:
+        keys = {pid: (email, phone, ext) for pid, email, phone, ext in db.execute(
+            "select id, email, phone_number, external_id from kl_profiles")}
+        profiles = {keys[pid]: (json.loads(attrs), ec, sc) for pid, attrs, ec, sc in db.execute(
+            "select id, attributes, email_consent, sms_consent from kl_profiles")}
+        members = [keys[pid] for (pid,) in db.execute(
+            "select profile_id from kl_list_members where list_id = ? order by profile_id", (list_id,))]
+        imported = [[keys[pid] for pid in json.loads(ids)] for _, _, _, jid in jobs for (ids,) in db.execute(
+            "select profile_ids from kl_job_profiles where job_id = ?", (jid,))]
+    return {"jobs": [j[:3] for j in jobs], "profiles": profiles, "members": members, "imported": imported}
+
+
+def test_the_column_path_stores_what_the_profile_by_profile_path_stores(start_sandbox, monkeypatch, tmp_path):
+    with start_sandbox(state_dir=tmp_path / "columns", rate_limits=False) as sandbox:
+        taken = []
+        real = klaviyo.insert_new_profiles
+        monkeypatch.setattr(klaviyo, "insert_new_profiles", lambda *a: taken.append(1) or real(*a))
+        columns = run_jobs(sandbox)
+    assert taken == [1], "only the first job (all new, all plain) takes the column path"
+    monkeypatch.setattr(klaviyo, "plain_profiles", lambda entries: None)
+    with start_sandbox(state_dir=tmp_path / "one_by_one", rate_limits=False) as sandbox:
+        one_by_one = run_jobs(sandbox)
+    assert columns == one_by_one
+    assert columns["jobs"][0] == (COUNT, 0, [])
+    assert columns["profiles"][("p8@example.com", "+15550000008", "e-8")] == (
+        {"external_id": "e-8", "email": "P8@Example.COM", "phone_number": "+15550000008", "first_name": "F8",
+         "properties": {"n": 8}}, None, None)
+    assert columns["profiles"][(None, None, "e-6")][0] == {"external_id": "e-6", "properties": {"n": 6}}
+    # ids ascend in job order (the list's members by id are the job's profiles in order)
+    assert columns["members"][:COUNT] == columns["imported"][0]
+
+
+@pytest.mark.parametrize("change", [
+    {"meta": {"patch_properties": {"unset": "x"}}}, {"attributes": {"id": "01ABC", "email": "a@example.com"}},
+    {"attributes": {"email": 5}}, {"attributes": {"email": " a@example.com"}}, {"attributes": {"email": "é@example.com"}},
+    {"attributes": {"email": "a@example"}}, {"attributes": {"phone_number": "+15551234567\n"}},
+    {"attributes": {"phone_number": "5551234567"}}, {"attributes": {"external_id": "  "}},
+    {"attributes": {"external_id": 7}}, {"attributes": {"first_name": "nobody"}}, {"attributes": "x"},
+])
+def test_a_job_with_one_profile_out_of_the_plain_shape_is_checked_profile_by_profile(change):
+    entries = [{"type": "profile", "attributes": {"email": f"u{i}@example.com", "external_id": f"x{i}"}}
+               for i in range(3)]
+    assert klaviyo.plain_profiles(entries) is not None
+    entries[1] = {"type": "profile", **change}
+    assert klaviyo.plain_profiles(entries) is None
+
+
+def test_plain_columns_hold_the_match_keys():
+    entries = [{"attributes": {"email": "A@Example.com", "phone_number": "", "external_id": " x "}},
+               {"attributes": {"phone_number": "+15551234567", "email": None}}]
+    plain = klaviyo.plain_profiles(entries)
+    assert (plain.emails, plain.phones, plain.external_ids) == (["a@example.com", None], [None, "+15551234567"],
+                                                                ["x", None])
