@@ -700,7 +700,7 @@ async def create_bulk_import(request: Request, ctx: Context) -> Response:
     entries = profile_entries(body, MAX_BULK_PROFILES, "A bulk import job")
     lists = list_ids_of(body)
     plain = plain_profiles(entries)
-    checked = None if plain else checked_profiles(entries)  # on the event loop, as the previous job is written
+    checked = None if plain is not None else checked_profiles(entries)  # on the event loop, as the last job is written
     jid, job, created_ts = await run_in_threadpool(apply_bulk_import, ctx, entries, lists, plain, checked)
     return jsonapi(job_resource(request, ctx, jid, job, created_ts), status=202)
 
