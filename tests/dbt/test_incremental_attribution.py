@@ -46,7 +46,7 @@ CONSENT = "intermediate.int_consent_signals"
 COMPARED = [EVENTS, MESSAGES, RECORD_PROFILES, LAST_PRODUCT, CONSENT]
 RUN_STAMPS = {"changed_at", "record_changed_at", "staged_at", "attributed_at"}
 
-EVENT_HEADER = ["event_id", "event_type", "occurred_at", "anonymous_id", "user_id", "email", "product_id"]
+EVENT_HEADER = ["event_id", "event_type", "occurred_at", "anonymous_id", "user_id", "email", "product_id", "phone"]
 
 
 def _events(rows: list[list[str]]) -> tuple[list[str], list[list[str]]]:
@@ -90,6 +90,8 @@ FIRST = {
         # with k0, so her last product falls back to an earlier one: kr of the later batch).
         ["kq", "product_view", "2026-09-10T10:02:00Z", "cookie-kiosk", "", "kim@example.com", "sku-kq"],
         ["kp", "product_view", "2026-09-10T10:06:00Z", "cookie-kiosk", "", "", "sku-kp"],
+        # hugo, known by cookie and phone only (m15 reaches him by sms).
+        ["h1", "identify", "2026-09-14T10:00:00Z", "cookie-hugo", "", "", "", "+14155550123"],
     ]),
     "message_events": (MESSAGE_HEADER, [
         ["m1", "email", "sent", "2026-10-01T10:00:00Z", "ann@example.com", "welcome"],
@@ -100,6 +102,8 @@ FIRST = {
         ["m7", "email", "unsubscribed", "2026-10-21T12:00:00Z", "dan@example.com", "browse"],
         ["m10", "email", "sent", "2026-10-26T10:00:00Z", "eve@example.com", "welcome"],
         ["m13", "email", "unsubscribed", "2026-10-22T12:00:00Z", "gil@example.com", "browse"],
+        # Resolved by phone: follows hugo's phone into ivy's profile (identity_map's changes).
+        ["m15", "sms", "sent", "2026-10-05T10:00:00Z", "+14155550123", "browse"],
     ]),
 }
 LATER = {
@@ -120,6 +124,8 @@ LATER = {
         ["g2", "identify", "2026-10-29T14:00:00Z", "cookie-gil", "u-hal", ""],
         # jo signs in on her cookie: her customer's consent follows u-jo into the cookie's profile.
         ["j2", "identify", "2026-10-29T16:00:00Z", "cookie-jo", "u-jo", ""],
+        # hugo signs in as ivy: his phone's profile changes (m15 has only a phone to go by).
+        ["h2", "identify", "2026-10-29T16:30:00Z", "cookie-hugo", "u-ivy", ""],
         # A late product view of cat's, older than her last one: her last product stays sku-new.
         ["p2", "product_view", "2026-10-10T10:00:00Z", "cookie-cat", "u-cat", "", "sku-old"],
         # ann's only product view: dropped when as_of moves back before it.
@@ -253,6 +259,8 @@ def test_a_merge_then_as_of_moving_back_after_incremental_runs_equal_a_full_refr
     assert profile_of(rows[EVENTS], "e2") == profile_of(rows[EVENTS], "e4")
     assert profile_of(rows[EVENTS], "e9") == profile_of(rows[EVENTS], "e4")
     assert message_profile(rows[MESSAGES], "m5") == message_profile(rows[MESSAGES], "m2")
+    # m15 follows hugo's phone into the profile he signed in to.
+    assert message_profile(rows[MESSAGES], "m15") == {profile_of(rows[EVENTS], "h2")}
     assert not message_profile(rows[MESSAGES], "m11")
     assert "k0" not in {row[1] for row in rows[EVENTS]}
     assert last_products(rows) == {"p1": "sku-new", "p3": "sku-ann", "kr": "sku-kr"}, rows[LAST_PRODUCT]
@@ -278,7 +286,7 @@ def test_a_merge_then_as_of_moving_back_after_incremental_runs_equal_a_full_refr
     # identity_map was rebuilt in full: its list of changes is incomplete, every stored recipient
     # is resolved again (m5 moves back to dan through that fallback).
     assert "without identity_map's list of changes" in lines["int_profile_message_events"], lines
-    assert {row[1] for row in rows[EVENTS]} == {"e1", "e2", "e3", "e5", "e9", "g1", "j1", "k0", "k1", "kp", "kq", "kr", "ks", "p1", "p2", "s1"}
+    assert {row[1] for row in rows[EVENTS]} == {"e1", "e2", "e3", "e5", "e9", "g1", "h1", "j1", "k0", "k1", "kp", "kq", "kr", "ks", "p1", "p2", "s1"}
     assert not message_profile(rows[MESSAGES], "m9")
     assert message_profile(rows[MESSAGES], "m5") != message_profile(rows[MESSAGES], "m2")
     # ann's last product view p3 was dropped by int_profile_events (as_of): she has none left.

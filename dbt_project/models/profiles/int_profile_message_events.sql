@@ -15,7 +15,8 @@
     again and retries the rows without a profile at an earlier run (their message_keys are kept
     in <this>__unresolved by the post-hook). Rows without a profile are written (a full build
     too, so that they are recorded) and removed by the post-hook, which also records the run in
-    <this>__last_run. -#}
+    <this>__last_run. Only rows this run wrote can lack a profile (attributed_at = the run's start:
+    on DuckDB the zone maps skip every older row group instead of reading every profile_id). -#}
 {{ config(
     materialized='incremental',
     unique_key='message_key',
@@ -23,7 +24,7 @@
     on_schema_change='fail',
     post_hook=["{{ lifeline.remember_unresolved('message_key', 'profile_id', 'attributed_at') }}",
                "{{ lifeline.record_profiles_post_hook() }}",
-               "delete from {{ this }} where profile_id is null"]
+               "delete from {{ this }} where attributed_at = {{ lifeline.run_stamp() }} and profile_id is null"]
 ) }}
 {%- set reattribute_all = lifeline.drop_unstaged_rows(ref('stg_message_events'), 'int_profile_message_events') %}
 {%- set map_changes_since = none if reattribute_all else lifeline.identity_map_changes_since(ref('identity_map'), 'int_profile_message_events', ['email', 'phone']) %}
@@ -68,10 +69,16 @@ messages as (
     {% if map_changes_since is not none -%}
     {#- Rows whose recipient's email or phone row changed, appeared (an unresolved recipient who
         became known) or vanished. #}
+    {#- One branch per column (the union drops a row found by both): `email in (...) or phone in
+        (...)` is a disjunction the scan cannot apply, so every column of every staged row would be
+        read and tested, while each IN alone is pushed into the scan of its column. #}
     select messages.*
     from {{ ref('stg_message_events') }} as messages
     where messages.recipient_email in (select identifier_value from changed_identifiers where identifier_type = 'email')
-       or messages.recipient_phone in (select identifier_value from changed_identifiers where identifier_type = 'phone')
+    union
+    select messages.*
+    from {{ ref('stg_message_events') }} as messages
+    where messages.recipient_phone in (select identifier_value from changed_identifiers where identifier_type = 'phone')
     {%- else -%}
     select messages.*
     from {{ lifeline.unresolved_keys('message_key', ref('stg_message_events')) }} as unresolved
