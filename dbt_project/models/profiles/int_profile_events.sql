@@ -78,17 +78,29 @@ events as (
     where stored.record_changed_at is null
 ),
 
-{#- An event in two of those sets comes twice: once is enough. #}
-scoped_events as (
+{#- An event in two of those sets comes twice: once is enough. Materialised (a few rows per
+    run): record_profiles below reads only the records of these events' anonymous_ids. #}
+scoped_events as materialized (
     select * from (
         select events.*, row_number() over (partition by event_id order by occurred_at) as copy_rank
         from events
     ) numbered
     where copy_rank = 1
 ),
+
+{#- The records of those events (a semi-join on one key, so that the join below builds its hash
+    table over them, not over every record: DuckDB cannot tell how few events there are). #}
+scoped_records as (
+    select * from record_profiles
+    where anonymous_id_key in (select coalesce(anonymous_id, '') from scoped_events)
+),
 {% else %}
 scoped_events as (
     select * from {{ ref('stg_events') }}
+),
+
+scoped_records as (
+    select * from record_profiles
 ),
 {% endif %}
 
@@ -103,7 +115,7 @@ with_profiles as (
         record_profiles.changed_at as record_changed_at,
         {{ lifeline.resolved_profile_id() }} as unstitched_profile_id
     from scoped_events as events
-    left {{ lifeline.join_record_profiles('events.anonymous_id', 'events.user_id', 'events.email', 'events.phone') }}
+    left {{ lifeline.join_record_profiles('events.anonymous_id', 'events.user_id', 'events.email', 'events.phone', 'scoped_records') }}
     {{ lifeline.join_identity_map('events') }}
 ),
 
