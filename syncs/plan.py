@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import Callable
 
 import sqlalchemy as sa
 
@@ -146,27 +147,50 @@ def build_diff(conn: sa.Connection, sync: SyncConfig) -> Plan:
 
 
 def pages(conn: sa.Connection, op_filter: tuple[str, ...], page_size: int, extra: tuple[str, ...] = ()):
-    """The diff rows of the given ops (add/update, or remove), page by page, ordered by key, with
-    DIFF_COLUMNS and the `extra` ones (sent_fields, mapped field__ columns: syncs.sent_fields).
-    Read through the DBAPI cursor of the same connection (same transaction, same temporary table):
-    plain tuples, zipped into dicts, instead of SQLAlchemy rows and mappings (a third of the cost
-    of a page); the seq bounds are integers of this function's own, written into the statement."""
+    """The diff rows of the given ops (add/update, or remove), page by page in seq order (a page's
+    rows in any order), with DIFF_COLUMNS and the `extra` ones (sent_fields, has_state, mapped
+    field__ columns: syncs.sent_fields), as dicts. Read on the same connection (same transaction,
+    same temporary table) without SQLAlchemy rows (`_page_reader`); the seq bounds are integers of
+    this function's own, written into the statement."""
     ops = ", ".join(f"'{op}'" for op in op_filter)
     bounds = conn.execute(sa.text(f"select min(seq), max(seq) from {DIFF_TABLE} where op in ({ops})")).fetchone()
     if bounds is None or bounds[0] is None:
         return
     first, last = int(bounds[0]), int(bounds[1])
     columns = DIFF_COLUMNS + extra
-    select = f"select {', '.join(columns)} from {DIFF_TABLE} where seq between {{lo:d}} and {{hi:d}} and op in ({ops}) order by seq"
+    select = f"select {', '.join(columns)} from {DIFF_TABLE} where seq between {{lo:d}} and {{hi:d}} and op in ({ops})"
+    read = _page_reader(conn, columns, select.format(lo=1, hi=0))
     for start in range(first, last + 1, page_size):
+        rows = read(select.format(lo=start, hi=min(start + page_size - 1, last)))
+        if rows:
+            yield rows
+
+
+_PLAIN_ARROW = ("string", "large_string", "bool", "null")  # Arrow types whose Python values equal fetchall's
+
+
+def _page_reader(conn: sa.Connection, columns: tuple[str, ...], empty_page: str) -> Callable[[str], list[dict]]:
+    """How a page statement becomes dicts. DuckDB, when every column is text or boolean (no mapped
+    field__ column of another type; `empty_page` shows the types): an Arrow table whose to_pylist
+    makes the dicts in C++ (a page of 10,000 rows ~25% cheaper than tuples zipped in Python; the
+    values are the same str/bool/None objects). Otherwise, and on PostgreSQL, the DBAPI cursor's
+    tuples zipped into dicts (DuckDB's fetchall converts decimals, dates, UUIDs its own way)."""
+    if conn.dialect.name == "duckdb":
+        raw = conn.connection.driver_connection
+        schema = raw.execute(empty_page).to_arrow_table().schema
+        if all(str(t) in _PLAIN_ARROW for t in schema.types):
+            def arrow_rows(statement: str) -> list[dict]:
+                return raw.execute(statement).to_arrow_table().to_pylist()
+            return arrow_rows
+
+    def tuples(statement: str) -> list[dict]:
         cursor = conn.connection.cursor()
         try:
-            cursor.execute(select.format(lo=start, hi=min(start + page_size - 1, last)))
-            rows = cursor.fetchall()
+            cursor.execute(statement)
+            return [dict(zip(columns, row)) for row in cursor.fetchall()]
         finally:
             cursor.close()
-        if rows:
-            yield [dict(zip(columns, row)) for row in rows]
+    return tuples
 
 
 def estimate(plan: Plan, per_call: int, remove_per_call: int, calls_per_second: float, calls_per_add_batch: int = 3) -> None:

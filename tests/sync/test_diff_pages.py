@@ -1,0 +1,66 @@
+"""plan.pages reads a diff page as Arrow on DuckDB when every column is text or boolean, and as
+DBAPI tuples otherwise: both give the same dicts, and a mapped column of another type keeps the
+Python value DuckDB's fetchall gives (a UUID, a timedelta), not Arrow's."""
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+
+import sqlalchemy as sa
+
+from syncs.plan import DIFF_COLUMNS, DIFF_TABLE, _page_reader, pages
+from syncs.warehouse import Warehouse
+
+ROWS = 25
+
+
+def _diff(conn: sa.Connection, mapped: str = "") -> None:
+    """A diff table of ROWS rows (seq 1..ROWS, every 5th a remove), with text, nulls and booleans."""
+    conn.execute(sa.text(f"""
+        create temporary table {DIFF_TABLE} as
+        select 'k' || lpad(cast(i as varchar), 3, '0') as key, md5(cast(i as varchar)) as row_hash,
+               case when i % 3 = 0 then null else 'u' || cast(i as varchar) || '@x.com' end as email,
+               cast(null as varchar) as phone, 'Zoë' as first_name, '' as last_name, '{{"n":' || cast(i as varchar) || '}}' as payload,
+               case when i % 4 = 0 then 'd' || cast(i as varchar) end as destination_id,
+               case when i % 5 = 0 then 'remove' else 'add' end as op, cast(null as varchar) as sent_fields,
+               i % 2 = 0 as has_state{mapped}, i as seq
+        from range(1, {ROWS + 1}) as t(i)"""))
+
+
+def _tuples(conn: sa.Connection, columns: tuple[str, ...]) -> list[dict]:
+    cursor = conn.connection.cursor()
+    cursor.execute(f"select {', '.join(columns)} from {DIFF_TABLE} where op in ('add', 'update') order by seq")
+    rows = [dict(zip(columns, row)) for row in cursor.fetchall()]
+    cursor.close()
+    return rows
+
+
+def _empty(columns: tuple[str, ...]) -> str:
+    return f"select {', '.join(columns)} from {DIFF_TABLE} limit 0"
+
+
+def test_text_columns_page_as_the_cursor_reads_them(tmp_path):
+    engine = Warehouse(kind="duckdb", duckdb_path=tmp_path / "w.duckdb").engine()
+    with engine.connect() as conn:
+        _diff(conn)
+        extra = ("sent_fields", "has_state")
+        assert _page_reader(conn, DIFF_COLUMNS + extra, _empty(DIFF_COLUMNS + extra)).__name__ == "arrow_rows"
+        read = [list(page) for page in pages(conn, ("add", "update"), 7, extra)]
+        assert [len(page) for page in read] == [6, 6, 5, 3]  # seq ranges of 7, removes left out
+        expected = _tuples(conn, DIFF_COLUMNS + extra)
+        assert sorted((row for page in read for row in page), key=lambda r: r["key"]) == expected
+        assert {type(row["has_state"]) for row in expected} == {bool} and expected[2]["email"] is None
+    engine.dispose()
+
+
+def test_mapped_columns_of_other_types_keep_the_cursors_values(tmp_path):
+    engine = Warehouse(kind="duckdb", duckdb_path=tmp_path / "w.duckdb").engine()
+    with engine.connect() as conn:
+        _diff(conn, ", uuid '12345678-1234-5678-1234-567812345678' as field__u, interval (i) day as field__i")
+        extra = ("sent_fields", "has_state", "field__u", "field__i")
+        assert _page_reader(conn, DIFF_COLUMNS + extra, _empty(DIFF_COLUMNS + extra)).__name__ == "tuples"
+        rows = [row for page in pages(conn, ("add", "update"), 10, extra) for row in page]
+        assert rows[0]["field__u"] == uuid.UUID("12345678-1234-5678-1234-567812345678")
+        assert rows[0]["field__i"] == timedelta(days=1)
+        assert sorted(rows, key=lambda r: r["key"]) == _tuples(conn, DIFF_COLUMNS + extra)
+    engine.dispose()
