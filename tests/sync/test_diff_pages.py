@@ -1,4 +1,5 @@
-"""plan.pages reads a diff page as Arrow on DuckDB when every column is text or boolean, and as
+"""The diff's seq numbers adds and updates by key, then removes by key, 1..N (DuckDB: by position
+after an ordered create table as; PostgreSQL: a window). plan.pages reads a diff page as Arrow on DuckDB when every column is text or boolean, and as
 DBAPI tuples otherwise: both give the same dicts, and a mapped column of another type keeps the
 Python value DuckDB's fetchall gives (a UUID, a timedelta), not Arrow's."""
 from __future__ import annotations
@@ -7,9 +8,12 @@ import uuid
 from datetime import timedelta
 
 import sqlalchemy as sa
+from sync_helpers import people, set_audience
 
-from syncs.plan import DIFF_COLUMNS, DIFF_TABLE, _page_reader, pages
-from syncs.warehouse import Warehouse
+from syncs.config import load_syncs
+from syncs.plan import DIFF_COLUMNS, DIFF_TABLE, _page_reader, build_diff, pages
+from syncs.state import ensure_state
+from syncs.warehouse import STATE_SCHEMA, Warehouse
 
 ROWS = 25
 
@@ -64,3 +68,29 @@ def test_mapped_columns_of_other_types_keep_the_cursors_values(tmp_path):
         assert rows[0]["field__i"] == timedelta(days=1)
         assert sorted(rows, key=lambda r: r["key"]) == _tuples(conn, DIFF_COLUMNS + extra)
     engine.dispose()
+
+
+def test_diff_numbers_adds_and_updates_by_key_then_removes(any_warehouse, tmp_path):
+    """Source rows stored in reverse key order; p_00020-29 have a state row with another hash
+    (updates), p_00030-39 only a state row (removes), the others are new (adds)."""
+    (tmp_path / "syncs.yml").write_text(f"""syncs:
+  - name: seq_file
+    source: {{audience: cart_abandonment, channel: email}}
+    destination: {{type: file, base_url: "{tmp_path / 'out'}", format: csv}}
+""")
+    [sync] = load_syncs(tmp_path / "syncs.yml")
+    set_audience(any_warehouse, people(30)[::-1])
+    engine = any_warehouse.engine()
+    with engine.connect() as conn:
+        ensure_state(conn)
+        conn.execute(sa.text(f"insert into {STATE_SCHEMA}.sync_state (sync_name, key, row_hash, status) "
+                             "values (:n, :k, 'old', 'synced')"),
+                     [{"n": sync.name, "k": f"p_{i:05d}"} for i in range(39, 19, -1)])
+        plan = build_diff(conn, sync)
+        numbered = conn.execute(sa.text(f"select seq, key, op from {DIFF_TABLE} order by seq")).fetchall()
+    engine.dispose()
+    assert (plan.adds, plan.updates, plan.removes) == (20, 10, 10)
+    assert [seq for seq, _, _ in numbered] == list(range(1, 41))
+    assert [(key, op) for _, key, op in numbered] == (
+        [(f"p_{i:05d}", "add") for i in range(20)] + [(f"p_{i:05d}", "update") for i in range(20, 30)]
+        + [(f"p_{i:05d}", "remove") for i in range(30, 40)])
