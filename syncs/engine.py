@@ -23,7 +23,7 @@ import sqlalchemy as sa
 from tqdm import tqdm
 
 from syncs.config import MissingSecret, SyncConfig, environment, load_syncs
-from syncs.destinations.base import DestinationError, payload_fields
+from syncs.destinations.base import DestinationError, Page, payload_fields
 from syncs.destinations.registry import UnsupportedDestination, limits, open_client
 from syncs.mirror import add_strangers, stage_members
 from syncs.modes import UnsupportedMode, check_mode
@@ -163,18 +163,21 @@ def rare_collections(threshold: int = SEND_GC_THRESHOLD) -> Iterator[None]:
 def with_sent_fields(batches: Iterable[list[dict]]) -> Iterator[list[dict]]:
     """Each page with `sent_fields` set to the fields the row carries now: what sent_fields.shaped
     gives when there is no `fields:` mapping and nothing to clear (every mode but upsert), without
-    copying every row. The encoded list (sent_fields.carried) is made once per set of payload keys."""
+    copying every row. The encoded list (sent_fields.carried) is made once per set of payload keys.
+    Yields Pages: the rows with their parsed payloads (base.Page), which the client reads instead
+    of parsing each payload again."""
     encoded: dict[tuple[str, ...], str] = {}
     for batch in batches:
-        for row in batch:
-            names = tuple(payload_fields(row) or ())
+        payloads = [payload_fields(row) for row in batch]
+        for row, fields in zip(batch, payloads):
+            names = tuple(fields or ())
             text = encoded.get(names)
             if text is None:
                 if len(encoded) >= SHAPES_KEPT:
                     encoded.clear()
                 text = encoded[names] = encode(names)  # = sent_fields.carried(row, None)
             row["sent_fields"] = text
-        yield batch
+        yield Page(batch, payloads)  # the parsed payloads travel with the page, for the client
 
 
 def acknowledged(batch: list[dict], results: list) -> Iterator[tuple[dict, object]]:

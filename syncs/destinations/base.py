@@ -40,6 +40,26 @@ def payload_fields(row: Mapping) -> dict | None:
     return payload if isinstance(payload, dict) else None
 
 
+class Page(list):
+    """A page of diff rows (a list of dicts, as every client takes) that also carries each row's
+    parsed payload by position (`payloads`: payload_fields of each row), parsed once by the engine
+    (syncs.engine.with_sent_fields) for it and the client: the Klaviyo client parsed every payload
+    a second time (~4 ms of a 10,000-row page)."""
+
+    def __init__(self, rows: list[dict], payloads: list[dict | None]):
+        super().__init__(rows)
+        self.payloads = payloads
+
+
+def page_payloads(rows: list[dict]) -> list[dict | None]:
+    """payload_fields of each row, by position: the page's own when it is a Page of the same length,
+    else parsed now."""
+    payloads = getattr(rows, "payloads", None)
+    if payloads is not None and len(payloads) == len(rows):
+        return payloads
+    return [payload_fields(row) for row in rows]
+
+
 def payload_attributes(row: dict, keep_nulls: bool = False) -> dict | None:
     """The row's payload fields as `lifeline_<field>` attributes, null values left out unless
     `keep_nulls` (a null is a field to clear at the destination); None without a payload object."""

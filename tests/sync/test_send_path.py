@@ -9,7 +9,7 @@ import orjson
 import pytest
 
 import syncs.engine as engine_module
-from syncs.destinations.base import RowResult
+from syncs.destinations.base import Page, RowResult, page_payloads, payload_fields
 import syncs.destinations.klaviyo as klaviyo_module
 from syncs.destinations.klaviyo import batches, profile_json
 from syncs.engine import acknowledged, rare_collections, with_sent_fields
@@ -66,6 +66,18 @@ def test_profile_names_kept_across_rows_give_the_same_profiles(monkeypatch):
     assert names == {"tier": "lifeline_tier", "n": "lifeline_n", "a": "lifeline_a", "b": "lifeline_b",
                      "c": "lifeline_c", "d": "lifeline_d"}  # grown past the bound once, then left alone
     assert [p for batch in batches(rows, names) for _, p in batch] == [profile_json(row) for row in rows]
+
+
+def test_klaviyo_profiles_from_the_pages_parsed_payloads_equal_parsing_each_row():
+    """with_sent_fields yields Pages carrying each row's parsed payload; the Klaviyo profiles built
+    from them are the bytes profile_json makes parsing the row itself."""
+    payloads = ['{"tier":"gold","n":1}', '{"n":null,"tier":"x"}', None, "[1]", "not json", '{"a":{"b":null}}']
+    page = [{"key": f"k{i}", "email": f"{i}@x.com", "payload": text} for i, text in enumerate(payloads * 3)]
+    [sent] = with_sent_fields([page])
+    assert isinstance(sent, Page) and sent.payloads == [payload_fields(row) for row in page]
+    assert [p for batch in batches(sent) for _, p in batch] == [profile_json(row) for row in page]
+    stale = Page(page[:-1], sent.payloads)  # payloads of another length than the rows: parsed again
+    assert page_payloads(stale) == [payload_fields(row) for row in page[:-1]]
 
 
 def test_rare_collections_restores_the_thresholds_also_after_an_error():
