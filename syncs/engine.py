@@ -29,8 +29,8 @@ from syncs.mirror import add_strangers, stage_members
 from syncs.modes import UnsupportedMode, check_mode
 from syncs.plan import Plan, SourceMissing, build_diff, check_source, estimate, pages, source_sql
 from syncs.sent_fields import backfill, encode, mapped_columns, shaped
-from syncs.state import (SyncLocked, acquire_lock, drop_staged, ensure_state, mark_departed, mark_removed, mark_synced,
-                         now, record_rejections, record_run, release_lock)
+from syncs.state import (SyncLocked, acquire_lock, drop_staged, ensure_state, has_rejections, mark_departed, mark_removed,
+                         mark_synced, now, record_rejections, record_run, release_lock)
 from syncs.warehouse import Warehouse
 
 log = logging.getLogger(__name__)
@@ -189,19 +189,21 @@ def acknowledged(batch: list[dict], results: list) -> Iterator[tuple[dict, objec
     return ((by_key[r.key], r) for r in results)
 
 
-def commit_page(conn, sync_name: str, ok: list[dict], new: list[dict], bad: list[dict]) -> None:
+def commit_page(conn, sync_name: str, ok: list[dict], new: list[dict], bad: list[dict],
+                clear_rejections: bool = True) -> None:
     """A page's acknowledged rows (`new`: without a state row when the diff was built) and rejections,
     committed together. A `new` key that has a state row by now (the source holds it twice, in an
     earlier page) fails the plain insert: the page's transaction is rolled back (it holds only this
-    page's writes) and the page marked again with every row upserted."""
+    page's writes) and the page marked again with every row upserted. `clear_rejections`: whether
+    the sync may hold rejections of acknowledged rows (see _send)."""
     try:
-        mark_synced(conn, sync_name, ok, new)
+        mark_synced(conn, sync_name, ok, new, clear_rejections=clear_rejections)
     except sa.exc.IntegrityError:
         if not new:
             raise
         conn.rollback()
         drop_staged(conn)
-        mark_synced(conn, sync_name, ok + new)
+        mark_synced(conn, sync_name, ok + new, clear_rejections=clear_rejections)
     record_rejections(conn, sync_name, bad)
     conn.commit()
 
@@ -219,6 +221,8 @@ def _send(conn, sync: SyncConfig, client, plan: Plan, result: SyncResult, progre
     conn.commit()  # the diff table: each page's transaction then holds that page's writes only (commit_page)
     diff = pages(conn, ("add", "update"), batch_size, ("sent_fields", "has_state") + mapped_columns(sync))
     rows = shaped(diff, sync) if sync.fields or upsert else with_sent_fields(diff)
+    # A sync without rejections (most runs) has none to clear for acknowledged rows, until a page records one.
+    rejections = has_rejections(conn, sync.name)
     for batch, results in _sent(send, rows, getattr(client, "in_flight", 1)):
         ok, new, bad, adds = [], [], [], 0
         for row, r in acknowledged(batch, results):
@@ -228,7 +232,8 @@ def _send(conn, sync: SyncConfig, client, plan: Plan, result: SyncResult, progre
                 adds += row["op"] == "add"
             elif r.code != "not_acknowledged":
                 bad.append({"key": r.key, "code": r.code, "message": r.message, "payload_hash": row["row_hash"]})
-        commit_page(conn, sync.name, ok, new, bad)
+        commit_page(conn, sync.name, ok, new, bad, rejections)
+        rejections = rejections or bool(bad)
         result.adds += adds
         result.updates += len(ok) + len(new) - adds
         result.rejections += len(bad)

@@ -209,21 +209,31 @@ _ON_CONFLICT = f"""on conflict (sync_name, key) do update set row_hash = exclude
     attempts = {STATE_SCHEMA}.sync_state.attempts + 1, synced_at = excluded.synced_at"""
 
 
-def mark_synced(conn: sa.Connection, sync_name: str, rows: list[dict], new: list[dict] | None = None) -> None:
+def mark_synced(conn: sa.Connection, sync_name: str, rows: list[dict], new: list[dict] | None = None,
+                clear_rejections: bool = True) -> None:
     """Record acknowledged rows: key, row_hash, destination_id, sent_fields (the JSON list of fields
     the row carried, syncs.sent_fields; kept as it was when not given) and clear their old rejections.
     `rows` are upserted; `new` rows, which had no state row when the diff was built (the sync's lock
     keeps it so), are inserted without the conflict check (a quarter of the upsert's CPU per page).
     A `new` row that has a state row after all (the source holds its key twice) raises
-    sa.exc.IntegrityError: roll back and mark the page again with every row in `rows`."""
+    sa.exc.IntegrityError: roll back and mark the page again with every row in `rows`.
+    `clear_rejections=False` when the sync has no rejections (has_rejections): the delete, a
+    statement per page, is skipped."""
     for acknowledged, conflict in ((new, ""), (rows, _ON_CONFLICT)):
         if not acknowledged:
             continue
         with staged(conn, acknowledged) as acked:
             conn.execute(sa.text(f"{_INSERT_ACKED.format(acked=acked)} {conflict}"),
                          {"sync_name": sync_name, "synced_at": now()})
-            conn.execute(sa.text(f"delete from {STATE_SCHEMA}.rejections where sync_name = :n "
-                                 f"and key in (select key from {acked})"), {"n": sync_name})
+            if clear_rejections:
+                conn.execute(sa.text(f"delete from {STATE_SCHEMA}.rejections where sync_name = :n "
+                                     f"and key in (select key from {acked})"), {"n": sync_name})
+
+
+def has_rejections(conn: sa.Connection, sync_name: str) -> bool:
+    """Whether the sync has any rejection recorded (the sync's lock keeps other runs from adding one)."""
+    return conn.execute(sa.text(f"select exists (select 1 from {STATE_SCHEMA}.rejections where sync_name = :n)"),
+                        {"n": sync_name}).scalar()
 
 
 def mark_departed(conn: sa.Connection, sync_name: str, keys: list[str]) -> None:

@@ -193,3 +193,32 @@ def test_a_wrong_key_fails_clearly_and_marks_nothing(duck_warehouse, sandbox, tm
     assert "wrong-key" not in result.message and "BRAZE_KEY" in result.message
     assert scalar(duck_warehouse, "select count(*) from lifeline_state.sync_state") == [(0,)]
     assert run_sync(duck_warehouse, sync, env=ENV, progress=False).adds == 3  # nothing was lost
+
+
+def test_acknowledged_rows_clear_rejections_once_the_sync_has_any(duck_warehouse, sandbox, tmp_path, monkeypatch):
+    """The rejection delete of each page (mark_synced) runs only when the sync has a rejection: none
+    before its first (nothing to clear), from the page after one is recorded in the same run on."""
+    import syncs.destinations.braze as braze_module
+    import syncs.engine as engine_module
+
+    monkeypatch.setattr(braze_module.BrazeUsers, "upsert_batch_size", 1)  # one row a page
+    clearing: list[bool] = []
+    real_commit_page = engine_module.commit_page
+
+    def spy(conn, sync_name, ok, new, bad, clear_rejections=True):
+        clearing.append(clear_rejections)
+        real_commit_page(conn, sync_name, ok, new, bad, clear_rejections)
+
+    monkeypatch.setattr(engine_module, "commit_page", spy)
+    [sync] = load_syncs(config(tmp_path / "syncs.yml", sandbox.base_url))
+    members = people(3)
+    members[1]["phone"] = "12345"  # not E.164: p_00001, the second page, is rejected
+    set_audience(duck_warehouse, members)
+    first = run_sync(duck_warehouse, sync, env=ENV, progress=False)
+    assert (first.adds, first.rejections, clearing) == (2, 1, [False, False, True])
+    clearing.clear()
+    members[1]["phone"] = "+14155550123"
+    set_audience(duck_warehouse, members + people(1, start=3))
+    fixed = run_sync(duck_warehouse, sync, env=ENV, progress=False)
+    assert (fixed.adds, fixed.rejections, clearing) == (2, 0, [True, True])
+    assert scalar(duck_warehouse, "select count(*) from lifeline_state.rejections") == [(0,)]

@@ -42,9 +42,9 @@ def state_rows(warehouse) -> dict[str, tuple]:
 def test_new_rows_are_inserted_and_rows_with_state_upserted(any_warehouse, tmp_path, monkeypatch):
     calls: list[tuple[list[str], list[str]]] = []  # (upserted keys, inserted keys) per page
 
-    def spy(conn, sync_name, rows, new=None):
+    def spy(conn, sync_name, rows, new=None, clear_rejections=True):
         calls.append((sorted(r["key"] for r in rows), sorted(r["key"] for r in new or ())))
-        mark_synced(conn, sync_name, rows, new)
+        mark_synced(conn, sync_name, rows, new, clear_rejections)
 
     monkeypatch.setattr(engine_module, "mark_synced", spy)
     sync = file_sync(tmp_path)
