@@ -23,7 +23,7 @@ import sqlalchemy as sa
 from tqdm import tqdm
 
 from syncs.config import MissingSecret, SyncConfig, environment, load_syncs
-from syncs.destinations.base import DestinationError, Page, payload_fields
+from syncs.destinations.base import Acknowledged, DestinationError, Page, payload_fields
 from syncs.destinations.registry import UnsupportedDestination, limits, open_client
 from syncs.mirror import add_strangers, stage_members
 from syncs.modes import UnsupportedMode, check_mode
@@ -189,6 +189,32 @@ def acknowledged(batch: list[dict], results: list) -> Iterator[tuple[dict, objec
     return ((by_key[r.key], r) for r in results)
 
 
+def sort_page(batch: list[dict], results) -> tuple[list[dict], list[dict], list[dict], int]:
+    """The page's acknowledged rows with a state row (`ok`) and without (`new`), each with its
+    destination_id set to what the destination said, its rejections (`bad`), and how many of the
+    acknowledged rows are adds. Results of another kind than not_acknowledged that are not ok are
+    rejections; a row without a result is not acknowledged. base.Acknowledged whose keys are the
+    batch's, in order: every row acknowledged, none with an id, sorted without a result per row."""
+    ok: list[dict] = []
+    new: list[dict] = []
+    bad: list[dict] = []
+    adds = 0
+    if isinstance(results, Acknowledged) and results.keys == [row["key"] for row in batch]:
+        for row in batch:
+            row["destination_id"] = None
+            (ok if row["has_state"] else new).append(row)
+            adds += row["op"] == "add"
+        return ok, new, bad, adds
+    for row, r in acknowledged(batch, results):
+        if r.ok:  # the row itself is marked (sent, so no longer read): its id now what the destination said
+            row["destination_id"] = r.destination_id
+            (ok if row["has_state"] else new).append(row)
+            adds += row["op"] == "add"
+        elif r.code != "not_acknowledged":
+            bad.append({"key": r.key, "code": r.code, "message": r.message, "payload_hash": row["row_hash"]})
+    return ok, new, bad, adds
+
+
 def commit_page(conn, sync_name: str, ok: list[dict], new: list[dict], bad: list[dict],
                 clear_rejections: bool = True) -> None:
     """A page's acknowledged rows (`new`: without a state row when the diff was built) and rejections,
@@ -224,14 +250,7 @@ def _send(conn, sync: SyncConfig, client, plan: Plan, result: SyncResult, progre
     # A sync without rejections (most runs) has none to clear for acknowledged rows, until a page records one.
     rejections = has_rejections(conn, sync.name)
     for batch, results in _sent(send, rows, getattr(client, "in_flight", 1)):
-        ok, new, bad, adds = [], [], [], 0
-        for row, r in acknowledged(batch, results):
-            if r.ok:  # the row itself is marked (sent, so no longer read): its id now what the destination said
-                row["destination_id"] = r.destination_id
-                (ok if row["has_state"] else new).append(row)
-                adds += row["op"] == "add"
-            elif r.code != "not_acknowledged":
-                bad.append({"key": r.key, "code": r.code, "message": r.message, "payload_hash": row["row_hash"]})
+        ok, new, bad, adds = sort_page(batch, results)
         commit_page(conn, sync.name, ok, new, bad, rejections)
         rejections = rejections or bool(bad)
         result.adds += adds

@@ -13,6 +13,7 @@ Which protocol a client implements decides which sync modes it supports:
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Iterator, Mapping, NamedTuple, Protocol, runtime_checkable
 
 import orjson
@@ -26,6 +27,36 @@ class RowResult(NamedTuple):
     destination_id: str | None = None
     code: str | None = None
     message: str | None = None
+
+
+class Acknowledged(Sequence):
+    """Every row of a send acknowledged, none with a destination id: RowResult(key, True) for each
+    of `keys`, in order, made only when read. A client returns it for rows it can acknowledge whole
+    (Klaviyo: an import job whose counts account for every row, none failed), and the engine marks
+    such a page from the keys without a result per row (syncs.engine.sort_page: a RowResult per row
+    and matching it to its row were ~6 ms of a 10,000-row page). Reads as a list of RowResults."""
+
+    __slots__ = ("keys",)
+
+    def __init__(self, keys: list[str]):
+        self.keys = keys
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            return [RowResult(k, True) for k in self.keys[index]]
+        return RowResult(self.keys[index], True)
+
+    def __iter__(self) -> Iterator[RowResult]:
+        return (RowResult(k, True) for k in self.keys)
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, Sequence) and list(self) == list(other)
+
+    def __repr__(self) -> str:
+        return f"Acknowledged({self.keys!r})"
 
 
 def payload_fields(row: Mapping) -> dict | None:

@@ -31,7 +31,7 @@ from urllib.parse import urlencode
 import orjson
 import requests
 
-from syncs.destinations.base import DestinationError, RowResult, page_payloads, payload_fields
+from syncs.destinations.base import Acknowledged, DestinationError, RowResult, page_payloads, payload_fields
 from syncs.http import limiter, session
 
 # [K1] klaviyo/openapi stable.json; [K2] rate limits (tier M: 10/s burst, 150/min steady).
@@ -116,9 +116,10 @@ class KlaviyoClient:
                             data=import_body(list_id, [p for _, p in batch]))
         return ImportJob(answer.json()["data"], [r["key"] for r, _ in batch], time.monotonic())
 
-    def collect(self, job: ImportJob) -> list[RowResult]:
+    def collect(self, job: ImportJob) -> list[RowResult] | Acknowledged:
         """Poll the job until Klaviyo finished it, then one RowResult per row: its import-errors
-        become rejections; the rest are acknowledged from the job's counts (or read back)."""
+        become rejections; the rest are acknowledged from the job's counts (or read back). A job
+        that imported every row by its counts gives base.Acknowledged of its keys."""
         job_id, data = job.data["id"], job.data
         deadline = job.submitted + self.job_timeout_s
         while data["attributes"]["status"] in ("queued", "processing"):
@@ -142,6 +143,8 @@ class KlaviyoClient:
                 and len(rejected) == attrs.get("failed_count", 0)):
             # Every row is accounted for by the job's counts: all but the reported failures were
             # imported. Klaviyo ids are looked up only when a row is removed (few rows, later).
+            if not rejected:
+                return Acknowledged(keys)  # every row: the engine marks them without a result each
             return [rejected.get(k) or RowResult(k, True) for k in keys]
         ids = {p["attributes"].get("external_id"): p["id"]
                for p in self._pages(f"/api/profile-bulk-import-jobs/{job_id}/profiles?page[size]=100", self.rate_m)}
@@ -322,11 +325,13 @@ class KlaviyoList:
     def upsert(self, rows: list[dict]) -> list[RowResult]:
         return self._import(None, rows)
 
-    def _import(self, list_id: str | None, rows: list[dict]) -> list[RowResult]:
+    def _import(self, list_id: str | None, rows: list[dict]) -> list[RowResult] | Acknowledged:
         """Every job of the page is submitted before the first is waited for, so the jobs of a
-        page larger than one job (none from the engine today) run concurrently at Klaviyo."""
+        page larger than one job (none from the engine today) run concurrently at Klaviyo. A page
+        of one job gives that job's results as they are (Acknowledged when it imported every row)."""
         jobs = [self.client.submit(list_id, batch) for batch in batches(rows, self._property_names)]
-        return [result for job in jobs for result in self.client.collect(job)]
+        results = [self.client.collect(job) for job in jobs]
+        return results[0] if len(results) == 1 else [result for job in results for result in job]
 
     def remove(self, rows: list[dict]) -> list[RowResult]:
         return self.client.remove(self._id(), rows)

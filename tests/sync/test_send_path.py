@@ -9,10 +9,10 @@ import orjson
 import pytest
 
 import syncs.engine as engine_module
-from syncs.destinations.base import Page, RowResult, page_payloads, payload_fields
+from syncs.destinations.base import Acknowledged, Page, RowResult, page_payloads, payload_fields
 import syncs.destinations.klaviyo as klaviyo_module
-from syncs.destinations.klaviyo import batches, profile_json
-from syncs.engine import acknowledged, rare_collections, with_sent_fields
+from syncs.destinations.klaviyo import KlaviyoClient, KlaviyoList, batches, profile_json
+from syncs.engine import acknowledged, rare_collections, sort_page, with_sent_fields
 from syncs.sent_fields import carried
 
 
@@ -33,6 +33,44 @@ def test_results_are_matched_by_position_when_in_order_else_by_key():
     assert [(row["key"], r.key) for row, r in acknowledged(batch, shuffled)] == [("c", "c"), ("a", "a")]
     swapped = [RowResult("b", True), RowResult("a", True), RowResult("c", True)]
     assert [(row["key"], r.key) for row, r in acknowledged(batch, swapped)] == [("b", "b"), ("a", "a"), ("c", "c")]
+
+
+def _page() -> list[dict]:
+    return [{"key": k, "has_state": k == "c", "op": "update" if k == "c" else "add", "row_hash": f"h{k}",
+             "destination_id": f"old_{k}"} for k in ("a", "b", "c")]
+
+
+def _sorted(page: list[dict], results) -> tuple:
+    ok, new, bad, adds = sort_page(page, results)
+    return [(r["key"], r["destination_id"]) for r in ok], [(r["key"], r["destination_id"]) for r in new], bad, adds
+
+
+def test_a_page_acknowledged_whole_is_sorted_as_its_results_one_by_one():
+    """base.Acknowledged of the batch's keys in order (the shortcut) sorts as the same RowResults
+    listed; out of order, or of fewer keys, only the keys it names are acknowledged."""
+    whole = Acknowledged(["a", "b", "c"])
+    assert list(whole) == [RowResult("a", True), RowResult("b", True), RowResult("c", True)] == whole
+    assert (whole[1], whole[1:]) == (RowResult("b", True), [RowResult("b", True), RowResult("c", True)])
+    expected = _sorted(_page(), list(whole))
+    assert expected == ([("c", None)], [("a", None), ("b", None)], [], 2)  # ids: what the destination said
+    assert _sorted(_page(), whole) == expected
+    assert _sorted(_page(), Acknowledged(["c", "a", "b"])) == expected
+    assert _sorted(_page(), Acknowledged(["b", "c"])) == ([("c", None)], [("b", None)], [], 1)
+    assert _sorted(_page(), Acknowledged(["a", "b"])) == ([], [("a", None), ("b", None)], [], 2)
+    assert _sorted(_page(), Acknowledged([])) == ([], [], [], 0)
+
+
+def test_klaviyo_acknowledges_a_job_whole_only_when_every_row_was_imported(sandbox):
+    client = KlaviyoClient(f"{sandbox.base_url}/klaviyo", "sandbox-token", "2026-07-15", poll_seconds=0.01,
+                           rate_limits=False)
+    destination = KlaviyoList(client, "whole_jobs")
+    rows = [{"key": f"k{i}", "email": f"k{i}@example.com", "payload": None} for i in range(3)]
+    imported = destination.add(rows)
+    assert isinstance(imported, Acknowledged) and imported.keys == ["k0", "k1", "k2"]
+    bad = {"key": "k_bad", "email": None, "phone": "12345", "payload": None}  # not E.164: rejected
+    mixed = destination.add(rows[:2] + [bad])
+    assert not isinstance(mixed, Acknowledged)
+    assert [(r.key, r.ok) for r in mixed] == [("k0", True), ("k1", True), ("k_bad", False)]
 
 
 @pytest.mark.parametrize("row", [
