@@ -245,8 +245,13 @@ def _send(conn, sync: SyncConfig, client, plan: Plan, result: SyncResult, progre
     bar = tqdm(total=plan.adds + plan.updates + plan.removes + plan.strangers, desc=sync.name, unit="row",
                disable=not progress)
     conn.commit()  # the diff table: each page's transaction then holds that page's writes only (commit_page)
-    diff = pages(conn, ("add", "update"), batch_size, ("sent_fields", "has_state") + mapped_columns(sync))
-    rows = shaped(diff, sync) if sync.fields or upsert else with_sent_fields(diff)
+    # Without a `fields:` mapping and outside upsert, each row's sent_fields is made from its payload
+    # (with_sent_fields), so the diff's (what it carried before) is not read: a column less to make
+    # into dicts, ~1.5 ms of a 10,000-row page.
+    made = not sync.fields and not upsert
+    extra = ("has_state",) if made else ("sent_fields", "has_state") + mapped_columns(sync)
+    diff = pages(conn, ("add", "update"), batch_size, extra)
+    rows = with_sent_fields(diff) if made else shaped(diff, sync)
     # A sync without rejections (most runs) has none to clear for acknowledged rows, until a page records one.
     rejections = has_rejections(conn, sync.name)
     for batch, results in _sent(send, rows, getattr(client, "in_flight", 1)):

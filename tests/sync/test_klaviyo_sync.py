@@ -263,3 +263,26 @@ def test_import_jobs_are_pipelined_and_state_follows_only_collected_jobs(duck_wa
     rerun = run_sync(duck_warehouse, sync, env=env, progress=False)
     assert (rerun.status, rerun.adds) == ("success", 2_500)
     assert list_members(sandbox.base_url) == {m["email"] for m in members}
+
+
+def test_add_remove_pages_make_sent_fields_from_the_payload_without_reading_the_old(duck_warehouse, sandbox, env,
+                                                                                    tmp_path, monkeypatch):
+    """Outside upsert and without a `fields:` mapping, the pages are read without the diff's
+    sent_fields (what each row carried before) and the state keeps what each row carries now."""
+    import syncs.engine as engine_module
+
+    read: list[tuple[str, ...]] = []
+    real_pages = engine_module.pages
+    monkeypatch.setattr(engine_module, "pages", lambda conn, ops, size, extra=(): (
+        read.append(extra) if "add" in ops else None, real_pages(conn, ops, size, extra))[1])
+    [sync] = load_syncs(write_config(tmp_path / "syncs.yml", sandbox.base_url))
+    set_audience(duck_warehouse, people(3, payload=json.dumps({"step": 1, "offer": "a"})))
+    assert run_sync(duck_warehouse, sync, env=env, progress=False).adds == 3
+    set_audience(duck_warehouse, people(2, payload=json.dumps({"step": 2})) + people(1, start=2, payload=None))
+    assert run_sync(duck_warehouse, sync, env=env, progress=False).updates == 3
+    assert read == [("has_state",), ("has_state",)]
+    engine = duck_warehouse.engine()
+    with engine.connect() as conn:
+        state = dict(conn.execute(sa.text("select key, sent_fields from lifeline_state.sync_state")).fetchall())
+    engine.dispose()
+    assert state == {"p_00000": '["step"]', "p_00001": '["step"]', "p_00002": "[]"}
