@@ -198,20 +198,21 @@ def sort_page(batch: list[dict], results) -> tuple[list[dict], list[dict], list[
     ok: list[dict] = []
     new: list[dict] = []
     bad: list[dict] = []
-    adds = 0
+    marked: Iterable[tuple[dict, str | None]]  # (acknowledged row, its destination id)
     if isinstance(results, Acknowledged) and results.keys == [row["key"] for row in batch]:
-        for row in batch:
-            row["destination_id"] = None
-            (ok if row["has_state"] else new).append(row)
-            adds += row["op"] == "add"
-        return ok, new, bad, adds
-    for row, r in acknowledged(batch, results):
-        if r.ok:  # the row itself is marked (sent, so no longer read): its id now what the destination said
-            row["destination_id"] = r.destination_id
-            (ok if row["has_state"] else new).append(row)
-            adds += row["op"] == "add"
-        elif r.code != "not_acknowledged":
-            bad.append({"key": r.key, "code": r.code, "message": r.message, "payload_hash": row["row_hash"]})
+        marked = ((row, None) for row in batch)
+    else:
+        marked = []
+        for row, r in acknowledged(batch, results):
+            if r.ok:
+                marked.append((row, r.destination_id))
+            elif r.code != "not_acknowledged":
+                bad.append({"key": r.key, "code": r.code, "message": r.message, "payload_hash": row["row_hash"]})
+    adds = 0
+    for row, destination_id in marked:
+        row["destination_id"] = destination_id  # the row itself is marked (sent, so no longer read)
+        (ok if row["has_state"] else new).append(row)
+        adds += row["op"] == "add"
     return ok, new, bad, adds
 
 

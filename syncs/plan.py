@@ -104,8 +104,8 @@ def build_diff(conn: sa.Connection, sync: SyncConfig) -> Plan:
     mapped = "".join(f", source.{c}" for c in mapped_columns(sync))
     mapped_out = "".join(f", {c}" for c in mapped_columns(sync))
     # DuckDB stores the rows of a `create table as ... order by` in that order and numbers them by
-    # position (rowid, consecutive in a new table; uncommitted rows' start high): its window function would materialise and sort every column once more (at
-    # 1M rows 2.0 -> 1.25 s of CPU). Were the insertion order not kept (preserve_insertion_order
+    # position (rowid, consecutive in a new table; uncommitted rows' start high): its window
+    # function would materialise and sort every column once more (at 1M rows 2.0 -> 1.25 s of CPU). Were the insertion order not kept (preserve_insertion_order
     # off), every row would still be in exactly one page, the pages only less full.
     duckdb = conn.dialect.name == "duckdb"
     seq = "cast(null as bigint)" if duckdb else f"row_number() over (order by {PAGE_ORDER})"
