@@ -1,5 +1,6 @@
-"""The diff's seq numbers adds and updates by key, then removes by key, 1..N (DuckDB: by position
-after an ordered create table as; PostgreSQL: a window). plan.pages reads a diff page as Arrow on DuckDB when every column is text or boolean, and as
+"""The diff's seq numbers adds and updates, then removes, 1..N (DuckDB: by position, in the order
+the rows were written, without a sort; PostgreSQL: a window, by key within each group); a source
+row without a key is in no group. plan.pages reads a diff page as Arrow on DuckDB when every column is text or boolean, and as
 DBAPI tuples otherwise: both give the same dicts, and a mapped column of another type keeps the
 Python value DuckDB's fetchall gives (a UUID, a timedelta), not Arrow's."""
 from __future__ import annotations
@@ -70,27 +71,32 @@ def test_mapped_columns_of_other_types_keep_the_cursors_values(tmp_path):
     engine.dispose()
 
 
-def test_diff_numbers_adds_and_updates_by_key_then_removes(any_warehouse, tmp_path):
+def test_diff_numbers_adds_and_updates_then_removes(any_warehouse, tmp_path):
     """Source rows stored in reverse key order; p_00020-29 have a state row with another hash
-    (updates), p_00030-39 only a state row (removes), the others are new (adds)."""
+    (updates), p_00030-39 and p_0000a-j (keys before every source key) only a state row (removes),
+    the others are new (adds), and one source row has no key."""
     (tmp_path / "syncs.yml").write_text(f"""syncs:
   - name: seq_file
     source: {{audience: cart_abandonment, channel: email}}
     destination: {{type: file, base_url: "{tmp_path / 'out'}", format: csv}}
 """)
     [sync] = load_syncs(tmp_path / "syncs.yml")
-    set_audience(any_warehouse, people(30)[::-1])
+    set_audience(any_warehouse, people(30)[::-1] + [{"profile_id": None, "email": "nokey@example.com"}])
+    gone = [f"p_{i:05d}" for i in range(39, 29, -1)] + [f"p_0000{c}" for c in "abcdefghij"]
     engine = any_warehouse.engine()
     with engine.connect() as conn:
         ensure_state(conn)
         conn.execute(sa.text(f"insert into {STATE_SCHEMA}.sync_state (sync_name, key, row_hash, status) "
                              "values (:n, :k, 'old', 'synced')"),
-                     [{"n": sync.name, "k": f"p_{i:05d}"} for i in range(39, 19, -1)])
+                     [{"n": sync.name, "k": k} for k in [f"p_{i:05d}" for i in range(29, 19, -1)] + gone])
         plan = build_diff(conn, sync)
         numbered = conn.execute(sa.text(f"select seq, key, op from {DIFF_TABLE} order by seq")).fetchall()
     engine.dispose()
-    assert (plan.adds, plan.updates, plan.removes) == (20, 10, 10)
-    assert [seq for seq, _, _ in numbered] == list(range(1, 41))
-    assert [(key, op) for _, key, op in numbered] == (
-        [(f"p_{i:05d}", "add") for i in range(20)] + [(f"p_{i:05d}", "update") for i in range(20, 30)]
-        + [(f"p_{i:05d}", "remove") for i in range(30, 40)])
+    assert (plan.adds, plan.updates, plan.removes) == (20, 10, 20)
+    assert [seq for seq, _, _ in numbered] == list(range(1, 51))
+    sending = {(key, op) for _, key, op in numbered[:30]}
+    assert sending == {(f"p_{i:05d}", "add") for i in range(20)} | {(f"p_{i:05d}", "update") for i in range(20, 30)}
+    assert sorted((key, op) for _, key, op in numbered[30:]) == sorted((k, "remove") for k in gone)
+    if any_warehouse.kind == "postgres":  # a window numbers each group by key
+        assert [key for _, key, _ in numbered[:30]] == [f"p_{i:05d}" for i in range(30)]
+        assert [key for _, key, _ in numbered[30:]] == sorted(gone)
