@@ -17,6 +17,7 @@ from syncs.state import DEPARTED
 from syncs.warehouse import STATE_SCHEMA
 
 DIFF_TABLE = "_lifeline_diff"
+PAGE_ORDER = "case when op = 'remove' then 1 else 0 end, key"  # PostgreSQL's seq: adds and updates by key, then removes
 DIFF_COLUMNS = ("key", "row_hash", "email", "phone", "first_name", "last_name", "payload", "destination_id", "op")
 
 
@@ -89,11 +90,9 @@ class Plan:
 
 
 def build_diff(conn: sa.Connection, sync: SyncConfig) -> Plan:
-    """The source against the sync's state, in two statements: the adds and updates (source rows
-    with a key, left-joined to their state row), then the removes (synced state rows whose key the
-    source no longer has) appended. Rows are numbered `seq` 1..N, adds and updates before removes,
-    so a page is a seq range that DuckDB's zone maps (or PostgreSQL's index) find without
-    rescanning the diff.
+    """One pass over source and state (a full outer join); rows numbered `seq` 1..N, adds and
+    updates before removes, so a page is a seq range that DuckDB's zone maps (or PostgreSQL's
+    index) find without rescanning the diff (PostgreSQL: by key within each group).
 
     A state row with status 'departed' (upsert: the row left the model, the destination kept it;
     syncs.state.mark_departed) is no member: it is never removed, and when the row returns it is an
@@ -104,56 +103,47 @@ def build_diff(conn: sa.Connection, sync: SyncConfig) -> Plan:
     params["name"] = sync.name
     mapped = "".join(f", source.{c}" for c in mapped_columns(sync))
     mapped_out = "".join(f", {c}" for c in mapped_columns(sync))
-    mapped_null = "".join(f", null as {c}" for c in mapped_columns(sync))
-    # DuckDB numbers the rows by position (rowid, consecutive in a new table; uncommitted rows'
-    # start high), in the order they were written: no sort. An `order by key` cost a third of the
-    # statement's CPU at 1M rows (the sort, and compressing and decompressing its columns); the
-    # adds and updates come in the source's order, the removes after them. PostgreSQL numbers them
-    # with a window, by key within each of the two groups.
+    # DuckDB writes the rows unsorted and numbers them by position (rowid, consecutive in a new
+    # table; uncommitted rows' start high), renumbering them with the removes last only when the
+    # diff has both kinds (see _number_by_position). An `order by op, key` cost a third of the
+    # statement's CPU at 1M rows (the sort, and compressing and decompressing every column for it).
     duckdb = conn.dialect.name == "duckdb"
-    seq = "cast(null as bigint)" if duckdb else "row_number() over (order by key)"
-    state = f"""state as (select key, row_hash, destination_id, status, sent_fields from {STATE_SCHEMA}.sync_state
-                  where sync_name = :name)"""
+    seq = "cast(null as bigint)" if duckdb else f"row_number() over (order by {PAGE_ORDER})"
     conn.execute(sa.text(f"drop table if exists {DIFF_TABLE}"))
     conn.execute(sa.text(f"""
         create temporary table {DIFF_TABLE} as
         with source as ({source}),
-        {state},
+        state as (select key, row_hash, destination_id, status, sent_fields from {STATE_SCHEMA}.sync_state
+                  where sync_name = :name),
         rejected as (select key, payload_hash from {STATE_SCHEMA}.rejections where sync_name = :name),
-        changes as (
-            select source.key, source.row_hash, source.email, source.phone, source.first_name, source.last_name,
-                   source.payload{mapped}, state.destination_id, state.sent_fields,
-                   case when state.key is null or state.status = '{DEPARTED}' then 'add' else 'update' end as op,
-                   state.key is not null as has_state
+        joined as (
+            select coalesce(source.key, state.key) as key, source.row_hash, source.email, source.phone,
+                   source.first_name, source.last_name, source.payload{mapped}, state.destination_id, state.sent_fields,
+                   case when source.key is null then 'remove'
+                        when state.key is null or state.status = '{DEPARTED}' then 'add' else 'update' end as op,
+                   state.row_hash as state_hash, state.status, state.key is not null as has_state
             from source
-            left join state on state.key = source.key
-            left join rejected on rejected.key = source.key and rejected.payload_hash = source.row_hash
-            where source.key is not null and rejected.key is null
-              and (state.key is null or state.row_hash <> source.row_hash or state.status <> 'synced')
+            full outer join state on state.key = source.key
+        ),
+        changes as (
+            select joined.*
+            from joined
+            left join rejected  -- a remove's row_hash is null: it matches no rejection
+                on rejected.key = joined.key and rejected.payload_hash = joined.row_hash
+            where (joined.op = 'remove' and joined.status = 'synced')
+               or (joined.op <> 'remove' and rejected.key is null
+                   and (joined.op = 'add' or joined.state_hash <> joined.row_hash or joined.status <> 'synced'))
         )
         select key, row_hash, email, phone, first_name, last_name, payload, destination_id, op, sent_fields{mapped_out},
                has_state, {seq} as seq
-        from changes
+        from changes{"" if duckdb else f" order by {PAGE_ORDER}"}
     """), params)
-    conn.execute(sa.text(f"""
-        insert into {DIFF_TABLE}
-        with source as ({source}),
-        {state},
-        removes as (
-            select state.key, state.destination_id, state.sent_fields from state
-            where state.status = 'synced' and not exists (select 1 from source where source.key = state.key)
-        )
-        select key, null as row_hash, null as email, null as phone, null as first_name, null as last_name,
-               null as payload, destination_id, 'remove' as op, sent_fields{mapped_null}, true as has_state,
-               {seq if duckdb else f"(select count(*) from {DIFF_TABLE}) + {seq}"} as seq
-        from removes
-    """), params)
+    counts = dict(conn.execute(sa.text(f"select op, count(*) from {DIFF_TABLE} group by op")).fetchall())
     if duckdb:
-        conn.execute(sa.text(f"update {DIFF_TABLE} set seq = rowid - (select min(rowid) from {DIFF_TABLE}) + 1"))
+        _number_by_position(conn, mixed="remove" in counts and len(counts) > 1)
     if conn.dialect.name == "postgresql":
         conn.execute(sa.text(f"create index on {DIFF_TABLE} (seq)"))
         conn.execute(sa.text(f"analyze {DIFF_TABLE}"))
-    counts = dict(conn.execute(sa.text(f"select op, count(*) from {DIFF_TABLE} group by op")).fetchall())
     current = conn.execute(sa.text(f"select count(*) from {STATE_SCHEMA}.sync_state where sync_name = :n and status = 'synced'"),
                            {"n": sync.name}).scalar()
     skipped = conn.execute(sa.text(f"""
@@ -162,6 +152,18 @@ def build_diff(conn: sa.Connection, sync: SyncConfig) -> Plan:
           on r.sync_name = :name and r.key = source.key and r.payload_hash = source.row_hash"""), params).scalar()
     return Plan(adds=counts.get("add", 0), updates=counts.get("update", 0), removes=counts.get("remove", 0),
                 skipped_rejected=skipped, current=current)
+
+
+def _number_by_position(conn: sa.Connection, mixed: bool) -> None:
+    """DuckDB: seq 1..N by rowid, the order the rows were written in. `mixed` (removes and other
+    rows): then renumbered with the removes after the others, each group in that order (a sort of
+    two narrow columns, not of the rows)."""
+    conn.execute(sa.text(f"update {DIFF_TABLE} set seq = rowid - (select min(rowid) from {DIFF_TABLE}) + 1"))
+    if mixed:
+        conn.execute(sa.text(f"""
+            update {DIFF_TABLE} set seq = numbered.seq
+            from (select seq as written, row_number() over (order by op = 'remove', seq) as seq from {DIFF_TABLE}) numbered
+            where {DIFF_TABLE}.seq = numbered.written"""))
 
 
 def pages(conn: sa.Connection, op_filter: tuple[str, ...], page_size: int, extra: tuple[str, ...] = ()):

@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from sync_helpers import people, set_audience
 
 from syncs.config import load_syncs
-from syncs.plan import DIFF_COLUMNS, DIFF_TABLE, _page_reader, build_diff, pages
+from syncs.plan import DIFF_COLUMNS, DIFF_TABLE, _number_by_position, _page_reader, build_diff, pages
 from syncs.state import ensure_state
 from syncs.warehouse import STATE_SCHEMA, Warehouse
 
@@ -100,3 +100,20 @@ def test_diff_numbers_adds_and_updates_then_removes(any_warehouse, tmp_path):
     if any_warehouse.kind == "postgres":  # a window numbers each group by key
         assert [key for _, key, _ in numbered[:30]] == [f"p_{i:05d}" for i in range(30)]
         assert [key for _, key, _ in numbered[30:]] == sorted(gone)
+
+
+def test_numbering_by_position_puts_removes_after_the_others(tmp_path):
+    """When the join writes removes among the other rows (its build and probe sides are the
+    planner's choice), DuckDB's numbering by position moves them after the others, each group in
+    the order it was written."""
+    engine = Warehouse(kind="duckdb", duckdb_path=tmp_path / "w.duckdb").engine()
+    with engine.connect() as conn:
+        _diff(conn)  # written k001..k025, every 5th a remove
+        conn.execute(sa.text(f"update {DIFF_TABLE} set seq = null"))
+        _number_by_position(conn, mixed=True)
+        numbered = conn.execute(sa.text(f"select seq, key, op = 'remove' from {DIFF_TABLE} order by seq")).fetchall()
+    engine.dispose()
+    keys = [f"k{i:03d}" for i in range(1, ROWS + 1)]
+    assert [seq for seq, _, _ in numbered] == list(range(1, ROWS + 1))
+    assert [(key, removed) for _, key, removed in numbered] == (
+        [(k, False) for i, k in enumerate(keys, 1) if i % 5] + [(k, True) for i, k in enumerate(keys, 1) if not i % 5])
