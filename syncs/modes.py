@@ -7,7 +7,7 @@ from typing import Protocol
 
 from syncs.config import SyncConfig
 from syncs.destinations.base import MembershipClient, MessageClient, MirrorableClient, ProfileClient
-from syncs.destinations.registry import CLIENT_CLASSES
+from syncs.destinations.registry import CLIENT_CLASSES, client_class_of
 
 MODE_PROTOCOLS: dict[str, type] = {"add_remove": MembershipClient, "mirror": MirrorableClient,
                                    "upsert": ProfileClient, "trigger": MessageClient}
@@ -32,7 +32,7 @@ def modes_of(client_class: type) -> list[str]:
 
 
 def destinations_for(mode: str) -> list[str]:
-    return [kind for kind, client_class in CLIENT_CLASSES.items() if implements(client_class, MODE_PROTOCOLS[mode])]
+    return [kind for kind in CLIENT_CLASSES if implements(client_class_of(kind), MODE_PROTOCOLS[mode])]
 
 
 def check_mode(sync: SyncConfig, client_class: type) -> None:

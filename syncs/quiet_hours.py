@@ -23,8 +23,6 @@ from dataclasses import dataclass, field
 from datetime import datetime, time, timedelta, timezone
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-import phonenumbers
-from phonenumbers import timezone as phone_zones
 from pydantic import BaseModel, ConfigDict, field_validator, model_validator
 
 _HHMM = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)$")
@@ -78,7 +76,12 @@ class QuietHours(BaseModel):
 
 
 def zones_for_phone(phone: str) -> tuple[str, ...]:
-    """IANA zones the number may be in (empty when neither the number nor its country tells)."""
+    """IANA zones the number may be in (empty when neither the number nor its country tells).
+    phonenumbers is imported here, by the trigger syncs that need it: every other sync imports this
+    module (syncs.config) and would pay ~20 ms for its tables."""
+    import phonenumbers
+    from phonenumbers import timezone as phone_zones
+
     try:
         number = phonenumbers.parse(phone, None)
     except phonenumbers.NumberParseException:

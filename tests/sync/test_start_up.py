@@ -1,0 +1,51 @@
+"""A sync's start-up imports what its destination needs: the engine and the registry import no
+destination module until a sync names it, and phonenumbers (trigger syncs' quiet hours) only when a
+phone's zone is asked for. Checked in a fresh interpreter, whose sys.modules holds only what the
+imports brought in."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from syncs.destinations.registry import CLIENT_CLASSES, SUPPORTED, client_class_of
+from syncs.modes import destinations_for
+
+ROOT = Path(__file__).resolve().parents[2]
+
+LOADED = """
+import json, sys
+import syncs.engine
+from syncs.config import Destination, Source, SyncConfig
+from syncs.destinations.registry import limits, open_client
+sync = SyncConfig(name="s", source=Source(audience="a", channel="email"),
+                  destination=Destination(type="klaviyo", base_url="http://127.0.0.1:9/klaviyo", list_name="l",
+                                          api_key_env="KEY"))
+limits(sync)
+open_client(sync, {"KEY": "k"})
+print(json.dumps(sorted(m for m in sys.modules if m.startswith("syncs.destinations.") or m == "phonenumbers")))
+"""
+
+
+def test_a_klaviyo_sync_imports_no_other_destination():
+    done = subprocess.run([sys.executable, "-c", LOADED], cwd=ROOT, capture_output=True, text=True, timeout=120,
+                          env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    assert done.returncode == 0, done.stderr
+    loaded = set(json.loads(done.stdout.splitlines()[-1]))
+    assert "syncs.destinations.klaviyo" in loaded
+    others = {f"syncs.destinations.{kind}" for kind in SUPPORTED if kind != "klaviyo"}
+    assert not loaded & others, f"imported for a Klaviyo sync: {sorted(loaded & others)}"
+    assert "phonenumbers" not in loaded
+
+
+def test_every_destination_type_has_its_client_class():
+    assert tuple(CLIENT_CLASSES) == SUPPORTED
+    for kind, name in CLIENT_CLASSES.items():
+        klass = client_class_of(kind)
+        assert isinstance(klass, type) and klass.__name__ == name
+        assert klass.__module__ == f"syncs.destinations.{kind}"
+    assert "klaviyo" in destinations_for("mirror") and "twilio" in destinations_for("trigger")
+    assert "twilio" not in destinations_for("add_remove")
+
