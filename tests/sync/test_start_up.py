@@ -49,3 +49,20 @@ def test_every_destination_type_has_its_client_class():
     assert "klaviyo" in destinations_for("mirror") and "twilio" in destinations_for("trigger")
     assert "twilio" not in destinations_for("add_remove")
 
+
+def test_the_cli_imports_the_feedback_commands_when_named():
+    """`lifeline sync` starts without importing the feedback receiver and its clients; `--help`
+    still lists `feedback`, and `lifeline feedback` still runs it."""
+    from click.testing import CliRunner
+
+    from orchestration.cli import main
+
+    done = subprocess.run([sys.executable, "-c", "import sys, orchestration.cli; "
+                           "print(sorted(m for m in sys.modules if m.startswith('syncs.feedback')))"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=120, env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    assert done.returncode == 0, done.stderr
+    assert "syncs.feedback.cli" not in done.stdout
+    listed = CliRunner().invoke(main, ["--help"])
+    assert listed.exit_code == 0 and "feedback" in listed.output and "sync" in listed.output
+    feedback = CliRunner().invoke(main, ["feedback", "--help"])
+    assert feedback.exit_code == 0 and "pull" in feedback.output and "serve" in feedback.output
