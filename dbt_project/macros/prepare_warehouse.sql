@@ -37,4 +37,5 @@ end $$;
 
 {% macro duckdb__lifeline_prepare_warehouse() -%}
 {{ lifeline.predictions_table_ddl() }}
+{{ lifeline.duckdb_vacuum_policy() }}
 {%- endmacro %}
