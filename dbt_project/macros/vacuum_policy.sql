@@ -4,11 +4,11 @@
     checkpoint vacuums them (merges row groups whose live rows fit in fewer). DuckDB checkpoints at
     every large commit and vacuums then, so by default each incremental model's commit pays for it.
     This policy (called from the on-run-start hook) defers the vacuum of an incremental run
-    (DuckDB's max_vacuum_tasks = 0 for the run) while every incremental model's table holds less than
+    (DuckDB's max_vacuum_tasks = 0 for the run) while every table of the warehouse holds less than
     the var vacuum_deleted_share (a fraction) of deleted rows. A run that starts with one table at or
     over it, and every --full-refresh run, vacuums as DuckDB does by default: any checkpoint with
-    vacuum on reclaims rows deleted while it was off, in every table. So an incremental table holds at
-    most that share of deleted rows plus one run's deletes when a run starts.
+    vacuum on reclaims rows deleted while it was off, in every table. So a table holds at most that
+    share of deleted rows plus one run's deletes when a run starts.
     A max_vacuum_tasks in the profile's settings is set again on every dbt cursor: it overrides this. -#}
 {% macro duckdb_vacuum_policy() -%}
   {%- if not execute -%}{{ return('') }}{%- endif -%}
@@ -27,18 +27,13 @@
   {{ return('set global max_vacuum_tasks = 0;') }}
 {%- endmacro %}
 
-{#- (relation, share of its stored rows that are deleted) of the incremental model table with the largest
-    share, or none when no incremental model has a table yet. duckdb_tables().estimated_size counts the
-    stored rows, deleted ones included, until a vacuum drops them; count(*) the live rows. -#}
+{#- (relation, share of its stored rows that are deleted) of the warehouse's table with the largest
+    share, or none when it has no table with rows. Every table, not only the incremental models': side
+    tables such as profiles__inputs are written by delete+insert too. duckdb_tables().estimated_size
+    counts the stored rows, deleted ones included until a vacuum drops them; count(*) the live rows. -#}
 {% macro duckdb_largest_deleted_share() -%}
-  {%- set wanted = [] -%}
-  {%- for node in graph.nodes.values() if node.resource_type == 'model' and node.config.materialized == 'incremental' -%}
-    {%- do wanted.append("('" ~ node.schema ~ "', '" ~ node.alias ~ "')") -%}
-  {%- endfor -%}
-  {%- if not wanted -%}{{ return(none) }}{%- endif -%}
   {%- set stored = run_query("select schema_name, table_name, estimated_size from duckdb_tables()
-                              where database_name = current_database() and not temporary and estimated_size > 0
-                                and (schema_name, table_name) in (" ~ wanted | join(', ') ~ ")") -%}
+                              where database_name = current_database() and not temporary and estimated_size > 0") -%}
   {%- if stored.rows | length == 0 -%}{{ return(none) }}{%- endif -%}
   {%- set counts = [] -%}
   {%- for row in stored.rows -%}

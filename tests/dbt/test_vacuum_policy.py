@@ -1,5 +1,5 @@
 """DuckDB's vacuum of deleted rows under Lifeline's policy (macros/vacuum_policy.sql): an incremental
-run defers it while every incremental model's table holds less than vacuum_deleted_share of deleted
+run defers it while every table of the warehouse holds less than vacuum_deleted_share of deleted
 rows; the run that starts at or over it vacuums, reclaiming the rows deleted while it was deferred,
 so the stored rows stay bounded over repeated runs.
 
@@ -16,7 +16,7 @@ from syncs.warehouse import Warehouse
 
 ROW_GROUP = 122_880
 ROWS = 8 * ROW_GROUP
-TABLE = "staging.base_events"  # an incremental model's table (any would do)
+TABLE = "staging.base_events"  # any table would do
 
 
 def _stored(path: str) -> int:
