@@ -23,11 +23,11 @@ import sqlalchemy as sa
 from tqdm import tqdm
 
 from syncs.config import MissingSecret, SyncConfig, environment, load_syncs
-from syncs.destinations.base import Acknowledged, DestinationError, Page, payload_fields
+from syncs.destinations.base import Acknowledged, ColumnPage, DestinationError, Page, parse_payload, payload_fields
 from syncs.destinations.registry import UnsupportedDestination, limits, open_client
 from syncs.mirror import add_strangers, stage_members
 from syncs.modes import UnsupportedMode, check_mode
-from syncs.plan import Plan, SourceMissing, build_diff, check_source, estimate, pages, source_sql
+from syncs.plan import Plan, SourceMissing, arrow_pages, build_diff, check_source, estimate, pages, source_sql
 from syncs.sent_fields import backfill, encode, mapped_columns, shaped
 from syncs.state import (SyncLocked, acquire_lock, drop_staged, ensure_state, has_rejections, mark_departed, mark_removed,
                          mark_synced, now, record_rejections, record_run, release_lock)
@@ -160,24 +160,57 @@ def rare_collections(threshold: int = SEND_GC_THRESHOLD) -> Iterator[None]:
         gc.set_threshold(*previous)
 
 
+def _carried(payloads: list[dict | None], encoded: dict[tuple[str, ...], str]) -> list[str]:
+    """Each row's sent_fields from its parsed payload: what sent_fields.carried gives without a
+    `fields:` mapping, the encoded list made once per set of payload keys (kept in `encoded`)."""
+    texts = []
+    for fields in payloads:
+        names = tuple(fields or ())
+        text = encoded.get(names)
+        if text is None:
+            if len(encoded) >= SHAPES_KEPT:
+                encoded.clear()
+            text = encoded[names] = encode(names)  # = sent_fields.carried(row, None)
+        texts.append(text)
+    return texts
+
+
 def with_sent_fields(batches: Iterable[list[dict]]) -> Iterator[list[dict]]:
     """Each page with `sent_fields` set to the fields the row carries now: what sent_fields.shaped
     gives when there is no `fields:` mapping and nothing to clear (every mode but upsert), without
-    copying every row. The encoded list (sent_fields.carried) is made once per set of payload keys.
-    Yields Pages: the rows with their parsed payloads (base.Page), which the client reads instead
-    of parsing each payload again."""
+    copying every row. Yields Pages: the rows with their parsed payloads (base.Page), which the
+    client reads instead of parsing each payload again."""
     encoded: dict[tuple[str, ...], str] = {}
     for batch in batches:
         payloads = [payload_fields(row) for row in batch]
-        for row, fields in zip(batch, payloads):
-            names = tuple(fields or ())
-            text = encoded.get(names)
-            if text is None:
-                if len(encoded) >= SHAPES_KEPT:
-                    encoded.clear()
-                text = encoded[names] = encode(names)  # = sent_fields.carried(row, None)
+        for row, text in zip(batch, _carried(payloads, encoded)):
             row["sent_fields"] = text
         yield Page(batch, payloads)  # the parsed payloads travel with the page, for the client
+
+
+def column_pages(tables: Iterable) -> Iterator[ColumnPage]:
+    """with_sent_fields for pages read as Arrow tables (plan.arrow_pages): each a base.ColumnPage
+    with its rows' parsed payloads and sent_fields, and no dict per row."""
+    encoded: dict[tuple[str, ...], str] = {}
+    for table in tables:
+        payloads = [parse_payload(text) for text in table.column("payload").to_pylist()]
+        yield ColumnPage(table, payloads, _carried(payloads, encoded))
+
+
+def acknowledged_whole(page: ColumnPage) -> tuple:
+    """sort_page of a ColumnPage whose every row was acknowledged without a destination id: its
+    state rows (key, row_hash, destination_id null, sent_fields) as Arrow tables, with a state row
+    (`ok`) and without (`new`), no rejection, and how many are adds."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    table = page.table
+    state = pa.table({"key": table.column("key"), "row_hash": table.column("row_hash"),
+                      "destination_id": pa.nulls(table.num_rows, pa.string()),
+                      "sent_fields": pa.array(page.sent_fields, pa.string())})
+    has_state = table.column("has_state")
+    adds = pc.sum(pc.equal(table.column("op"), "add")).as_py() or 0
+    return state.filter(has_state), state.filter(pc.invert(has_state)), [], adds
 
 
 def acknowledged(batch: list[dict], results: list) -> Iterator[tuple[dict, object]]:
@@ -189,12 +222,17 @@ def acknowledged(batch: list[dict], results: list) -> Iterator[tuple[dict, objec
     return ((by_key[r.key], r) for r in results)
 
 
-def sort_page(batch: list[dict], results) -> tuple[list[dict], list[dict], list[dict], int]:
+def sort_page(batch: list[dict] | ColumnPage, results) -> tuple[list[dict], list[dict], list[dict], int]:
     """The page's acknowledged rows with a state row (`ok`) and without (`new`), each with its
     destination_id set to what the destination said, its rejections (`bad`), and how many of the
     acknowledged rows are adds. Results of another kind than not_acknowledged that are not ok are
     rejections; a row without a result is not acknowledged. base.Acknowledged whose keys are the
-    batch's, in order: every row acknowledged, none with an id, sorted without a result per row."""
+    batch's, in order: every row acknowledged, none with an id, sorted without a result per row
+    (a ColumnPage so: `ok` and `new` as Arrow tables, acknowledged_whole; otherwise as its rows)."""
+    if isinstance(batch, ColumnPage):
+        if isinstance(results, Acknowledged) and results.keys == batch.keys:
+            return acknowledged_whole(batch)
+        batch = batch.rows()
     ok: list[dict] = []
     new: list[dict] = []
     bad: list[dict] = []
@@ -216,6 +254,15 @@ def sort_page(batch: list[dict], results) -> tuple[list[dict], list[dict], list[
     return ok, new, bad, adds
 
 
+def together(ok, new):
+    """Both sets of acknowledged rows: lists of dicts, or Arrow tables (acknowledged_whole)."""
+    if isinstance(ok, list):
+        return ok + new
+    import pyarrow as pa
+
+    return pa.concat_tables([ok, new])
+
+
 def commit_page(conn, sync_name: str, ok: list[dict], new: list[dict], bad: list[dict],
                 clear_rejections: bool = True) -> None:
     """A page's acknowledged rows (`new`: without a state row when the diff was built) and rejections,
@@ -230,7 +277,7 @@ def commit_page(conn, sync_name: str, ok: list[dict], new: list[dict], bad: list
             raise
         conn.rollback()
         drop_staged(conn)
-        mark_synced(conn, sync_name, ok + new, clear_rejections=clear_rejections)
+        mark_synced(conn, sync_name, together(ok, new), clear_rejections=clear_rejections)
     record_rejections(conn, sync_name, bad)
     conn.commit()
 
@@ -251,8 +298,15 @@ def _send(conn, sync: SyncConfig, client, plan: Plan, result: SyncResult, progre
     # into dicts, ~1.5 ms of a 10,000-row page.
     made = not sync.fields and not upsert
     extra = ("has_state",) if made else ("sent_fields", "has_state") + mapped_columns(sync)
-    diff = pages(conn, ("add", "update"), batch_size, extra)
-    rows = with_sent_fields(diff) if made else shaped(diff, sync)
+    # A client that builds its request from columns (Klaviyo's add) gets the pages as Arrow columns
+    # (base.ColumnPage): no dict per row to read, send and mark a page acknowledged whole.
+    columns = made and hasattr(client, "add_columns")
+    tables = arrow_pages(conn, ("add", "update"), batch_size, extra) if columns else None
+    if tables is not None:
+        rows, send = column_pages(tables), client.add_columns
+    else:
+        diff = pages(conn, ("add", "update"), batch_size, extra)
+        rows = with_sent_fields(diff) if made else shaped(diff, sync)
     # A sync without rejections (most runs) has none to clear for acknowledged rows, until a page records one.
     rejections = has_rejections(conn, sync.name)
     for batch, results in _sent(send, rows, getattr(client, "in_flight", 1)):

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import sqlalchemy as sa
 
@@ -15,6 +15,9 @@ from syncs.config import SyncConfig
 from syncs.sent_fields import mapped_column, mapped_columns
 from syncs.state import DEPARTED
 from syncs.warehouse import STATE_SCHEMA
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 DIFF_TABLE = "_lifeline_diff"
 PAGE_ORDER = "case when op = 'remove' then 1 else 0 end, key"  # PostgreSQL's seq: adds and updates by key, then removes
@@ -166,27 +169,61 @@ def _number_by_position(conn: sa.Connection, mixed: bool) -> None:
             where {DIFF_TABLE}.seq = numbered.written"""))
 
 
+def _page_selects(conn: sa.Connection, op_filter: tuple[str, ...], page_size: int,
+                  columns: tuple[str, ...]) -> tuple[str, list[str]]:
+    """The statement of an empty page (it shows the columns' types) and each page's statement: the
+    diff rows of the given ops in a seq range (no page when the diff has none of them)."""
+    ops = ", ".join(f"'{op}'" for op in op_filter)
+    select = f"select {', '.join(columns)} from {DIFF_TABLE} where seq between {{lo:d}} and {{hi:d}} and op in ({ops})"
+    bounds = conn.execute(sa.text(f"select min(seq), max(seq) from {DIFF_TABLE} where op in ({ops})")).fetchone()
+    if bounds is None or bounds[0] is None:
+        return select.format(lo=1, hi=0), []
+    first, last = int(bounds[0]), int(bounds[1])
+    return select.format(lo=1, hi=0), [select.format(lo=start, hi=min(start + page_size - 1, last))
+                                       for start in range(first, last + 1, page_size)]
+
+
 def pages(conn: sa.Connection, op_filter: tuple[str, ...], page_size: int, extra: tuple[str, ...] = ()):
     """The diff rows of the given ops (add/update, or remove), page by page in seq order (a page's
     rows in any order), with DIFF_COLUMNS and the `extra` ones (sent_fields, has_state, mapped
     field__ columns: syncs.sent_fields), as dicts. Read on the same connection (same transaction,
     same temporary table) without SQLAlchemy rows (`_page_reader`); the seq bounds are integers of
     this function's own, written into the statement."""
-    ops = ", ".join(f"'{op}'" for op in op_filter)
-    bounds = conn.execute(sa.text(f"select min(seq), max(seq) from {DIFF_TABLE} where op in ({ops})")).fetchone()
-    if bounds is None or bounds[0] is None:
-        return
-    first, last = int(bounds[0]), int(bounds[1])
     columns = DIFF_COLUMNS + extra
-    select = f"select {', '.join(columns)} from {DIFF_TABLE} where seq between {{lo:d}} and {{hi:d}} and op in ({ops})"
-    read = _page_reader(conn, columns, select.format(lo=1, hi=0))
-    for start in range(first, last + 1, page_size):
-        rows = read(select.format(lo=start, hi=min(start + page_size - 1, last)))
+    empty_page, statements = _page_selects(conn, op_filter, page_size, columns)
+    if not statements:
+        return
+    read = _page_reader(conn, columns, empty_page)
+    for statement in statements:
+        rows = read(statement)
         if rows:
             yield rows
 
 
+def arrow_pages(conn: sa.Connection, op_filter: tuple[str, ...], page_size: int, extra: tuple[str, ...] = ()):
+    """`pages` as Arrow tables (DIFF_COLUMNS + `extra`), for a caller that works on columns; None
+    when the diff cannot be read so (not DuckDB, or a column of another type than text or boolean):
+    read `pages` then."""
+    columns = DIFF_COLUMNS + extra
+    empty_page, statements = _page_selects(conn, op_filter, page_size, columns)
+    read = _arrow_reader(conn, empty_page)
+    if read is None:
+        return None
+    return (table for table in map(read, statements) if table.num_rows)
+
+
 _PLAIN_ARROW = ("string", "large_string", "bool", "null")  # Arrow types whose Python values equal fetchall's
+
+
+def _arrow_reader(conn: sa.Connection, empty_page: str) -> Callable[[str], "pa.Table"] | None:
+    """How a page statement becomes an Arrow table: DuckDB, when every column is text or boolean
+    (`empty_page` shows the types); None otherwise."""
+    if conn.dialect.name != "duckdb":
+        return None
+    raw = conn.connection.driver_connection
+    if not all(str(t) in _PLAIN_ARROW for t in raw.execute(empty_page).to_arrow_table().schema.types):
+        return None
+    return lambda statement: raw.execute(statement).to_arrow_table()
 
 
 def _page_reader(conn: sa.Connection, columns: tuple[str, ...], empty_page: str) -> Callable[[str], list[dict]]:
@@ -195,13 +232,11 @@ def _page_reader(conn: sa.Connection, columns: tuple[str, ...], empty_page: str)
     makes the dicts in C++ (a page of 10,000 rows ~25% cheaper than tuples zipped in Python; the
     values are the same str/bool/None objects). Otherwise, and on PostgreSQL, the DBAPI cursor's
     tuples zipped into dicts (DuckDB's fetchall converts decimals, dates, UUIDs its own way)."""
-    if conn.dialect.name == "duckdb":
-        raw = conn.connection.driver_connection
-        schema = raw.execute(empty_page).to_arrow_table().schema
-        if all(str(t) in _PLAIN_ARROW for t in schema.types):
-            def arrow_rows(statement: str) -> list[dict]:
-                return raw.execute(statement).to_arrow_table().to_pylist()
-            return arrow_rows
+    arrow = _arrow_reader(conn, empty_page)
+    if arrow is not None:
+        def arrow_rows(statement: str) -> list[dict]:
+            return arrow(statement).to_pylist()
+        return arrow_rows
 
     def tuples(statement: str) -> list[dict]:
         cursor = conn.connection.cursor()

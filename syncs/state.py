@@ -12,10 +12,14 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime, timezone
+from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 
 from syncs.warehouse import STATE_SCHEMA
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 DDL = [
     f"create schema if not exists {STATE_SCHEMA}",
@@ -135,15 +139,18 @@ _STAGE_CHUNK = 500  # rows per multi-row VALUES statement, for dialects without 
 
 
 @contextmanager
-def staged(conn: sa.Connection, rows: list[dict]) -> Iterator[str]:
+def staged(conn: sa.Connection, rows: list[dict] | pa.Table) -> Iterator[str]:
     """The relation to read acknowledged (key, row_hash, destination_id, sent_fields) rows from, for
     the statements run inside the block. DuckDB: the rows as an Arrow table registered as a view
-    (scanned in place: no copy into a temporary table, a fifth of mark_synced's CPU per page);
-    elsewhere a temporary table, emptied and filled in bulk."""
+    (scanned in place: no copy into a temporary table, a fifth of mark_synced's CPU per page), or
+    the Arrow table given (those four columns: engine.acknowledged_whole); elsewhere a temporary
+    table, emptied and filled in bulk."""
     raw = conn.connection.driver_connection
+    if not isinstance(rows, list) and conn.dialect.name != "duckdb":
+        rows = rows.to_pylist()
     if conn.dialect.name == "duckdb":
         view = f"{ACK_TABLE}_rows"
-        raw.register(view, _arrow(ACK_COLUMNS, rows))
+        raw.register(view, _arrow(ACK_COLUMNS, rows) if isinstance(rows, list) else rows)
         try:
             yield view
         finally:
@@ -209,8 +216,8 @@ _ON_CONFLICT = f"""on conflict (sync_name, key) do update set row_hash = exclude
     attempts = {STATE_SCHEMA}.sync_state.attempts + 1, synced_at = excluded.synced_at"""
 
 
-def mark_synced(conn: sa.Connection, sync_name: str, rows: list[dict], new: list[dict] | None = None,
-                clear_rejections: bool = True) -> None:
+def mark_synced(conn: sa.Connection, sync_name: str, rows: list[dict] | pa.Table,
+                new: list[dict] | pa.Table | None = None, clear_rejections: bool = True) -> None:
     """Record acknowledged rows: key, row_hash, destination_id, sent_fields (the JSON list of fields
     the row carried, syncs.sent_fields; kept as it was when not given) and clear their old rejections.
     `rows` are upserted; `new` rows, which had no state row when the diff was built (the sync's lock
@@ -218,7 +225,7 @@ def mark_synced(conn: sa.Connection, sync_name: str, rows: list[dict], new: list
     A `new` row that has a state row after all (the source holds its key twice) raises
     sa.exc.IntegrityError: roll back and mark the page again with every row in `rows`.
     `clear_rejections=False` when the sync has no rejections (has_rejections): the delete, a
-    statement per page, is skipped."""
+    statement per page, is skipped. `rows` and `new` may be Arrow tables of the four columns (`staged`)."""
     for acknowledged, conflict in ((new, ""), (rows, _ON_CONFLICT)):
         if not acknowledged:
             continue

@@ -25,13 +25,14 @@ import json
 import threading
 import time
 from dataclasses import dataclass
-from typing import Iterable, Iterator
+from typing import Iterable, Iterator, TypeVar
 from urllib.parse import urlencode
 
 import orjson
 import requests
 
-from syncs.destinations.base import Acknowledged, DestinationError, RowResult, page_payloads, payload_fields
+from syncs.destinations.base import (Acknowledged, ColumnPage, DestinationError, RowResult, page_payloads,
+                                     payload_fields)
 from syncs.http import limiter, session
 
 # [K1] klaviyo/openapi stable.json; [K2] rate limits (tier M: 10/s burst, 150/min steady).
@@ -46,8 +47,7 @@ RATE_L = [(75, 1), (700, 60)]
 NO_LIMIT = [(100_000, 1)]  # only for a sandbox run without rate limits
 JSONAPI = "application/vnd.api+json"
 BODY_OVERHEAD = 512  # the job document around its profiles, with a list relationship
-PROFILE_FIELDS = (("email", "email"), ("phone", "phone_number"), ("first_name", "first_name"),
-                  ("last_name", "last_name"))  # diff column -> profile attribute (sent when not empty)
+T = TypeVar("T")
 
 
 class KlaviyoClient:
@@ -107,14 +107,15 @@ class KlaviyoClient:
     def add(self, list_id: str | None, rows: list[dict]) -> list[RowResult]:
         """Import rows (key, email, phone, first_name, last_name, properties) into the list, or only
         as profiles when `list_id` is None (upsert mode): submit the job, then wait for its results."""
-        return self.collect(self.submit(list_id, [(r, profile_json(r)) for r in rows]))
+        return self.collect(self.submit(list_id, [r["key"] for r in rows], [profile_json(r) for r in rows]))
 
-    def submit(self, list_id: str | None, batch: list[tuple[dict, bytes]]) -> ImportJob:
-        """POST one import job of (row, profile JSON) pairs (see `batches`); returns at once with the
-        job as Klaviyo answered it (often still queued). Nothing is acknowledged until `collect`."""
+    def submit(self, list_id: str | None, keys: list[str], profiles: list[bytes] | bytes) -> ImportJob:
+        """POST one import job of the rows' profile JSONs (see `batches`), or of their JSON array's
+        inside when `profiles` is bytes (`column_profiles`); returns at once with the job as Klaviyo
+        answered it (often still queued). Nothing is acknowledged until `collect`."""
         answer = self._call("POST", "/api/profile-bulk-import-jobs", self.rate_m,
-                            data=import_body(list_id, [p for _, p in batch]))
-        return ImportJob(answer.json()["data"], [r["key"] for r, _ in batch], time.monotonic())
+                            data=import_body(list_id, profiles))
+        return ImportJob(answer.json()["data"], keys, time.monotonic())
 
     def collect(self, job: ImportJob) -> list[RowResult] | Acknowledged:
         """Poll the job until Klaviyo finished it, then one RowResult per row: its import-errors
@@ -215,19 +216,29 @@ _PARSE = object()  # profile_json's `fields` when the caller has not parsed the 
 
 def profile_json(row: dict, names: dict[str, str] | None = None, fields: dict | None | object = _PARSE) -> bytes:
     """One profile of an import job body, serialised once (sized by `batches`, sent by `submit`):
-    its payload fields as properties, the null ones unset (`meta.patch_properties.unset`). Only the
-    attributes go through orjson; the fixed envelope around them is written as bytes. `names`
+    its payload fields as properties, the null ones unset (`meta.patch_properties.unset`). `names`
     (payload field -> `lifeline_<field>`), kept by the caller across rows, makes each property name
     once: a name built per row is a new string to hash, a third of this function's CPU. `fields`:
     the row's payload_fields when the caller has them (base.page_payloads), else parsed here."""
-    attrs = {"external_id": row["key"]}
     get = row.get
-    for field, target in PROFILE_FIELDS:
-        value = get(field)
-        if value:
-            attrs[target] = value
-    if fields is _PARSE:
-        fields = payload_fields(row)
+    return orjson.dumps(profile_object(row["key"], get("email"), get("phone"), get("first_name"), get("last_name"),
+                                       payload_fields(row) if fields is _PARSE else fields, names))
+
+
+def profile_object(key: str, email, phone, first_name, last_name, fields: dict | None,
+                   names: dict[str, str] | None = None) -> dict:
+    """The profile object of an import job (the dict profile_json serialises): the identifiers and
+    names that are not empty, the payload `fields` as properties and the null ones unset."""
+    attrs = {"external_id": key}
+    if email:
+        attrs["email"] = email
+    if phone:
+        attrs["phone_number"] = phone
+    if first_name:
+        attrs["first_name"] = first_name
+    if last_name:
+        attrs["last_name"] = last_name
+    profile = {"type": "profile", "attributes": attrs}
     if fields is not None:
         if names is None or len(names) > PROPERTY_NAMES_KEPT:
             names = {}
@@ -242,18 +253,25 @@ def profile_json(row: dict, names: dict[str, str] | None = None, fields: dict | 
                 properties[prop] = value
         attrs["properties"] = properties
         if cleared:
-            return orjson.dumps({"type": "profile", "attributes": attrs,
-                                 "meta": {"patch_properties": {"unset": cleared}}})
-    return b'{"type":"profile","attributes":' + orjson.dumps(attrs) + b"}"
+            profile["meta"] = {"patch_properties": {"unset": cleared}}
+    return profile
 
 
-def import_body(list_id: str | None, profiles: list[bytes]) -> bytes:
-    """The bulk import job document around already serialised profiles (the list relationship
-    only when a list is named)."""
+def column_profiles(page: ColumnPage, names: dict[str, str] | None = None) -> list[dict]:
+    """profile_object of each row of a page read as columns (the engine's base.ColumnPage)."""
+    return [profile_object(*values, names) for values in zip(
+        page.keys, page.column("email"), page.column("phone"), page.column("first_name"), page.column("last_name"),
+        page.payloads)]
+
+
+def import_body(list_id: str | None, profiles: list[bytes] | bytes) -> bytes:
+    """The bulk import job document around already serialised profiles, a list of them or the
+    inside of their JSON array (the list relationship only when a list is named)."""
     lists = (b',"relationships":{"lists":{"data":[' + orjson.dumps({"type": "list", "id": list_id}) + b"]}}"
              if list_id is not None else b"")
+    joined = profiles if isinstance(profiles, bytes) else b",".join(profiles)
     return (b'{"data":{"type":"profile-bulk-import-job","attributes":{"profiles":{"data":['
-            + b",".join(profiles) + b"]}}" + lists + b"}}")
+            + joined + b"]}}" + lists + b"}}")
 
 
 def _error_detail(response: requests.Response) -> str:
@@ -264,21 +282,27 @@ def _error_detail(response: requests.Response) -> str:
         return response.text[:200]
 
 
+BATCH_BUDGET = BULK_IMPORT_MAX_BYTES * 0.95 - BODY_OVERHEAD  # bytes of profiles (and their commas) in one job
+
+
 def batches(rows: list[dict], names: dict[str, str] | None = None) -> Iterable[list[tuple[dict, bytes]]]:
     """Split rows into import jobs within the profile count and payload size limits, as
     (row, profile JSON) pairs: each profile is serialised once, for its size and for the body.
     `names`: profile_json's property names, kept across calls; the payloads parsed once with the
     page when `rows` is a base.Page."""
-    batch: list[tuple[dict, bytes]] = []
-    size = 0
-    budget = BULK_IMPORT_MAX_BYTES * 0.95 - BODY_OVERHEAD
     names = {} if names is None else names
-    for row, fields in zip(rows, page_payloads(rows)):
-        profile = profile_json(row, names, fields)
-        if batch and (len(batch) >= BULK_IMPORT_MAX_PROFILES or size + len(profile) + 1 > budget):
+    return split_jobs((row, profile_json(row, names, fields)) for row, fields in zip(rows, page_payloads(rows)))
+
+
+def split_jobs(pairs: Iterable[tuple[T, bytes]]) -> Iterator[list[tuple[T, bytes]]]:
+    """(item, profile JSON) pairs in jobs of at most BULK_IMPORT_MAX_PROFILES and BATCH_BUDGET bytes."""
+    batch: list[tuple[T, bytes]] = []
+    size = 0
+    for item, profile in pairs:
+        if batch and (len(batch) >= BULK_IMPORT_MAX_PROFILES or size + len(profile) + 1 > BATCH_BUDGET):
             yield batch
             batch, size = [], 0
-        batch.append((row, profile))
+        batch.append((item, profile))
         size += len(profile) + 1
     if batch:
         yield batch
@@ -329,7 +353,23 @@ class KlaviyoList:
         """Every job of the page is submitted before the first is waited for, so the jobs of a
         page larger than one job (none from the engine today) run concurrently at Klaviyo. A page
         of one job gives that job's results as they are (Acknowledged when it imported every row)."""
-        jobs = [self.client.submit(list_id, batch) for batch in batches(rows, self._property_names)]
+        jobs = [self.client.submit(list_id, [row["key"] for row, _ in batch], [p for _, p in batch])
+                for batch in batches(rows, self._property_names)]
+        return self._results(jobs)
+
+    def add_columns(self, page: ColumnPage) -> list[RowResult] | Acknowledged:
+        """add() of a page read as columns (base.ColumnPage): the profiles serialised in one call
+        as a JSON array, whose inside is the job's profiles when the page fits one job (the
+        engine's pages do: 10,000 rows), else serialised one by one and split as add() does."""
+        profiles = column_profiles(page, self._property_names)
+        array = orjson.dumps(profiles)
+        if len(profiles) <= BULK_IMPORT_MAX_PROFILES and len(array) - 1 <= BATCH_BUDGET:  # = split_jobs' sum
+            return self._results([self.client.submit(self._id(), page.keys, array[1:-1])])
+        pairs = ((key, orjson.dumps(profile)) for key, profile in zip(page.keys, profiles))
+        return self._results([self.client.submit(self._id(), [key for key, _ in batch], [p for _, p in batch])
+                              for batch in split_jobs(pairs)])
+
+    def _results(self, jobs: list[ImportJob]) -> list[RowResult] | Acknowledged:
         results = [self.client.collect(job) for job in jobs]
         return results[0] if len(results) == 1 else [result for job in results for result in job]
 

@@ -272,9 +272,10 @@ def test_add_remove_pages_make_sent_fields_from_the_payload_without_reading_the_
     import syncs.engine as engine_module
 
     read: list[tuple[str, ...]] = []
-    real_pages = engine_module.pages
-    monkeypatch.setattr(engine_module, "pages", lambda conn, ops, size, extra=(): (
-        read.append(extra) if "add" in ops else None, real_pages(conn, ops, size, extra))[1])
+    for reader in ("pages", "arrow_pages"):  # as dicts, or as columns (base.ColumnPage: Klaviyo's add)
+        real = getattr(engine_module, reader)
+        monkeypatch.setattr(engine_module, reader, lambda conn, ops, size, extra=(), real=real: (
+            read.append(extra) if "add" in ops else None, real(conn, ops, size, extra))[1])
     [sync] = load_syncs(write_config(tmp_path / "syncs.yml", sandbox.base_url))
     set_audience(duck_warehouse, people(3, payload=json.dumps({"step": 1, "offer": "a"})))
     assert run_sync(duck_warehouse, sync, env=env, progress=False).adds == 3
