@@ -107,14 +107,13 @@ class KlaviyoClient:
     def add(self, list_id: str | None, rows: list[dict]) -> list[RowResult]:
         """Import rows (key, email, phone, first_name, last_name, properties) into the list, or only
         as profiles when `list_id` is None (upsert mode): submit the job, then wait for its results."""
-        return self.collect(self.submit(list_id, [r["key"] for r in rows], [profile_json(r) for r in rows]))
+        return self.collect(self.submit([r["key"] for r in rows], import_body(list_id, [profile_json(r) for r in rows])))
 
-    def submit(self, list_id: str | None, keys: list[str], profiles: list[bytes] | bytes) -> ImportJob:
-        """POST one import job of the rows' profile JSONs (see `batches`), or of their JSON array's
-        inside when `profiles` is bytes (`column_profiles`); returns at once with the job as Klaviyo
-        answered it (often still queued). Nothing is acknowledged until `collect`."""
-        answer = self._call("POST", "/api/profile-bulk-import-jobs", self.rate_m,
-                            data=import_body(list_id, profiles))
+    def submit(self, keys: list[str], body: bytes) -> ImportJob:
+        """POST one import job (`body`: import_body, or import_document serialised) of the rows
+        `keys`; returns at once with the job as Klaviyo answered it (often still queued). Nothing is
+        acknowledged until `collect`."""
+        answer = self._call("POST", "/api/profile-bulk-import-jobs", self.rate_m, data=body)
         return ImportJob(answer.json()["data"], keys, time.monotonic())
 
     def collect(self, job: ImportJob) -> list[RowResult] | Acknowledged:
@@ -221,57 +220,69 @@ def profile_json(row: dict, names: dict[str, str] | None = None, fields: dict | 
     once: a name built per row is a new string to hash, a third of this function's CPU. `fields`:
     the row's payload_fields when the caller has them (base.page_payloads), else parsed here."""
     get = row.get
-    return orjson.dumps(profile_object(row["key"], get("email"), get("phone"), get("first_name"), get("last_name"),
-                                       payload_fields(row) if fields is _PARSE else fields, names))
+    [profile] = profile_objects([row["key"]], [get("email")], [get("phone")], [get("first_name")], [get("last_name")],
+                                [payload_fields(row) if fields is _PARSE else fields], names)
+    return orjson.dumps(profile)
 
 
-def profile_object(key: str, email, phone, first_name, last_name, fields: dict | None,
-                   names: dict[str, str] | None = None) -> dict:
-    """The profile object of an import job (the dict profile_json serialises): the identifiers and
-    names that are not empty, the payload `fields` as properties and the null ones unset."""
-    attrs = {"external_id": key}
-    if email:
-        attrs["email"] = email
-    if phone:
-        attrs["phone_number"] = phone
-    if first_name:
-        attrs["first_name"] = first_name
-    if last_name:
-        attrs["last_name"] = last_name
-    profile = {"type": "profile", "attributes": attrs}
-    if fields is not None:
-        if names is None or len(names) > PROPERTY_NAMES_KEPT:
-            names = {}
-        properties, cleared = {}, []
-        for name, value in fields.items():
-            prop = names.get(name)
-            if prop is None:
-                prop = names[name] = f"lifeline_{name}"
-            if value is None:
-                cleared.append(prop)
-            else:
-                properties[prop] = value
-        attrs["properties"] = properties
-        if cleared:
-            profile["meta"] = {"patch_properties": {"unset": cleared}}
-    return profile
+def profile_objects(keys: list[str], emails: list, phones: list, first_names: list, last_names: list,
+                    payloads: list[dict | None], names: dict[str, str] | None = None) -> list[dict]:
+    """The profile objects of an import job (what profile_json serialises), from columns: the
+    identifiers and names that are not empty, the payload fields as properties and the null ones
+    unset. One loop for a page, without a call per row."""
+    if names is None or len(names) > PROPERTY_NAMES_KEPT:
+        names = {}
+    profiles = []
+    for key, email, phone, first_name, last_name, fields in zip(keys, emails, phones, first_names, last_names,
+                                                                payloads):
+        attrs = {"external_id": key}
+        if email:
+            attrs["email"] = email
+        if phone:
+            attrs["phone_number"] = phone
+        if first_name:
+            attrs["first_name"] = first_name
+        if last_name:
+            attrs["last_name"] = last_name
+        profile = {"type": "profile", "attributes": attrs}
+        if fields is not None:
+            properties, cleared = {}, []
+            for name, value in fields.items():
+                prop = names.get(name)
+                if prop is None:
+                    prop = names[name] = f"lifeline_{name}"
+                if value is None:
+                    cleared.append(prop)
+                else:
+                    properties[prop] = value
+            attrs["properties"] = properties
+            if cleared:
+                profile["meta"] = {"patch_properties": {"unset": cleared}}
+        profiles.append(profile)
+    return profiles
 
 
 def column_profiles(page: ColumnPage, names: dict[str, str] | None = None) -> list[dict]:
-    """profile_object of each row of a page read as columns (the engine's base.ColumnPage)."""
-    return [profile_object(*values, names) for values in zip(
-        page.keys, page.column("email"), page.column("phone"), page.column("first_name"), page.column("last_name"),
-        page.payloads)]
+    """profile_objects of a page read as columns (the engine's base.ColumnPage)."""
+    return profile_objects(page.keys, page.column("email"), page.column("phone"), page.column("first_name"),
+                           page.column("last_name"), page.payloads, names)
 
 
-def import_body(list_id: str | None, profiles: list[bytes] | bytes) -> bytes:
-    """The bulk import job document around already serialised profiles, a list of them or the
-    inside of their JSON array (the list relationship only when a list is named)."""
+def import_document(list_id: str | None, profiles: list[dict]) -> dict:
+    """The bulk import job document of profile objects, which orjson serialises to import_body's bytes."""
+    job: dict = {"type": "profile-bulk-import-job", "attributes": {"profiles": {"data": profiles}}}
+    if list_id is not None:
+        job["relationships"] = {"lists": {"data": [{"type": "list", "id": list_id}]}}
+    return {"data": job}
+
+
+def import_body(list_id: str | None, profiles: list[bytes]) -> bytes:
+    """The bulk import job document around already serialised profiles (the list relationship
+    only when a list is named)."""
     lists = (b',"relationships":{"lists":{"data":[' + orjson.dumps({"type": "list", "id": list_id}) + b"]}}"
              if list_id is not None else b"")
-    joined = profiles if isinstance(profiles, bytes) else b",".join(profiles)
     return (b'{"data":{"type":"profile-bulk-import-job","attributes":{"profiles":{"data":['
-            + joined + b"]}}" + lists + b"}}")
+            + b",".join(profiles) + b"]}}" + lists + b"}}")
 
 
 def _error_detail(response: requests.Response) -> str:
@@ -280,6 +291,10 @@ def _error_detail(response: requests.Response) -> str:
         return "; ".join(f"{e.get('code')}: {e.get('detail') or e.get('title')}" for e in errors)[:500]
     except ValueError:
         return response.text[:200]
+
+
+def _empty_body(list_id: str | None) -> bytes:
+    return orjson.dumps(import_document(list_id, []))
 
 
 BATCH_BUDGET = BULK_IMPORT_MAX_BYTES * 0.95 - BODY_OVERHEAD  # bytes of profiles (and their commas) in one job
@@ -353,21 +368,25 @@ class KlaviyoList:
         """Every job of the page is submitted before the first is waited for, so the jobs of a
         page larger than one job (none from the engine today) run concurrently at Klaviyo. A page
         of one job gives that job's results as they are (Acknowledged when it imported every row)."""
-        jobs = [self.client.submit(list_id, [row["key"] for row, _ in batch], [p for _, p in batch])
-                for batch in batches(rows, self._property_names)]
-        return self._results(jobs)
+        return self._results(self._submit(list_id, batches(rows, self._property_names)))
+
+    def _submit(self, list_id: str | None, jobs: Iterable[list[tuple[dict | str, bytes]]]) -> list[ImportJob]:
+        """Each job of (row or key, profile JSON) pairs submitted."""
+        return [self.client.submit([item if isinstance(item, str) else item["key"] for item, _ in batch],
+                                   import_body(list_id, [p for _, p in batch])) for batch in jobs]
 
     def add_columns(self, page: ColumnPage) -> list[RowResult] | Acknowledged:
-        """add() of a page read as columns (base.ColumnPage): the profiles serialised in one call
-        as a JSON array, whose inside is the job's profiles when the page fits one job (the
-        engine's pages do: 10,000 rows), else serialised one by one and split as add() does."""
+        """add() of a page read as columns (base.ColumnPage): the job document with its profiles
+        serialised in one orjson call when the page fits one job (the engine's pages do: 10,000
+        rows), else the profiles serialised one by one and split as add() does."""
+        list_id = self._id()
         profiles = column_profiles(page, self._property_names)
-        array = orjson.dumps(profiles)
-        if len(profiles) <= BULK_IMPORT_MAX_PROFILES and len(array) - 1 <= BATCH_BUDGET:  # = split_jobs' sum
-            return self._results([self.client.submit(self._id(), page.keys, array[1:-1])])
+        body = orjson.dumps(import_document(list_id, profiles))
+        # the profiles' JSON array is the body less the document around it; split_jobs counts it less its "]"
+        if len(profiles) <= BULK_IMPORT_MAX_PROFILES and len(body) - len(_empty_body(list_id)) + 1 <= BATCH_BUDGET:
+            return self._results([self.client.submit(page.keys, body)])
         pairs = ((key, orjson.dumps(profile)) for key, profile in zip(page.keys, profiles))
-        return self._results([self.client.submit(self._id(), [key for key, _ in batch], [p for _, p in batch])
-                              for batch in split_jobs(pairs)])
+        return self._results(self._submit(list_id, split_jobs(pairs)))
 
     def _results(self, jobs: list[ImportJob]) -> list[RowResult] | Acknowledged:
         results = [self.client.collect(job) for job in jobs]

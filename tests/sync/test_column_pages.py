@@ -16,7 +16,8 @@ from sync_helpers import people, set_audience
 import syncs.destinations.klaviyo as klaviyo_module
 from syncs.config import load_syncs
 from syncs.destinations.base import Acknowledged, ColumnPage, RowResult
-from syncs.destinations.klaviyo import KlaviyoClient, KlaviyoList, column_profiles, import_body, profile_json
+from syncs.destinations.klaviyo import (KlaviyoClient, KlaviyoList, column_profiles, import_body, import_document,
+                                       profile_json)
 from syncs.engine import column_pages, commit_page, run_sync, sort_page, with_sent_fields
 from syncs.plan import DIFF_COLUMNS
 from syncs.state import ensure_state
@@ -50,7 +51,8 @@ def test_a_column_page_gives_the_dict_pages_profiles_sent_fields_and_rows():
     profiles = [profile_json(row) for row in rows]
     assert [orjson.dumps(p) for p in column_profiles(page, {})] == profiles
     assert orjson.dumps(column_profiles(page)) == b"[" + b",".join(profiles) + b"]"
-    assert import_body("L1", orjson.dumps(column_profiles(page))[1:-1]) == import_body("L1", profiles)
+    for list_id in ("L1", None):  # add_columns' body: one orjson call over the job document
+        assert orjson.dumps(import_document(list_id, column_profiles(page))) == import_body(list_id, profiles)
 
 
 def _state(ok, new) -> tuple[list, list]:
@@ -113,12 +115,17 @@ def test_add_columns_splits_a_page_over_one_jobs_bytes(sandbox, monkeypatch):
     assert isinstance(destination.add_columns(_column_page(rows)), Acknowledged)
     submitted: list[int] = []
     real_submit = client.submit
-    monkeypatch.setattr(client, "submit", lambda list_id, keys, profiles: (
-        submitted.append(len(keys)), real_submit(list_id, keys, profiles))[1])
+    monkeypatch.setattr(client, "submit", lambda keys, body: (submitted.append(len(keys)), real_submit(keys, body))[1])
     monkeypatch.setattr(klaviyo_module, "BATCH_BUDGET", 4 * len(profile_json(rows[0])))
     results = destination.add_columns(_column_page(rows))
     assert len(submitted) > 1 and sum(submitted) == len(rows)
     assert [(r.key, r.ok) for r in results] == [(row["key"], True) for row in rows]
+    whole = sum(len(profile_json(row)) + 1 for row in rows)  # what split_jobs counts for one job
+    for budget, jobs in ((whole, 1), (whole - 1, 2)):  # the page fits one job exactly as split_jobs decides
+        submitted.clear()
+        monkeypatch.setattr(klaviyo_module, "BATCH_BUDGET", budget)
+        destination.add_columns(_column_page(rows))
+        assert len(submitted) == jobs
 
 
 def _config(tmp_path, base_url: str):
