@@ -17,7 +17,7 @@ import syncs.destinations.klaviyo as klaviyo_module
 from syncs.config import load_syncs
 from syncs.destinations.base import Acknowledged, ColumnPage, RowResult
 from syncs.destinations.klaviyo import (KlaviyoClient, KlaviyoList, column_profiles, import_body, import_document,
-                                       profile_json)
+                                       profile_bytes, profile_json)
 from syncs.engine import column_pages, commit_page, run_sync, sort_page, with_sent_fields
 from syncs.plan import DIFF_COLUMNS
 from syncs.state import ensure_state
@@ -50,6 +50,7 @@ def test_a_column_page_gives_the_dict_pages_profiles_sent_fields_and_rows():
     assert page.rows() == dicts and page.rows().payloads == dicts.payloads
     profiles = [profile_json(row) for row in rows]
     assert [orjson.dumps(p) for p in column_profiles(page, {})] == profiles
+    assert [profile_bytes(p) for p in column_profiles(page, {})] == profiles  # add_columns' split path
     assert orjson.dumps(column_profiles(page)) == b"[" + b",".join(profiles) + b"]"
     for list_id in ("L1", None):  # add_columns' body: one orjson call over the job document
         assert orjson.dumps(import_document(list_id, column_profiles(page))) == import_body(list_id, profiles)
