@@ -81,7 +81,8 @@
     identifier_value, first_seen_at, last_seen_at, component_key, type_rank), every component of
     which is there whole: the anchor of each component is its earliest-seen identifier (ties:
     type_rank, then value). The earliest first_seen_at per component first (a grouping), then a
-    ranking only among the identifiers seen at that time, and one md5 per component. -#}
+    ranking only among the identifiers seen at that time, and one md5 per component. Each row
+    carries changed_at, the start of the run that writes it. -#}
 {% macro identity_map_rows_sql(assigned_sql) -%}
 with assigned as (
     {{ assigned_sql }}
@@ -121,7 +122,8 @@ select
     assigned.identifier_value,
     anchors.profile_id,
     assigned.first_seen_at,
-    assigned.last_seen_at
+    assigned.last_seen_at,
+    {{ lifeline.run_stamp() }} as changed_at
 from assigned
 join anchors on anchors.component_key = assigned.component_key
 {%- endmacro %}
@@ -195,7 +197,7 @@ join anchors on anchors.component_key = assigned.component_key
         with recomputed as (' ~ lifeline.identity_map_rows_sql(assigned) ~ '),
         seen_again as (
             select rewritten.identifier_type, rewritten.identifier_value, rewritten.stored_profile_id as profile_id,
-                   rewritten.first_seen_at, rewritten.last_seen_at
+                   rewritten.first_seen_at, rewritten.last_seen_at, ' ~ lifeline.run_stamp() ~ ' as changed_at
             from identity_map__rewritten as rewritten
             left join ' ~ components ~ ' as components on components.identifier_key = rewritten.identifier_key
             where not rewritten.moves_anchor
@@ -217,7 +219,7 @@ join anchors on anchors.component_key = assigned.component_key
         select * from written
         union all
         select gone.identifier_type, gone.identifier_value, cast(null as ' ~ dbt.type_string() ~ '),
-               cast(null as ' ~ dbt.type_timestamp() ~ '), cast(null as ' ~ dbt.type_timestamp() ~ ')
+               cast(null as ' ~ dbt.type_timestamp() ~ '), cast(null as ' ~ dbt.type_timestamp() ~ '), ' ~ lifeline.run_stamp() ~ '
         from gone
         left join written
             on written.identifier_type = gone.identifier_type and written.identifier_value = gone.identifier_value

@@ -10,14 +10,13 @@ build runs them as an incremental run does (on the rows it wrote), and the refer
 build runs them over every row of the same models, the first batch's rows included."""
 from __future__ import annotations
 
-import json
 from datetime import datetime
 from pathlib import Path
 
 import duckdb
 import pytest
-import sqlalchemy as sa
 
+import table_snapshot
 from orchestration.contract import CONTRACT_MARTS
 from orchestration.dbt_runner import run_dbt
 from orchestration.load import load
@@ -25,6 +24,7 @@ from orchestration.load import load
 AS_OF = datetime(2026, 11, 1)
 CUTOFF = "2026-10-25T00:00:00Z"
 MARTS = [*CONTRACT_MARTS, "quarantine", "profile_merges"]
+RUN_STAMPS = {"changed_at"}  # identity_map: the start of the run that wrote the row
 
 
 @pytest.fixture(scope="module")
@@ -53,16 +53,7 @@ def split_data(tmp_path_factory) -> tuple[Path, Path]:
 
 
 def snapshot(warehouse) -> dict[str, list[tuple]]:
-    engine = warehouse.engine()
-    out = {}
-    with engine.connect() as conn:
-        for mart in MARTS:
-            rows = conn.execute(sa.text(f"select * from {mart}")).fetchall()
-            out[mart] = sorted(tuple("" if v is None else (json.dumps(json.loads(v), sort_keys=True)
-                                                           if isinstance(v, str) and v.startswith("{") else str(v))
-                                     for v in row) for row in rows)
-    engine.dispose()
-    return out
+    return table_snapshot.snapshot(warehouse, MARTS, RUN_STAMPS)
 
 
 def test_incremental_run_equals_full_refresh(any_warehouse, split_data):

@@ -41,7 +41,7 @@ NO_TESTS = ["--exclude-resource-type", "test"]
 # profile_merges) feed nothing compared, and the incremental builds under test still run the whole project.
 REFERENCE = ["--select", *(f"+{relation.split('.')[-1]}" for relation in COMPARED), *NO_TESTS, "--full-refresh"]
 # When a row was (re)written: differs between runs by design.
-RUN_STAMPS = {"record_changed_at", "attributed_at", "staged_at", "based_at"}
+RUN_STAMPS = {"record_changed_at", "attributed_at", "staged_at", "based_at", "changed_at"}
 EVENT_COLUMNS = ("event_id, event_type, occurred_at, anonymous_id, user_id, email, phone, session_id, product_id, "
                  "cart_id, order_id, value, properties")
 

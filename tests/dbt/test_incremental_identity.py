@@ -214,9 +214,14 @@ def test_new_events_customers_and_orders_update_the_chain_equal_to_a_full_refres
     assert table_snapshot.snapshot(any_warehouse, COMPARED[:4]) == before
 
     # The chain up to identity_map alone, with ben's new cookie: int_record_profiles and
-    # int_profile_id_history miss that run's list of changes, so they fall back below.
+    # int_profile_id_history miss that run's list of changes, so they fall back below. identity_map
+    # as an earlier release built it (no changed_at) gains the column in that incremental run.
+    table_snapshot.execute(any_warehouse, "alter table identity_map drop column changed_at")
     load(any_warehouse, batches["ben"], replace=False)
-    run_dbt(any_warehouse, "build", ["--select", "+identity_map", "--exclude-resource-type", "test"], as_of=AS_OF)
+    upgraded = run_dbt(any_warehouse, "build", ["--select", "+identity_map", "--exclude-resource-type", "test"], as_of=AS_OF)
+    assert "components, writing" in upgraded.output, upgraded.output
+    stamped = rows(any_warehouse, "select identifier_type, identifier_value from identity_map where changed_at is not null")
+    assert ("anonymous_id", "cookie-ben") in stamped and len(stamped) < len(rows(any_warehouse, "select 1 from identity_map"))
     # The records alone, then the edges alone: refused, as the occurrences and identifiers lag behind.
     load(any_warehouse, batches["eve"], replace=False)
     run_dbt(any_warehouse, "build", ["--select", "+int_identity_records", "--exclude-resource-type", "test"], as_of=AS_OF)
@@ -232,23 +237,35 @@ def test_new_events_customers_and_orders_update_the_chain_equal_to_a_full_refres
     assert_equals_full_refresh(any_warehouse)
 
     # The key tests of a `dbt build` read only the rows it wrote (changed_at >= its start): a duplicate
-    # of an older row is not read, two rows stamped as written by the build are caught; a `dbt test`
+    # of an older row (u-ann in identity_map) is not read, two rows stamped as written by the build (u-ben) are caught; a `dbt test`
     # on its own wrote nothing, so it reads every row and finds both.
     components = "intermediate.int_identity_components"
     stamped_copy = (f"insert into {components} (identifier_key, component_key, degree, checksum, changed_at) "
                     f"select identifier_key, component_key, degree, checksum, cast('2100-01-01' as timestamp) "
                     f"from {components} where identifier_key = (select max(identifier_key) from {components})")
+    stamped_ben = ("insert into identity_map (identifier_type, identifier_value, profile_id, changed_at) "
+                   "select identifier_type, identifier_value, profile_id, cast('2100-01-01' as timestamp) "
+                   "from identity_map where identifier_value = 'u-ben' and (changed_at is null or changed_at < cast('2100-01-01' as timestamp))")
     table_snapshot.execute(
         any_warehouse,
         "insert into intermediate.int_record_profiles select * from intermediate.int_record_profiles "
         "where record_id = (select min(record_id) from intermediate.int_record_profiles)",
         f"insert into {components} select * from {components} where identifier_key = (select min(identifier_key) from {components})",
-        stamped_copy, stamped_copy)
-    key_tests = ["--select", "int_record_profiles,test_name:unique", "int_identity_components,test_name:unique"]
-    built = failed_tests(run_dbt(any_warehouse, "build", key_tests, as_of=AS_OF, check=False))
+        stamped_copy, stamped_copy,
+        "insert into identity_map select * from identity_map where identifier_value = 'u-ann'",
+        stamped_ben, stamped_ben)
+    # Two builds: a failing test skips the tests of the models after its own in the same build.
+    components_test = ["int_identity_components,test_name:unique"]
+    after_components = ["int_record_profiles,test_name:unique", "identity_map,test_name:unique_columns"]
+    identity_map_key = "unique_columns_identity_map_identifier_type__identifier_value"
+    built = failed_tests(run_dbt(any_warehouse, "build", ["--select", *components_test], as_of=AS_OF, check=False))
     assert built == {"unique_int_identity_components_identifier_key": 1}, built
+    built = failed_tests(run_dbt(any_warehouse, "build", ["--select", *after_components], as_of=AS_OF, check=False))
+    assert built == {identity_map_key: 1}, built
+    key_tests = ["--select", *components_test, *after_components]
     tested = failed_tests(run_dbt(any_warehouse, "test", key_tests, as_of=AS_OF, check=False))
-    assert tested == {"unique_int_identity_components_identifier_key": 2, "unique_int_record_profiles_record_id": 1}, tested
+    assert tested == {"unique_int_identity_components_identifier_key": 2, "unique_int_record_profiles_record_id": 1,
+                      identity_map_key: 2}, tested
 
 
 def test_a_rewritten_or_deleted_staged_event_rebuilds_the_chain_equal_to_a_full_refresh(any_warehouse, batches):

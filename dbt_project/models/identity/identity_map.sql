@@ -20,12 +20,16 @@
     the identifier's int_identifiers row, its component and that component's members. The
     identifiers whose profile_id changed, appeared or vanished go to identity_map__changes (read by
     int_record_profiles), the run to identity_map__state. A full rebuild (logged) when there is no
-    previous run, the salt changed, or a parent was rebuilt in full since (identity_map_mark). -#}
+    previous run, the salt changed, or a parent was rebuilt in full since (identity_map_mark).
+
+    changed_at is the start of the run that last wrote the row: a `dbt build`'s data tests read only
+    the rows it wrote (macros/test_window.sql). A table from a release without it gains the column
+    (on_schema_change append_new_columns, its old rows null until rewritten): no full refresh needed. -#}
 {{ config(
     materialized='incremental',
     unique_key=['identifier_type', 'identifier_value'],
     incremental_strategy=('merge' if target.type == 'bigquery' else 'delete+insert'),
-    on_schema_change='fail',
+    on_schema_change='append_new_columns',
     post_hook="{{ lifeline.identity_map_post_hook() }}"
 ) }}
 -- depends_on: {{ ref('int_identity_records') }}
