@@ -202,35 +202,41 @@ def staged(tmp_path_factory, batches) -> Warehouse:
 def test_data_tests_of_an_incremental_build_read_the_rows_it_wrote(staged):
     """On an incremental `dbt build` the key tests of stg_events and stg_orders read only the rows
     the build wrote (staged_at at or after its start); a full refresh (the nightly check), var
-    data_tests_full_scan or a `dbt test` on its own read every row. stg_order_items has no stamp:
-    its test on (order_id, product_id) reads every row."""
+    data_tests_full_scan or a `dbt test` on its own read every row. So do those of stg_order_items,
+    whose table an earlier release built without staged_at: its next run adds the column."""
     def add_copy(table: str, order_by: str, staged_at: str | None = None) -> None:
         stamp = f" replace (timestamp '{staged_at}' as staged_at)" if staged_at else ""
         table_snapshot.execute(staged, f"insert into staging.{table} select *{stamp} from staging.{table} order by {order_by} limit 1")
 
     tests = ["--select", "stg_events,test_name:unique", "stg_orders,test_name:unique",
              "stg_order_items,test_name:unique_columns"]
-    stg_events, stg_orders, order_items = "unique_stg_events_event_id", "unique_stg_orders_order_id", "unique_columns_stg_order_items"
+    stg_events, stg_orders = "unique_stg_events_event_id", "unique_stg_orders_order_id"
+    order_items = "unique_columns_stg_order_items_order_id__product_id"
     # Copies of the oldest event, order and order item as an earlier run wrote them: the build's
     # scoped tests do not read them; the test without a stamp does.
     add_copy("stg_events", "occurred_at")
     add_copy("stg_orders", "ordered_at")
+    table_snapshot.execute(staged, "alter table staging.stg_order_items drop column staged_at")
+    run_dbt(staged, "build", [*NO_TESTS, "--select", "stg_order_items"], as_of=AS_OF)
+    assert table_snapshot.rows(staged, "select count(*) from staging.stg_order_items where staged_at is not null") == [(0,)]
     add_copy("stg_order_items", "order_id, product_id")
     failed = failed_tests(run_dbt(staged, "build", tests, as_of=AS_OF, check=False))
-    assert len(failed) == 1 and next(iter(failed)).startswith(order_items), failed
-    # Two copies of the newest event and order as this build wrote them (stamped at or after its
-    # start; delete+insert replaced the stored row, so a duplicate of the run is among its rows): caught.
-    for table, newest in (("stg_events", "occurred_at desc"), ("stg_orders", "ordered_at desc")):
+    assert failed == {}, failed
+    # Two copies of the newest event, order and item as this build wrote them (stamped at or after its
+    # start; delete+insert replaced the stored rows of the key, so a duplicate of the run is among its rows): caught.
+    stamped = (("stg_events", "occurred_at desc"), ("stg_orders", "ordered_at desc"), ("stg_order_items", "order_id desc, product_id desc"))
+    for table, newest in stamped:
         add_copy(table, newest, staged_at="2100-01-01")
         add_copy(table, newest, staged_at="2100-01-01")
+    found = lambda failed: (failed.get(stg_events), failed.get(stg_orders), failed.get(order_items))
     failed = failed_tests(run_dbt(staged, "build", tests, as_of=AS_OF, check=False))
-    assert (failed.get(stg_events), failed.get(stg_orders)) == (1, 1), failed
+    assert found(failed) == (1, 1, 1), failed
     # The full scan, and a `dbt test` on its own (it wrote nothing): both copies of each.
     for command, extra_vars in (("build", {"data_tests_full_scan": True}), ("test", None)):
         failed = failed_tests(run_dbt(staged, command, tests, as_of=AS_OF, extra_vars=extra_vars, check=False))
-        assert (failed.get(stg_events), failed.get(stg_orders)) == (2, 2), (command, failed)
+        assert found(failed) == (2, 2, 2), (command, failed)
     table_snapshot.execute(staged, *(f"delete from staging.{table} where staged_at >= timestamp '2100-01-01'"
-                                     for table in ("stg_events", "stg_orders")))
+                                     for table, _ in stamped))
 
 
 def test_a_partition_var_that_is_not_a_timestamp_fails_clearly(staged):
