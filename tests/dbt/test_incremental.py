@@ -24,7 +24,7 @@ from orchestration.load import load
 AS_OF = datetime(2026, 11, 1)
 CUTOFF = "2026-10-25T00:00:00Z"
 MARTS = [*CONTRACT_MARTS, "quarantine", "profile_merges"]
-RUN_STAMPS = {"changed_at"}  # identity_map: the start of the run that wrote the row
+RUN_STAMPS = {"changed_at"}  # identity_map, lifecycle_stage_history: the start of the run that wrote the row
 
 
 @pytest.fixture(scope="module")

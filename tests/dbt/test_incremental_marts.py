@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 
 import table_snapshot
+from dbt_results import failed_tests
 from raw_batches import write_batch
 from orchestration.dbt_runner import run_dbt
 from orchestration.load import load
@@ -33,6 +34,7 @@ BUILD = ["--select", *[f"+{model}" for model in MINE], "--exclude-resource-type"
 COMPARED = ["profiles", "lifecycle_stage_history", "intermediate.profiles__inputs",
             "intermediate.lifecycle_stage_history__inputs", "intermediate.profiles__inputs_state",
             "intermediate.lifecycle_stage_history__inputs_state"]
+RUN_STAMPS = {"changed_at"}  # lifecycle_stage_history: the start of the run that wrote the row
 
 EVENT_HEADER = ["event_id", "event_type", "occurred_at", "anonymous_id", "user_id", "email", "phone", "session_id",
                 "product_id", "cart_id", "order_id", "value", "properties"]
@@ -109,7 +111,7 @@ def by_user(warehouse: Warehouse) -> dict[str, tuple]:
 
 def assert_equals_full_refresh(warehouse: Warehouse, as_of: datetime, extra_vars: dict | None = None) -> None:
     table_snapshot.assert_same_as_full_refresh(warehouse, COMPARED, lambda: build(
-        warehouse, ["--select", *MINE, "--full-refresh", "--exclude-resource-type", "test"], as_of, extra_vars))
+        warehouse, ["--select", *MINE, "--full-refresh", "--exclude-resource-type", "test"], as_of, extra_vars), RUN_STAMPS)
 
 
 @pytest.fixture(scope="module")
@@ -135,10 +137,14 @@ def test_per_profile_marts_equal_a_full_refresh_after_each_run(any_warehouse, ba
     assert after["u-ben"][1] == "3" and "" not in after and len(after) == len(before) - 1, after  # dan's row is gone
     assert_equals_full_refresh(any_warehouse, AS_OF)
 
-    # 2. Time alone: ann and cat pass at_risk_days, eve starts at the new as_of.
+    # 2. Time alone: ann and cat pass at_risk_days, eve starts at the new as_of. lifecycle_stage_history
+    # as an earlier release built it (no changed_at) gains the column: only the replayed rows are stamped.
+    table_snapshot.execute(any_warehouse, "alter table lifecycle_stage_history drop column changed_at")
     later = AS_OF + timedelta(days=30)
     lines = build(any_warehouse, BUILD, later)
     assert lines["lifecycle_stage_history"].startswith("recomputing 3 profiles"), lines  # ann, cat, eve
+    assert table_snapshot.rows(any_warehouse, "select count(distinct profile_id) from lifecycle_stage_history "
+                                              "where changed_at is not null") == [(3,)]
     assert lines["profiles"] == "recomputing 2 profiles (changed inputs)", lines  # ann, cat: their stage
     assert by_user(any_warehouse)["u-ann"][3] == "at_risk"
     assert_equals_full_refresh(any_warehouse, later)
@@ -155,3 +161,16 @@ def test_per_profile_marts_equal_a_full_refresh_after_each_run(any_warehouse, ba
     assert "recomputing every profile" in lines["lifecycle_stage_history"], lines
     assert by_user(any_warehouse)["u-ann"][3] == "at_risk"
     assert_equals_full_refresh(any_warehouse, back, shorter)
+
+    # The build's key test reads only the rows it wrote (changed_at at or after its start): a copy
+    # of an older current interval is not read, two copies stamped as written by the build are caught; a `dbt test`
+    # on its own reads every row and finds both.
+    history = "lifecycle_stage_history"
+    copy = (f"insert into {history} (profile_id, stage, valid_from, valid_to, changed_at) "
+            f"select profile_id, stage, valid_from, valid_to, {{stamp}} from {history} where valid_to is null "
+            f"and profile_id = (select {{pick}}(profile_id) from {history}) and changed_at < cast('2100-01-01' as timestamp)")
+    stamped = copy.format(stamp="cast('2100-01-01' as timestamp)", pick="max")
+    table_snapshot.execute(any_warehouse, copy.format(stamp="changed_at", pick="min"), stamped, stamped)
+    key_test, name = ["--select", f"{history},test_name:unique_columns"], "unique_columns_lifecycle_stage_history_profile_id__valid_from"
+    assert failed_tests(run_dbt(any_warehouse, "build", key_test, as_of=back, extra_vars=shorter, check=False)) == {name: 1}
+    assert failed_tests(run_dbt(any_warehouse, "test", key_test, as_of=back, extra_vars=shorter, check=False)) == {name: 2}

@@ -8,7 +8,7 @@ import sqlalchemy as sa
 
 from orchestration.contract import CONTRACT_MARTS
 
-RUN_STAMPS = {"changed_at"}  # identity_map's write stamp: the start of the run that wrote the row
+RUN_STAMPS = {"changed_at"}  # write stamp of identity_map and lifecycle_stage_history: the start of the run that wrote the row
 
 
 def test_contract_marts_exist_and_are_not_empty(built):

@@ -23,7 +23,9 @@
     timestamp (it starts at as_of), a completed order whose at_risk/lapsed/churned moment falls
     between the old and the new as_of, and with the predicted rule on, a prediction for a buyer
     whose last order lies within at_risk_days of either as_of. A change of the model or of its
-    vars replays every profile. -#}
+    vars replays every profile. changed_at is the start of the run that wrote the row (not a stage
+    change: that is valid_from); a `dbt build`'s data tests read only those rows. A table from a
+    release without it gains the column in its next run (old rows null). -#}
 {%- set p_alive_below = var('at_risk_p_alive_below', none) %}
 {%- set p_alive_rule = p_alive_below is not none and p_alive_below | string | trim not in ('', 'null', 'None') %}
 {%- set scope_vars = ['at_risk_days', 'lapsed_days', 'churned_days', 'at_risk_p_alive_below'] %}
@@ -31,7 +33,7 @@
     materialized='incremental',
     unique_key='profile_id',
     incremental_strategy=('merge' if target.type == 'bigquery' else 'delete+insert'),
-    on_schema_change='fail',
+    on_schema_change='append_new_columns',
     post_hook=["delete from {{ this }} where stage is null",
                "{{ lifeline.store_profile_scope(['at_risk_days', 'lapsed_days', 'churned_days', 'at_risk_p_alive_below']) }}"]
 ) }}
@@ -208,7 +210,8 @@ intervals as (
         profile_id,
         stage,
         changed_at as valid_from,
-        lead(changed_at) over (partition by profile_id order by changed_at) as valid_to
+        lead(changed_at) over (partition by profile_id order by changed_at) as valid_to,
+        {{ lifeline.run_stamp() }} as changed_at
     from changes
 ),
 
@@ -219,7 +222,7 @@ final as (
         null) that replaces its stored rows and is deleted by the post-hook. #}
     union all
     select scoped.profile_id, cast(null as {{ dbt.type_string() }}), cast(null as {{ dbt.type_timestamp() }}),
-           cast(null as {{ dbt.type_timestamp() }})
+           cast(null as {{ dbt.type_timestamp() }}), {{ lifeline.run_stamp() }}
     from {{ scope }} as scoped
     where scoped.profile_id not in (select profile_id from intervals)
 {%- endif %}
