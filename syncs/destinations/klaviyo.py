@@ -232,12 +232,16 @@ def profile_json(row: dict, names: dict[str, str] | None = None, fields: dict | 
     if fields is _PARSE:
         fields = payload_fields(row)
     if fields is not None:
-        attrs["properties"], cleared = _properties(fields, {} if names is None or len(names) > PROPERTY_NAMES_KEPT
-                                                   else names)
+        attrs["properties"], cleared = _properties(fields, _kept(names))
         if cleared:
             return orjson.dumps({"type": "profile", "attributes": attrs,
                                  "meta": {"patch_properties": {"unset": cleared}}})
     return b'{"type":"profile","attributes":' + orjson.dumps(attrs) + b"}"
+
+
+def _kept(names: dict[str, str] | None) -> dict[str, str]:
+    """The caller's property-name cache, or a new one when it has none or holds over PROPERTY_NAMES_KEPT."""
+    return {} if names is None or len(names) > PROPERTY_NAMES_KEPT else names
 
 
 def _properties(fields: dict, names: dict[str, str]) -> tuple[dict, list[str]]:
@@ -270,8 +274,7 @@ def profile_objects(keys: list[str], emails: list, phones: list, first_names: li
     """The profile objects of an import job, from columns (what profile_json writes for a row): the
     identifiers and names that are not empty, the payload fields as properties and the null ones
     unset. One loop for a page, without a call per row but for its properties."""
-    if names is None or len(names) > PROPERTY_NAMES_KEPT:
-        names = {}
+    names = _kept(names)
     profiles = []
     for key, email, phone, first_name, last_name, fields in zip(keys, emails, phones, first_names, last_names,
                                                                 payloads):

@@ -19,10 +19,7 @@ class UnsupportedDestination(ValueError):
 
 def open_client(sync: SyncConfig, env: Mapping[str, str]) -> MembershipClient:
     dest = sync.destination
-    if dest.type not in CLIENT_CLASSES:
-        raise UnsupportedDestination(f"sync {sync.name}: destination type {dest.type} has no client yet "
-                                     f"(supported: {', '.join(SUPPORTED)})")
-    module = import_module(f"syncs.destinations.{dest.type}")
+    module = _module(sync)
     if dest.type == "klaviyo":
         client = module.KlaviyoClient(dest.resolved_base_url(env), dest.api_key(env), dest.revision,
                                       rate_limits=dest.client_rate_limits, timeout_s=dest.timeout_s)
@@ -54,9 +51,15 @@ def client_class_of(kind: str) -> type:
     return getattr(import_module(f"syncs.destinations.{kind}"), CLIENT_CLASSES[kind])
 
 
+def _module(sync: SyncConfig):
+    """The module of the sync's destination type, imported now; UnsupportedDestination for a type
+    without a client."""
+    if sync.destination.type not in CLIENT_CLASSES:
+        raise UnsupportedDestination(f"sync {sync.name}: destination type {sync.destination.type} has no client yet "
+                                     f"(supported: {', '.join(SUPPORTED)})")
+    return import_module(f"syncs.destinations.{sync.destination.type}")
+
+
 def limits(sync: SyncConfig) -> type[MembershipClient]:
     """The client class, for its documented limits (dry-run estimates need no credentials)."""
-    if sync.destination.type in CLIENT_CLASSES:
-        return client_class_of(sync.destination.type)
-    raise UnsupportedDestination(f"sync {sync.name}: destination type {sync.destination.type} has no client yet "
-                                 f"(supported: {', '.join(SUPPORTED)})")
+    return getattr(_module(sync), CLIENT_CLASSES[sync.destination.type])

@@ -9,8 +9,12 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
-from syncs.destinations.registry import CLIENT_CLASSES, SUPPORTED, client_class_of
+import pytest
+
+from syncs.destinations.registry import (CLIENT_CLASSES, SUPPORTED, UnsupportedDestination, client_class_of, limits,
+                                        open_client)
 from syncs.modes import destinations_for
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -66,3 +70,13 @@ def test_the_cli_imports_the_feedback_commands_when_named():
     assert listed.exit_code == 0 and "feedback" in listed.output and "sync" in listed.output
     feedback = CliRunner().invoke(main, ["feedback", "--help"])
     assert feedback.exit_code == 0 and "pull" in feedback.output and "serve" in feedback.output
+
+
+def test_a_destination_type_without_a_client_is_refused_by_name():
+    """syncs.yml's validation refuses unknown types first; the registry says so too, naming the sync,
+    the type and the supported ones, whether asked for limits (dry run) or a client."""
+    sync = SimpleNamespace(name="weekly_fax", destination=SimpleNamespace(type="fax"))
+    for ask in (lambda: limits(sync), lambda: open_client(sync, {})):
+        with pytest.raises(UnsupportedDestination, match="sync weekly_fax: destination type fax has no client yet "
+                                                         r"\(supported: klaviyo, mailchimp"):
+            ask()
