@@ -101,7 +101,7 @@ first_purchase as (
 arrival_points as (
     select
         first_seen.profile_id,
-        coalesce(first_seen.first_seen_at, {{ lifeline.as_of() }}) as changed_at,
+        coalesce(first_seen.first_seen_at, {{ lifeline.as_of() }}) as stage_changed_at,
         case when first_seen.contactable_at <= first_seen.first_seen_at
                   or (first_seen.first_seen_at is null and first_seen.is_contactable) then 'prospect'
              else 'visitor' end as stage,
@@ -123,7 +123,7 @@ arrival_points as (
 order_points as (
     select
         profile_id,
-        ordered_at as changed_at,
+        ordered_at as stage_changed_at,
         case
             when purchase_number = 1 then 'new_customer'
             when ordered_at > {{ lifeline.add_days(var('lapsed_days'), 'previous_ordered_at') }} then 'reactivated'
@@ -142,7 +142,7 @@ decay_thresholds as (
 decay_points as (
     select
         purchases.profile_id,
-        {{ lifeline.add_days('decay_thresholds.after_days', 'purchases.ordered_at') }} as changed_at,
+        {{ lifeline.add_days('decay_thresholds.after_days', 'purchases.ordered_at') }} as stage_changed_at,
         decay_thresholds.stage,
         decay_thresholds.stage_rank
     from purchases
@@ -156,7 +156,7 @@ decay_points as (
 predicted_points as (
     select
         purchases.profile_id,
-        {{ lifeline.as_of() }} as changed_at,
+        {{ lifeline.as_of() }} as stage_changed_at,
         'at_risk' as stage,
         4 as stage_rank
     from purchases
@@ -183,11 +183,11 @@ points as (
 ),
 
 one_per_moment as (
-    select profile_id, changed_at, stage
+    select profile_id, stage_changed_at, stage
     from (
-        select points.*, row_number() over (partition by profile_id, changed_at order by stage_rank desc) as moment_rank
+        select points.*, row_number() over (partition by profile_id, stage_changed_at order by stage_rank desc) as moment_rank
         from points
-        where changed_at is not null
+        where stage_changed_at is not null
     ) ranked
     where moment_rank = 1
 ),
@@ -195,12 +195,12 @@ one_per_moment as (
 with_previous as (
     select
         one_per_moment.*,
-        lag(stage) over (partition by profile_id order by changed_at) as previous_stage
+        lag(stage) over (partition by profile_id order by stage_changed_at) as previous_stage
     from one_per_moment
 ),
 
 changes as (
-    select profile_id, changed_at, stage
+    select profile_id, stage_changed_at, stage
     from with_previous
     where previous_stage is null or previous_stage <> stage
 ),
@@ -209,8 +209,8 @@ intervals as (
     select
         profile_id,
         stage,
-        changed_at as valid_from,
-        lead(changed_at) over (partition by profile_id order by changed_at) as valid_to,
+        stage_changed_at as valid_from,
+        lead(stage_changed_at) over (partition by profile_id order by stage_changed_at) as valid_to,
         {{ lifeline.run_stamp() }} as changed_at
     from changes
 ),
