@@ -98,8 +98,10 @@ def lifeline(duckdb_path: Path, config_json: str, memory_limit: str = "", aligne
     """`memory_limit` (e.g. '512MB') caps DuckDB's buffer pool for this run, an experiment: run_sync
     itself opens the warehouse without a limit (DuckDB's default is 80% of RAM)."""
     from syncs.config import SyncConfig
-    from syncs.engine import run_sync
+    from syncs.engine import no_collections_at_exit, run_sync
     from syncs.warehouse import Warehouse
+
+    no_collections_at_exit()  # as `lifeline sync` does
 
     class CappedWarehouse(Warehouse):
         def engine(self, **kwargs: Any):

@@ -177,8 +177,9 @@ def _print_checks(checks: list) -> None:
               help="If another run holds the warehouse or the sync's lock, wait this long before giving up.")
 def sync(names: tuple[str, ...], dry_run: bool, force: bool, config_path: Path | None, wait_s: float) -> None:
     """Compute each sync's diff in the warehouse and push only the changes."""
-    from syncs.engine import run_syncs
+    from syncs.engine import no_collections_at_exit, run_syncs
 
+    no_collections_at_exit()
     warehouse = _available_warehouse(wait_s)
     try:
         results = run_syncs(warehouse, config_path or _default_syncs_file(), list(names) or None,

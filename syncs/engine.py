@@ -7,6 +7,7 @@ unacknowledged batch and converges to exactly the audience.
 """
 from __future__ import annotations
 
+import atexit
 import gc
 import logging
 import re
@@ -158,6 +159,19 @@ def rare_collections(threshold: int = SEND_GC_THRESHOLD) -> Iterator[None]:
         yield
     finally:
         gc.set_threshold(*previous)
+
+
+def no_collections_at_exit() -> None:
+    """For a process that runs syncs and then exits (`lifeline sync`): at exit, before the
+    interpreter's final garbage collections, every object is moved to the collector's permanent
+    generation (gc.freeze), so those collections scan nothing. They scanned every object the
+    process still held (~110,000 after a Klaviyo sync, with DuckDB, pyarrow and pandas loaded):
+    ~0.15-0.2 s of CPU after the sync was done, its last serial step. Objects are still freed by
+    reference counting as the modules are torn down; those in reference cycles are left to the
+    OS, which takes back the whole process anyway (run_sync closes the warehouse itself, so
+    DuckDB's checkpoint on close does not wait for them). Registered once however often called."""
+    atexit.unregister(gc.freeze)
+    atexit.register(gc.freeze)
 
 
 def _carried(payloads: list[dict | None], encoded: dict[tuple[str, ...], str]) -> list[str]:
