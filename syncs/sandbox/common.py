@@ -48,12 +48,44 @@ def now_iso() -> str:
 _BYTE_TO_CROCKFORD = bytes(ord(CROCKFORD[b & 31]) for b in range(256))
 
 
+def _stamp() -> str:
+    """The current millisecond as the 10 Crockford characters that start an id."""
+    ms = int(time.time() * 1000)
+    return "".join(CROCKFORD[(ms >> (5 * i)) & 31] for i in range(9, -1, -1))
+
+
 def ulids(n: int) -> list[str]:
     """n 26-character Crockford base32 ids (10 chars of milliseconds, 16 random), like Klaviyo ids."""
-    ms = int(time.time() * 1000)
-    stamp = "".join(CROCKFORD[(ms >> (5 * i)) & 31] for i in range(9, -1, -1))
+    stamp = _stamp()
     rand = secrets.token_bytes(16 * n).translate(_BYTE_TO_CROCKFORD).decode()  # C speed; b32encode is Python
     return [stamp + rand[16 * i:16 * i + 16] for i in range(n)]
+
+
+_POSITIONS = 4  # characters of an ascending id that number it within its batch (32**4 ids at most)
+_CROCKFORD_BYTES = CROCKFORD.encode()
+
+
+def ascending_ulids(n: int) -> list[str]:
+    """n ids shaped as `ulids` makes them, ascending: the milliseconds, then 4 characters numbering
+    the id in the batch, then 12 random (60 bits; a monotonic ULID). Written column by column into
+    one buffer of newline-ended ids, so no Python step runs per id (sorted(ulids(n)) costs ~3.5 ms
+    for 10,000; this ~0.4 ms)."""
+    if n > 32 ** _POSITIONS:
+        return sorted(ulids(n))
+    width = 27  # 26 characters and a newline
+    buf = bytearray(b"\n" * (width * n))
+    for k, char in enumerate(_stamp().encode()):
+        buf[k::width] = bytes((char,)) * n
+    for k in range(_POSITIONS):
+        run = 32 ** (_POSITIONS - 1 - k)  # each character of this column repeats `run` times, cycling
+        cycle = b"".join(_CROCKFORD_BYTES[c:c + 1] * run for c in range(min(32, -(-n // run))))
+        buf[10 + k::width] = (cycle * -(-n // len(cycle)))[:n]
+    rand = secrets.token_bytes(12 * n).translate(_BYTE_TO_CROCKFORD)
+    for k in range(12):
+        buf[10 + _POSITIONS + k::width] = rand[k::12]
+    ids = buf.decode("ascii").split("\n")
+    ids.pop()  # after the last newline
+    return ids
 
 
 def ulid() -> str:

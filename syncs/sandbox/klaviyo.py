@@ -19,6 +19,7 @@ import re
 import time
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta, timezone
+from itertools import repeat
 from typing import Any, NamedTuple
 from urllib.parse import urlencode
 
@@ -31,8 +32,8 @@ from starlette.routing import Mount, Route
 
 from syncs.sandbox import engagement
 from syncs.sandbox.store import insert_rows
-from syncs.sandbox.common import (Context, chunked, decode_cursor, dumps, encode_cursor, now_iso, short_id,
-                                  ulid, ulids, valid_e164, valid_email)
+from syncs.sandbox.common import (Context, ascending_ulids, chunked, decode_cursor, dumps, encode_cursor, now_iso,
+                                  short_id, ulid, valid_e164, valid_email)
 
 MEDIA = "application/vnd.api+json"
 MAX_BULK_PROFILES = 10_000
@@ -402,7 +403,7 @@ class ProfileIndex:
     def _new_id(self) -> str:
         """A fresh profile id; the ids of one batch come out in ascending order (appended to the primary key)."""
         if not self._fresh_ids:
-            self._fresh_ids = sorted(ulids(self._batch), reverse=True)
+            self._fresh_ids = ascending_ulids(self._batch)[::-1]
         return self._fresh_ids.pop()
 
     def import_profiles(self, accepted: list[tuple[int, dict, dict[str, str]]], now: str,
@@ -436,7 +437,7 @@ class ProfileIndex:
                 failures.append((i, attrs, None))
                 continue
             if not ids:
-                ids = self._fresh_ids = sorted(ulids(self._batch), reverse=True)
+                ids = self._fresh_ids = ascending_ulids(self._batch)[::-1]
             pid = ids.pop()
             fresh_rows.append((pid, email, phone, ext, encoded.decode()))
             if email is not None:
@@ -737,8 +738,10 @@ class PlainProfiles(NamedTuple):
     external_ids: list[str | None]
 
 
-# every line of "\n".join(values) + "\n" is an email (with nothing to strip) / an E.164 number
-_EMAIL_LINES = re.compile(r"(?:[^@\s]+@[^@\s]+\.[^@\s]+\n)*")
+# every line of "\n".join(values) + "\n" is an email (with nothing to strip) / an E.164 number. The emails
+# are ASCII (checked first), where EMAIL_RE's \s is exactly \t-\r, \x1c-\x1f and space: the class
+# written out matches a third faster than [^@\s]
+_EMAIL_LINES = re.compile(r"(?:[^@\t-\r\x1c-\x20]+@[^@\t-\r\x1c-\x20]+\.[^@\t-\r\x1c-\x20]+\n)*")
 _PHONE_LINES = re.compile(r"(?:\+[1-9]\d{6,14}\n)*")
 _DICT, _TEXT = frozenset((dict,)), frozenset((str, type(None)))
 
@@ -746,32 +749,45 @@ _DICT, _TEXT = frozenset((dict,)), frozenset((str, type(None)))
 def plain_profiles(entries: list) -> PlainProfiles | None:
     """The job as columns when every profile is an object with `attributes` and no `meta` or `id`,
     whose given identifiers are texts (emails ASCII with nothing to strip, each column checked by one
-    regex over its lines) and at least one is given; None when any profile needs `checked_profiles`."""
-    if set(map(type, entries)) != _DICT or any(e.get("meta") is not None for e in entries):
+    regex over its lines) and at least one is given; None when any profile needs `checked_profiles`.
+    Each check is one pass in C over a column (map, filter, count, `in`), not a Python step per profile."""
+    if set(map(type, entries)) != _DICT or _column(entries, "meta").count(None) != len(entries):
         return None
-    profiles = [e.get("attributes") for e in entries]
-    if set(map(type, profiles)) != _DICT or any("id" in a for a in profiles):
+    profiles = _column(entries, "attributes")
+    if set(map(type, profiles)) != _DICT or any(map(dict.__contains__, profiles, repeat("id"))):
         return None
     columns = []
     for field in IDENTIFIERS:
-        values = [a.get(field) for a in profiles]
+        values = _column(profiles, field)
         if not set(map(type, values)) <= _TEXT:
             return None
-        columns.append([v or None for v in values])  # "" is not given, like None
+        columns.append([v or None for v in values] if "" in values else values)  # "" is not given, like None
     emails, phones, exts = columns
-    given = [e for e in emails if e is not None]
+    given = list(filter(None, emails))
     lines = "\n".join(given)
     if not lines.isascii() or not _lines_match(_EMAIL_LINES, lines, len(given)):
         return None
-    keys = iter(lines.lower().split("\n"))
-    emails = [e and next(keys) for e in emails]
-    given = [p for p in phones if p is not None]
+    keys = lines.lower().split("\n")
+    if len(given) < len(emails):  # the keys in the places of the profiles that give an email
+        found = iter(keys)
+        keys = [e and next(found) for e in emails]
+    emails = keys
+    given = list(filter(None, phones))
     if not _lines_match(_PHONE_LINES, "\n".join(given), len(given)):
         return None
-    exts = [x and x.strip() for x in exts]
-    if "" in exts or any(e is p is x is None for e, p, x in zip(emails, phones, exts)):
+    given = list(filter(None, exts))
+    stripped = list(map(str.strip, given))
+    if stripped != given:
+        exts = [x and x.strip() for x in exts]
+    if "" in stripped or (None in emails and None in phones and None in exts
+                          and any(e is p is x is None for e, p, x in zip(emails, phones, exts))):
         return None  # an external_id of blanks, or no identifier
     return PlainProfiles(profiles, emails, phones, exts)
+
+
+def _column(dicts: list[dict], key: str) -> list:
+    """dict.get(key) of every dict, in C."""
+    return list(map(dict.get, dicts, repeat(key)))
 
 
 def _lines_match(pattern: re.Pattern, lines: str, count: int) -> bool:
@@ -782,7 +798,7 @@ def _lines_match(pattern: re.Pattern, lines: str, count: int) -> bool:
 def all_new(db, plain: PlainProfiles) -> bool:
     """No two profiles of the job share an identifier and none matches a stored profile."""
     for field, column in zip(IDENTIFIERS, (plain.emails, plain.phones, plain.external_ids)):
-        keys = [k for k in column if k is not None]
+        keys = list(filter(None, column))  # None where not given, else a non-empty text
         if len(set(keys)) != len(keys) or (keys and db.execute(
                 f"select 1 from json_each(?) k join kl_profiles p on p.{field} = k.value limit 1",  # noqa: S608
                 (orjson.dumps(keys).decode(),)).fetchone()):
@@ -790,14 +806,23 @@ def all_new(db, plain: PlainProfiles) -> bool:
     return True
 
 
+def attribute_texts(attributes: list[dict]) -> list[bytes]:
+    """fresh_attributes_json of every profile: each encoded as it is when no profile has a key that
+    is not stored and the JSON of none holds `null` (checked once over them all), else one by one."""
+    texts = list(map(orjson.dumps, attributes))
+    if all(map(NOT_STORED.isdisjoint, attributes)) and b"null" not in b"".join(texts):
+        return texts
+    return list(map(fresh_attributes_json, attributes))
+
+
 def insert_new_profiles(db, plain: PlainProfiles, now: str) -> list[str] | None:
     """The job's profiles inserted as new ones (`all_new`), as `ProfileIndex.import_profiles` would
     make them: ids ascending in job order; None (nothing written) when one is over the size limit."""
-    texts = [fresh_attributes_json(a) for a in plain.attributes]
+    texts = attribute_texts(plain.attributes)
     if max(map(len, texts)) > MAX_PROFILE_BYTES:
         return None
-    ids = sorted(ulids(len(texts)))
-    rows = list(zip(ids, plain.emails, plain.phones, plain.external_ids, [t.decode() for t in texts]))
+    ids = ascending_ulids(len(texts))
+    rows = list(zip(ids, plain.emails, plain.phones, plain.external_ids, map(bytes.decode, texts)))
     insert_rows(db, PROFILE_INSERT, rows, shared=(None, None, now, now))
     return ids
 

@@ -1,6 +1,8 @@
 """Klaviyo stand-in: a bulk import whose profiles are all plainly valid and new (an initial sync) is
 inserted from columns (klaviyo.plain_profiles / insert_new_profiles); it must store exactly what the
-profile-by-profile path stores, and every other job must still take that path."""
+profile-by-profile path stores, and every other job must still take that path. Its attributes are
+encoded all at once when none has a null or a key that is not stored (klaviyo.attribute_texts), and
+its ids made ascending without a sort (common.ascending_ulids)."""
 from __future__ import annotations
 
 import json
@@ -9,6 +11,7 @@ import pytest
 import requests
 
 from syncs.sandbox import klaviyo
+from syncs.sandbox.common import CROCKFORD, ascending_ulids
 from syncs.sandbox.store import ROWS_PER_STATEMENT
 
 from .conftest import KLAVIYO_HEADERS as H
@@ -30,6 +33,16 @@ def first_job() -> list[dict]:
     return rows
 
 
+def clean_job() -> list[dict]:
+    """New profiles the column path takes with their attributes encoded all at once (no null, no key
+    that is not stored): some without an email, external ids to strip, texts with quotes and non-ASCII."""
+    rows = [{"external_id": f"c-{i}", "email": f"C{i}@Example.org", "first_name": f'Q"{i}\u00e9',
+             "properties": {"tier": "gold", "n": i / 4, "tags": ["a", {"b": i}]}} for i in range(COUNT)]
+    rows[1] = {"external_id": " c-1 ", "phone_number": "+15557000001", "properties": {}}
+    rows[2] = {"phone_number": "+15557000002", "email": ""}
+    return rows
+
+
 def later_jobs() -> list[tuple[list[dict], list[dict | None] | None]]:
     """Jobs the column path must hand to the profile-by-profile one: stored profiles again, a person
     named twice in one job, a meta unset, an invalid profile, a profile given by id."""
@@ -46,7 +59,7 @@ def run_jobs(sandbox) -> dict:
     """Every job of first_job + later_jobs into one list; what the store then holds, by identifiers."""
     list_id = make_list(sandbox, "plain")
     jobs = []
-    for profiles, meta in [(first_job(), None), *later_jobs()]:
+    for profiles, meta in [(first_job(), None), (clean_job(), None), *later_jobs()]:
         body = bulk_body(profiles, list_id)
         for entry, extra in zip(body["data"]["attributes"]["profiles"]["data"], meta or []):
             entry["meta"] = extra
@@ -75,24 +88,47 @@ def test_the_column_path_stores_what_the_profile_by_profile_path_stores(start_sa
         real = klaviyo.insert_new_profiles
         monkeypatch.setattr(klaviyo, "insert_new_profiles", lambda *a: taken.append(1) or real(*a))
         columns = run_jobs(sandbox)
-    assert taken == [1], "only the first job (all new, all plain) takes the column path"
+    assert taken == [1, 1], "only the first two jobs (all new, all plain) take the column path"
     monkeypatch.setattr(klaviyo, "plain_profiles", lambda entries: None)
     with start_sandbox(state_dir=tmp_path / "one_by_one", rate_limits=False) as sandbox:
         one_by_one = run_jobs(sandbox)
     assert columns == one_by_one
-    assert columns["jobs"][0] == (COUNT, 0, [])
+    assert columns["jobs"][:2] == [(COUNT, 0, []), (COUNT, 0, [])]
     assert columns["profiles"][("p8@example.com", "+15550000008", "e-8")] == (
         {"external_id": "e-8", "email": "P8@Example.COM", "phone_number": "+15550000008", "first_name": "F8",
          "properties": {"n": 8}}, None, None)
     assert columns["profiles"][(None, None, "e-6")][0] == {"external_id": "e-6", "properties": {"n": 6}}
-    # ids ascend in job order (the list's members by id are the job's profiles in order)
-    assert columns["members"][:COUNT] == columns["imported"][0]
+    assert columns["profiles"][(None, "+15557000001", "c-1")][0] == {
+        "external_id": " c-1 ", "phone_number": "+15557000001", "properties": {}}
+    assert columns["profiles"][("c5@example.org", None, "c-5")][0]["first_name"] == 'Q"5\u00e9'
+    # ids ascend in job order (the list's members by id are the jobs' profiles in order)
+    assert columns["members"][:2 * COUNT] == columns["imported"][0] + columns["imported"][1]
+
+
+@pytest.mark.parametrize("extra", [[], [{"email": "x@example.com", "first_name": None}],
+                                   [{"email": "x@example.com", "properties": {"gone": None}}],
+                                   [{"email": "x@example.com", "updated": "2020-01-01T00:00:00Z"}],
+                                   [{"email": "x@example.com", "subscriptions": {}}]])
+def test_attribute_texts_are_what_each_profile_would_store(extra):
+    """One null, or one key that is not stored, anywhere in the job: each profile is encoded on its own."""
+    for attributes in (first_job(), clean_job() + extra):
+        assert klaviyo.attribute_texts(attributes) == [klaviyo.fresh_attributes_json(a) for a in attributes]
+
+
+@pytest.mark.parametrize("count", [1, 31, 32, 33, 1023, 1025, 10_000, 40_000])
+def test_ascending_ids_ascend_and_look_like_klaviyo_ids(count):
+    ids = ascending_ulids(count)
+    assert len(ids) == count == len(set(ids))
+    assert ids == sorted(ids)
+    assert all(len(i) == 26 and set(i) <= set(CROCKFORD) for i in ids)
+    assert len({i[:10] for i in ids}) <= 2  # one millisecond stamp (two if the clock ticks between calls)
 
 
 @pytest.mark.parametrize("change", [
     {"meta": {"patch_properties": {"unset": "x"}}}, {"attributes": {"id": "01ABC", "email": "a@example.com"}},
     {"attributes": {"email": 5}}, {"attributes": {"email": " a@example.com"}}, {"attributes": {"email": "é@example.com"}},
-    {"attributes": {"email": "a@example"}}, {"attributes": {"phone_number": "+15551234567\n"}},
+    {"attributes": {"email": "a@example"}}, {"attributes": {"email": "a\x1cb@example.com"}},
+    {"attributes": {"email": "a@b@example.com"}}, {"attributes": {"phone_number": "+15551234567\n"}},
     {"attributes": {"phone_number": "5551234567"}}, {"attributes": {"external_id": "  "}},
     {"attributes": {"external_id": 7}}, {"attributes": {"first_name": "nobody"}}, {"attributes": "x"},
 ])
