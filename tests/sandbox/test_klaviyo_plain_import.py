@@ -129,7 +129,8 @@ def test_ascending_ids_ascend_and_look_like_klaviyo_ids(count):
     {"attributes": {"email": 5}}, {"attributes": {"email": " a@example.com"}}, {"attributes": {"email": "é@example.com"}},
     {"attributes": {"email": "a@example"}}, {"attributes": {"email": "a\x1cb@example.com"}},
     {"attributes": {"email": "a@b@example.com"}}, {"attributes": {"phone_number": "+15551234567\n"}},
-    {"attributes": {"phone_number": "5551234567"}}, {"attributes": {"external_id": "  "}},
+    {"attributes": {"phone_number": "5551234567"}}, {"attributes": {"phone_number": "+1555\u0661\u0662\u0663\u0664567"}},
+    {"attributes": {"external_id": "  "}},
     {"attributes": {"external_id": 7}}, {"attributes": {"first_name": "nobody"}}, {"attributes": "x"},
 ])
 def test_a_job_with_one_profile_out_of_the_plain_shape_is_checked_profile_by_profile(change):
