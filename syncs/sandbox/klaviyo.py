@@ -19,7 +19,7 @@ import re
 import time
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta, timezone
-from itertools import repeat
+from itertools import chain, repeat
 from typing import Any, NamedTuple
 from urllib.parse import urlencode
 
@@ -809,24 +809,38 @@ def all_new(db, plain: PlainProfiles) -> bool:
     return True
 
 
-def attribute_texts(attributes: list[dict]) -> list[bytes]:
-    """fresh_attributes_json of every profile: each encoded as it is when no profile has a key that
-    is not stored and the JSON of none holds `null` (checked once over them all), else one by one."""
-    texts = list(map(orjson.dumps, attributes))
-    if all(map(NOT_STORED.isdisjoint, attributes)) and b"null" not in b"".join(texts):
-        return texts
-    return list(map(fresh_attributes_json, attributes))
+_MARK = "\x1eprofile\x1e"  # between the profiles of attribute_texts' one document (orjson escapes the \x1e)
+_MARK_JSON = orjson.dumps(_MARK).decode()
+
+
+def attribute_texts(attributes: list[dict]) -> list[str] | None:
+    """The attributes text each profile stores (fresh_attributes_json, decoded), or None when one is
+    over MAX_PROFILE_BYTES in UTF-8. When no profile has a key that is not stored: all encoded by one
+    orjson call, the profiles separated by the string _MARK, the document decoded once and split at
+    the marker. Only its separators hold the marker when the pieces are as many as the profiles (a
+    profile's own JSON cannot run into a separator: it starts with "{" and ends with "}"), so each
+    piece is that profile's JSON; a profile holding the marker, a `null` anywhere or a key that is
+    not stored: each profile encoded on its own (fresh_attributes_json)."""
+    if all(map(NOT_STORED.isdisjoint, attributes)):
+        doc = orjson.dumps(list(chain.from_iterable(zip(attributes, repeat(_MARK)))))
+        if b"null" not in doc:
+            texts = doc.decode()[1:-len(_MARK_JSON) - 2].split(f",{_MARK_JSON},")
+            if len(texts) == len(attributes):
+                longest = max(map(len, texts)) if doc.isascii() else max(len(t.encode()) for t in texts)
+                return texts if longest <= MAX_PROFILE_BYTES else None
+    encoded = list(map(fresh_attributes_json, attributes))
+    return list(map(bytes.decode, encoded)) if max(map(len, encoded)) <= MAX_PROFILE_BYTES else None
 
 
 def insert_new_profiles(db, plain: PlainProfiles, now: str) -> list[str] | None:
     """The job's profiles inserted as new ones (`all_new`), as `ProfileIndex.import_profiles` would
     make them: ids ascending in job order; None (nothing written) when one is over the size limit."""
     texts = attribute_texts(plain.attributes)
-    if max(map(len, texts)) > MAX_PROFILE_BYTES:
+    if texts is None:
         return None
     ids = ascending_ulids(len(texts))
-    insert_columns(db, PROFILE_INSERT, [ids, plain.emails, plain.phones, plain.external_ids,
-                                        list(map(bytes.decode, texts))], shared=(None, None, now, now))
+    insert_columns(db, PROFILE_INSERT, [ids, plain.emails, plain.phones, plain.external_ids, texts],
+                   shared=(None, None, now, now))
     return ids
 
 

@@ -108,11 +108,24 @@ def test_the_column_path_stores_what_the_profile_by_profile_path_stores(start_sa
 @pytest.mark.parametrize("extra", [[], [{"email": "x@example.com", "first_name": None}],
                                    [{"email": "x@example.com", "properties": {"gone": None}}],
                                    [{"email": "x@example.com", "updated": "2020-01-01T00:00:00Z"}],
-                                   [{"email": "x@example.com", "subscriptions": {}}]])
+                                   [{"email": "x@example.com", "subscriptions": {}}],
+                                   [{"email": "x@example.com", "first_name": klaviyo._MARK}],
+                                   [{"email": "x@example.com", "properties": {"p": [{}, klaviyo._MARK, {}]}}]])
 def test_attribute_texts_are_what_each_profile_would_store(extra):
-    """One null, or one key that is not stored, anywhere in the job: each profile is encoded on its own."""
+    """One null, one key that is not stored, or the marker between profiles anywhere in the job: each
+    profile is encoded on its own."""
     for attributes in (first_job(), clean_job() + extra):
-        assert klaviyo.attribute_texts(attributes) == [klaviyo.fresh_attributes_json(a) for a in attributes]
+        assert klaviyo.attribute_texts(attributes) == [klaviyo.fresh_attributes_json(a).decode() for a in attributes]
+
+
+@pytest.mark.parametrize("text, fits", [("a" * 99_000, True), ("a" * 103_000, False),
+                                        ("\u00e9" * 49_000, True), ("\u00e9" * 52_000, False)])
+@pytest.mark.parametrize("null", [False, True])
+def test_attribute_texts_refuse_a_profile_over_100_kb_of_utf8(text, fits, null):
+    big = {"email": "big@example.com", "first_name": text, "last_name": None if null else "x"}
+    attributes = [*clean_job()[:3], big]
+    texts = klaviyo.attribute_texts(attributes)
+    assert (texts == [klaviyo.fresh_attributes_json(a).decode() for a in attributes]) if fits else texts is None
 
 
 @pytest.mark.parametrize("count", [1, 31, 32, 33, 1023, 1025, 10_000, 40_000])
@@ -129,8 +142,8 @@ def test_ascending_ids_ascend_and_look_like_klaviyo_ids(count):
     {"attributes": {"email": 5}}, {"attributes": {"email": " a@example.com"}}, {"attributes": {"email": "é@example.com"}},
     {"attributes": {"email": "a@example"}}, {"attributes": {"email": "a\x1cb@example.com"}},
     {"attributes": {"email": "a@b@example.com"}}, {"attributes": {"phone_number": "+15551234567\n"}},
-    {"attributes": {"phone_number": "5551234567"}}, {"attributes": {"phone_number": "+1555\u0661\u0662\u0663\u0664567"}},
-    {"attributes": {"external_id": "  "}},
+    {"attributes": {"phone_number": "5551234567"}},
+    {"attributes": {"phone_number": "+1555\u0661\u0662\u0663\u0664567"}}, {"attributes": {"external_id": "  "}},
     {"attributes": {"external_id": 7}}, {"attributes": {"first_name": "nobody"}}, {"attributes": "x"},
 ])
 def test_a_job_with_one_profile_out_of_the_plain_shape_is_checked_profile_by_profile(change):
