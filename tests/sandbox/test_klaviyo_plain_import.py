@@ -154,6 +154,14 @@ def test_a_job_with_one_profile_out_of_the_plain_shape_is_checked_profile_by_pro
     assert klaviyo.plain_profiles(entries) is None
 
 
+@pytest.mark.parametrize("entry", ["x", 5, None, ["attributes"], {"type": "profile", "attributes": ["email"]},
+                                   {"type": "profile"}])
+def test_a_profile_that_is_not_an_object_with_attributes_is_checked_profile_by_profile(entry):
+    entries = [{"type": "profile", "attributes": {"email": f"u{i}@example.com"}} for i in range(3)]
+    entries[2] = entry
+    assert klaviyo.plain_profiles(entries) is None
+
+
 def test_plain_columns_hold_the_match_keys():
     entries = [{"attributes": {"email": "A@Example.com", "phone_number": "", "external_id": " x "}},
                {"attributes": {"phone_number": "+15551234567", "email": None}}]
