@@ -53,7 +53,7 @@ from benchmarks import drt_runner  # noqa: E402
 from benchmarks.rate_windows import DOCUMENTED_TIERS, busiest_window, fixed_window_schedule, klaviyo_tier  # noqa: E402
 from benchmarks.report import append_markdown, run_measured, spread  # noqa: E402
 from benchmarks.synthetic_audience import (AUDIENCE, CHANNEL, Change, apply_change, change_for,  # noqa: E402
-                                           create_audience, synced_keys)
+                                           create_audience, member_number, synced_keys)
 from syncs.config import Destination, Source, SyncConfig  # noqa: E402
 from syncs.warehouse import Warehouse  # noqa: E402
 
@@ -311,8 +311,8 @@ def bench_limited_remove(rows: int, removes: int, tmp: Path, ids_known: bool = F
             initial["ids_stored"] = store_klaviyo_ids(db, sandbox)
         engine = Warehouse(kind="duckdb", duckdb_path=db).engine()
         with engine.connect() as conn:
-            conn.execute(sa.text(f"delete from audience_members where audience = '{AUDIENCE}' and profile_id like 'p%' "
-                                 f"and cast(substr(profile_id, 2) as bigint) <= {removes}"))
+            conn.execute(sa.text(f"delete from audience_members where audience = '{AUDIENCE}' and not is_holdout "
+                                 f"and {member_number()} <= {removes}"))
             conn.commit()
             expected = synced_keys(conn)
         engine.dispose()

@@ -3,9 +3,13 @@ warehouse (generate_series), never through Python lists, so 10M rows cost second
 
 Shape: the columns of the marts' audience_members that syncs/plan.py source_sql reads (audience,
 profile_id, channel, entered_at, email, phone, is_holdout, payload, first_name, last_name).
-`members` rows are the synced audience (profile ids `p000000001`...), plus 5% holdout rows
-(`h...`, never synced) and as many rows of another audience (filtered out by the sync), so the
-source filter does real work. The same SQL runs on DuckDB and PostgreSQL.
+`members` rows are the synced audience, plus 5% holdout rows (never synced) and as many rows of another audience (filtered out by the sync), so the
+source filter does real work. Profile ids have the shape dbt gives them (identity_map: `p_` and 20
+hex digits of an md5), so they come in no order: the sync's state index (lifeline_state.sync_state's
+primary key) sees the random inserts a real audience gives it, not the ascending keys of a counter
+(`p000000001`..., which made each 10,000-row page's state write about half as costly). Member `i`
+is `user<i>@example.com` (member_number); holdout rows' ids start `h_`.
+The same SQL runs on DuckDB and PostgreSQL.
 """
 from __future__ import annotations
 
@@ -32,7 +36,7 @@ class Change:
 
 
 def _rows_sql(first: int, last: int, prefix: str, audience: str, holdout: bool) -> str:
-    pid = f"'{prefix}' || lpad(cast(i as varchar), 9, '0')"
+    pid = f"'{prefix}_' || substr(md5('{prefix}' || cast(i as varchar)), 1, 20)"
     return f"""
         select '{audience}' as audience, {pid} as profile_id, '{CHANNEL}' as channel,
                timestamp '2026-01-01 00:00:00' + (i % 86400) * interval '1 second' as entered_at,
@@ -43,7 +47,13 @@ def _rows_sql(first: int, last: int, prefix: str, audience: str, holdout: bool) 
                    || cast(i % 1000 as varchar) || '}}' as payload,
                'First' || cast(i % 5000 as varchar) as first_name,
                'Last' || cast(i % 7000 as varchar) as last_name
-        from generate_series({first}, {last}) as t(i)"""
+        from generate_series({first}, {last}) as t(i)
+        order by md5('row' || cast(i as varchar))"""
+
+
+def member_number(email: str = "email") -> str:
+    """SQL: the number `i` of the member whose email is `email` (`user<i>@example.com`)."""
+    return f"cast(replace(split_part({email}, '@', 1), 'user', '') as bigint)"
 
 
 def create_audience(conn: sa.Connection, members: int, table: str = TABLE) -> None:
@@ -65,8 +75,8 @@ def apply_change(conn: sa.Connection, members: int, change: Change, table: str =
     """Remove, update and add `change` rows of the synced audience, spread evenly over the keys.
     `version` goes into the updated payloads, so applying a change twice updates rows again."""
     step = max(1, members // max(change.removes, 1))
-    num = "cast(substr(profile_id, 2) as bigint)"
-    member = f"audience = '{AUDIENCE}' and profile_id like 'p%'"
+    num = member_number()
+    member = f"audience = '{AUDIENCE}' and not is_holdout"
     conn.execute(sa.text(f"delete from {table} where {member} and {num} % {step} = 0 "
                          f"and {num} <= {step * change.removes}"))
     conn.execute(sa.text(f"update {table} set payload = :payload "

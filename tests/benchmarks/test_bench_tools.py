@@ -171,3 +171,32 @@ def test_aligned_limiter_resets_at_the_clock_boundary_where_the_rolling_one_wait
 
     assert sixth_call_after(aligned=True) < 1.6  # the window starting at the next even second
     assert sixth_call_after(aligned=False) > 1.9  # two seconds after the first call
+
+
+def test_synthetic_audience_has_dbt_shaped_ids_in_no_order_and_changes_by_thirds():
+    """The sync benchmarks' audience: profile ids shaped as identity_map makes them (`p_` and 20 hex
+    digits), stored in an order that follows neither the ids nor the emails (a counter's ascending
+    ids made the state index's inserts appends: half the cost of a real audience's), and a 1% change
+    that removes, updates and adds a third each."""
+    import sqlalchemy as sa
+
+    audience = by_path("synthetic_audience")
+    engine = sa.create_engine("duckdb:///:memory:")
+    with engine.connect() as conn:
+        audience.create_audience(conn, 3_000)
+        rows = conn.execute(sa.text("select profile_id, email from audience_members "
+                                    "where audience = 'bench' and not is_holdout")).fetchall()
+        ids = [r[0] for r in rows]
+        assert len(ids) == len(set(ids)) == 3_000
+        assert all(len(i) == 22 and i.startswith("p_") and int(i[2:], 16) >= 0 for i in ids)
+        assert ids != sorted(ids)
+        numbers = [int(r[1].removeprefix("user").split("@")[0]) for r in rows]
+        assert numbers != sorted(numbers) and sorted(numbers) == list(range(1, 3_001))
+        before = audience.synced_keys(conn)
+        change = audience.change_for(3_000)
+        audience.apply_change(conn, 3_000, change)
+        after = audience.synced_keys(conn)
+        assert (len(before - after), len(after - before)) == (change.removes, change.adds) == (10, 10)
+        updated = conn.execute(sa.text("select count(*) from audience_members where payload like '%platinum%'")).scalar()
+        assert updated == change.updates
+    engine.dispose()
