@@ -26,6 +26,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from syncs.sandbox.common import Context, decode_cursor, encode_cursor, now_iso
+from syncs.sandbox.profile_keys import profile_keys
 
 COLUMNS = ("message_id", "channel", "event", "occurred_at", "recipient", "campaign", "external_id")
 
@@ -135,11 +136,13 @@ async def klaviyo_events(request: Request, ctx: Context) -> JSONResponse:
     except ValueError as exc:
         return _klaviyo_error(400, str(exc))
     with ctx.store.tx() as db:
-        rows = db.execute("select e.message_id, e.event, e.occurred_at, e.recipient, e.campaign, e.external_id, "
-                          "coalesce((select p.id from kl_profiles p where p.external_id = e.external_id limit 1), "
-                          "(select p.id from kl_profiles p where p.email = e.recipient limit 1)) "
-                          "from message_events e where e.channel = 'email' "
-                          "order by e.occurred_at, e.message_id, e.event").fetchall()
+        events = db.execute("select message_id, event, occurred_at, recipient, campaign, external_id "
+                            "from message_events where channel = 'email' "
+                            "order by occurred_at, message_id, event").fetchall()
+        keys = profile_keys(ctx.store)  # the profile: the one with the event's external_id, else its email
+        by_external = keys.first_ids(db, "external_id", {e[5] for e in events if e[5] is not None})
+        by_email = keys.first_ids(db, "email", {e[3] for e in events if e[3] is not None})
+    rows = [(*e, by_external.get(e[5]) or by_email.get(e[3])) for e in events]
     rows = [r for r in rows if r[1] in KLAVIYO_METRIC and r[6]]
     if since is not None:
         op = match.group(1)

@@ -31,6 +31,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route
 
 from syncs.sandbox import engagement
+from syncs.sandbox.profile_keys import IDENTIFIERS, ProfileKeys, next_rowids, profile_keys
 from syncs.sandbox.store import insert_columns, insert_rows
 from syncs.sandbox.common import (Context, ascending_ulids, chunked, decode_cursor, dumps, encode_cursor, now_iso,
                                   short_id, ulid, valid_e164, valid_email)
@@ -43,7 +44,6 @@ MAX_LIST_RELATIONSHIPS = 1_000
 MAX_SUBSCRIBE = 1_000
 MAX_UNSUBSCRIBE = 100
 MAX_BODY = 10 * 1024 * 1024
-IDENTIFIERS = ("email", "phone_number", "external_id")
 Handler = Callable[[Request, Context], Awaitable[Response]]
 
 
@@ -183,14 +183,19 @@ def keyset_page(request: Request, rows: list, size: int, render: Callable[[tuple
 
 def filtered_page(request: Request, ctx: Context, select: str, flt: tuple[str, str] | None, size: int,
                   after: str | None, render: Callable[[tuple], dict]) -> JSONResponse:
+    """A page of `select`'s rows after the cursor, filtered by `flt`; a filter on a profile
+    identifier reads only the rows the identifier index names (by rowid), each checked by the filter."""
     sql, args = f"{select} where id > ?", [after or ""]
-    if flt and isinstance(flt[1], list):
-        sql += f" and {flt[0]} in ({', '.join('?' * len(flt[1]))})"
-        args.extend(match_key(flt[0], v) if flt[0] in IDENTIFIERS else v for v in flt[1])
-    elif flt:
-        sql += f" and {flt[0]} = ?"
-        args.append(match_key(flt[0], flt[1]) if flt[0] in IDENTIFIERS else flt[1])
+    values = flt[1] if flt and isinstance(flt[1], list) else [flt[1]] if flt else []
+    keys = [match_key(flt[0], v) if flt[0] in IDENTIFIERS else v for v in values] if flt else []
+    if flt:
+        sql += f" and {flt[0]} in ({', '.join('?' * len(keys))})"
+        args.extend(keys)
     with ctx.store.tx() as db:
+        if flt and flt[0] in IDENTIFIERS:
+            rowids = profile_keys(ctx.store).candidates({flt[0]: [k for k in keys if k is not None]})
+            sql += " and rowid in (select value from json_each(?))"
+            args.append(orjson.dumps(rowids).decode())
         rows = db.execute(sql + " order by id limit ?", [*args, size + 1]).fetchall()
     return keyset_page(request, rows, size, render)
 
@@ -324,7 +329,7 @@ def fresh_attributes_json(attrs: dict) -> bytes:
     return orjson.dumps(fresh_attributes(attrs))
 
 
-PROFILE_INSERT = ("insert into kl_profiles (id, email, phone_number, external_id, attributes, email_consent, "
+PROFILE_INSERT = ("insert into kl_profiles (rowid, id, email, phone_number, external_id, attributes, email_consent, "
                   "sms_consent, created, updated)")
 
 
@@ -332,8 +337,8 @@ class ProfileIndex:
     """Resolves a batch of profiles to ids with one indexed query per identifier (the batch's keys
     passed as one JSON array), merges them in memory and writes them back in one go."""
 
-    def __init__(self, db, wanted: list[dict], keys: list[dict[str, str]] | None = None):
-        self.db = db
+    def __init__(self, db, index: ProfileKeys, wanted: list[dict], keys: list[dict[str, str]] | None = None):
+        self.db, self.index = db, index
         self.by: dict[str, dict[str, str]] = {k: {} for k in IDENTIFIERS}
         self.rows: dict[str, dict] = {}
         # profiles a bulk import created and nothing touched again: (id, email, phone, external id, attributes
@@ -345,21 +350,15 @@ class ProfileIndex:
         self._fresh_ids: list[str] = []
         self._batch = max(16, min(len(wanted), 10_000))  # ids made at once for new profiles
         keys = [identity_keys(a) for a in wanted] if keys is None else keys
-        for field in IDENTIFIERS:
-            wanted_keys = list({k[field] for k in keys if field in k})
-            if not wanted_keys:
-                continue
-            for pid, email, phone, ext, attributes, ec, sc, created in db.execute(
-                    f"select p.id, p.email, p.phone_number, p.external_id, p.attributes, p.email_consent, "
-                    f"p.sms_consent, p.created from json_each(?) k join kl_profiles p on p.{field} = k.value",  # noqa: S608
-                    (orjson.dumps(wanted_keys).decode(),)):
-                if pid not in self.rows:
-                    self._remember(pid, {"email": email, "phone_number": phone, "external_id": ext},
-                                   attributes, ec, sc, created, new=False)
+        stored = index.rows(db, {field: {k[field] for k in keys if field in k} for field in IDENTIFIERS},
+                            "rowid, id, attributes, email_consent, sms_consent, created")
+        for email, phone, ext, rowid, pid, attributes, ec, sc, created in stored:
+            self._remember(pid, rowid, {"email": email, "phone_number": phone, "external_id": ext},
+                           attributes, ec, sc, created)
 
-    def _remember(self, pid, keys, attributes, ec, sc, created, new) -> None:
-        self.rows[pid] = {"attributes": attributes, "email_consent": ec, "sms_consent": sc,
-                          "created": created, "dirty": False, "new": new, "keys": keys, "stored_keys": keys}
+    def _remember(self, pid, rowid, keys, attributes, ec, sc, created) -> None:
+        self.rows[pid] = {"attributes": attributes, "email_consent": ec, "sms_consent": sc, "rowid": rowid,
+                          "created": created, "dirty": False, "new": False, "keys": keys, "stored_keys": keys}
         for field, key in keys.items():
             if key:
                 self.by[field][key] = pid
@@ -449,11 +448,18 @@ class ProfileIndex:
             imported.append(pid)
         return imported, failures
 
+    def _insert(self, rows: list[tuple], shared: tuple) -> None:
+        """New profiles (id, email, phone, external id, ...own columns) under the next rowids, which
+        the identifier index learns."""
+        rowids = next_rowids(self.db, len(rows))
+        insert_rows(self.db, PROFILE_INSERT, [(r, *row) for r, row in zip(rowids, rows)], shared)
+        self.index.add_columns(rowids, dict(zip(IDENTIFIERS, ([row[n] for row in rows] for n in (1, 2, 3)))))
+
     def _load(self, pid: str) -> bool:
-        row = self.db.execute("select email, phone_number, external_id, attributes, email_consent, sms_consent, "
-                              "created from kl_profiles where id = ?", (pid,)).fetchone()
+        row = self.db.execute("select email, phone_number, external_id, rowid, attributes, email_consent, "
+                              "sms_consent, created from kl_profiles where id = ?", (pid,)).fetchone()
         if row:
-            self._remember(pid, dict(zip(IDENTIFIERS, row[:3])), row[3], row[4], row[5], row[6], new=False)
+            self._remember(pid, row[3], dict(zip(IDENTIFIERS, row[:3])), *row[4:])
         return bool(row)
 
     def upsert(self, attrs: dict, now: str, pid: str | None = None, keys: dict[str, str] | None = None,
@@ -514,11 +520,12 @@ class ProfileIndex:
             else:
                 moved.append((*ids, *rest, now, pid))
         # in id order (mostly already): appended to the primary key's index instead of spread over it
-        insert_rows(self.db, PROFILE_INSERT, sorted(r for r in self._fresh_rows if r is not None),
-                    shared=(None, None, self._fresh_at, now))
-        insert_rows(self.db, PROFILE_INSERT, sorted(fresh))
+        self._insert(sorted(r for r in self._fresh_rows if r is not None), (None, None, self._fresh_at, now))
+        self._insert(sorted(fresh), ())
         self.db.executemany("update kl_profiles set email = ?, phone_number = ?, external_id = ?, attributes = ?, "
                             "email_consent = ?, sms_consent = ?, updated = ? where id = ?", moved)
+        rowids = [self.rows[r[-1]]["rowid"] for r in moved]
+        self.index.add_columns(rowids, dict(zip(IDENTIFIERS, ([r[n] for r in moved] for n in range(3)))))
         self.db.executemany("update kl_profiles set attributes = ?, email_consent = ?, sms_consent = ?, updated = ? "
                             "where id = ?", same)
 
@@ -803,15 +810,20 @@ def _lines_match(pattern: re.Pattern, lines: str, count: int) -> bool:
     return not count or (lines.count("\n") == count - 1 and pattern.fullmatch(lines + "\n") is not None)
 
 
-def all_new(db, plain: PlainProfiles) -> bool:
+def all_new(db, index: ProfileKeys, plain: PlainProfiles) -> bool:
     """No two profiles of the job share an identifier and none matches a stored profile."""
-    for field, column in zip(IDENTIFIERS, (plain.emails, plain.phones, plain.external_ids)):
+    wanted = {}
+    for field, column in zip(IDENTIFIERS, plain_columns(plain)):
         keys = list(filter(None, column))  # None where not given, else a non-empty text
-        if len(set(keys)) != len(keys) or (keys and db.execute(
-                f"select 1 from json_each(?) k join kl_profiles p on p.{field} = k.value limit 1",  # noqa: S608
-                (orjson.dumps(keys).decode(),)).fetchone()):
+        if len(set(keys)) != len(keys):
             return False
-    return True
+        wanted[field] = keys
+    return not index.rows(db, wanted, "1")
+
+
+def plain_columns(plain: PlainProfiles) -> tuple[list, list, list]:
+    """The job's identifier columns, in IDENTIFIERS' order."""
+    return plain.emails, plain.phones, plain.external_ids
 
 
 _MARK = "\x1eprofile\x1e"  # between the profiles of attribute_texts' one document (orjson escapes the \x1e)
@@ -837,15 +849,16 @@ def attribute_texts(attributes: list[dict]) -> list[str] | None:
     return list(map(bytes.decode, encoded)) if max(map(len, encoded)) <= MAX_PROFILE_BYTES else None
 
 
-def insert_new_profiles(db, plain: PlainProfiles, now: str) -> list[str] | None:
+def insert_new_profiles(db, index: ProfileKeys, plain: PlainProfiles, now: str) -> list[str] | None:
     """The job's profiles inserted as new ones (`all_new`), as `ProfileIndex.import_profiles` would
     make them: ids ascending in job order; None (nothing written) when one is over the size limit."""
     texts = attribute_texts(plain.attributes)
     if texts is None:
         return None
     ids = ascending_ulids(len(texts))
-    insert_columns(db, PROFILE_INSERT, [ids, plain.emails, plain.phones, plain.external_ids, texts],
-                   shared=(None, None, now, now))
+    rowids = next_rowids(db, len(texts))
+    insert_columns(db, PROFILE_INSERT, [rowids, ids, *plain_columns(plain), texts], shared=(None, None, now, now))
+    index.add_columns(rowids, dict(zip(IDENTIFIERS, plain_columns(plain))))
     return ids
 
 
@@ -859,11 +872,13 @@ def apply_bulk_import(ctx: Context, entries: list, lists: list[str], plain: Plai
     with ctx.store.tx() as db:
         for lid in lists:
             require_list(db, lid)
-        imported = insert_new_profiles(db, plain, now) if plain is not None and all_new(db, plain) else None
+        index = profile_keys(ctx.store)
+        imported = insert_new_profiles(db, index, plain, now) if plain is not None and all_new(db, index, plain) \
+            else None
         errors: list[dict] = []
         if imported is None:
             accepted, errors = checked or checked_profiles(entries)
-            imported = merge_profiles(db, accepted, errors, now)
+            imported = merge_profiles(db, index, accepted, errors, now)
         imported_json = orjson.dumps(imported).decode()  # one JSON array for the members and the job's profiles
         for lid in lists:
             add_members(db, lid, imported_json, now)
@@ -883,10 +898,10 @@ def apply_bulk_import(ctx: Context, entries: list, lists: list[str], plain: Plai
     return jid, job, created_ts
 
 
-def merge_profiles(db, accepted: Accepted, errors: list[dict], now: str) -> list[str]:
+def merge_profiles(db, keys: ProfileKeys, accepted: Accepted, errors: list[dict], now: str) -> list[str]:
     """The accepted profiles resolved and merged one by one (`ProfileIndex.import_profiles`); appends
     per-profile failures to `errors`. Returns the imported ids in job order."""
-    index = ProfileIndex(db, [attrs for _, attrs, _ in accepted], [keys for _, _, keys in accepted])
+    index = ProfileIndex(db, keys, [attrs for _, attrs, _ in accepted], [k for _, _, k in accepted])
     imported, failures = index.import_profiles(accepted, now, MAX_PROFILE_BYTES)
     for i, attrs, conflict in failures:
         pointer = f"/data/attributes/profiles/data/{i}/attributes"
@@ -976,7 +991,7 @@ async def profile_import(request: Request, ctx: Context) -> Response:
     attrs = patched
     now = now_iso()
     with ctx.store.tx() as db:
-        index = ProfileIndex(db, [attrs])
+        index = ProfileIndex(db, profile_keys(ctx.store), [attrs])
         _, conflict = index.resolve(attrs)
         if conflict:
             raise KlaviyoError(409, "duplicate_profile", "Conflict.", conflict, pointer="/data/attributes")
@@ -1054,7 +1069,7 @@ async def subscribe(request: Request, ctx: Context) -> Response:
     with ctx.store.tx() as db:
         for lid in lists:
             require_list(db, lid)
-        index = ProfileIndex(db, wanted)
+        index = ProfileIndex(db, profile_keys(ctx.store), wanted)
         pids = []
         for attrs in wanted:
             pid, _ = index.upsert({k: attrs[k] for k in ("email", "phone_number") if attrs.get(k)}, now)
@@ -1077,7 +1092,7 @@ async def unsubscribe(request: Request, ctx: Context) -> Response:
     with ctx.store.tx() as db:
         for lid in lists:
             require_list(db, lid)
-        index = ProfileIndex(db, wanted)
+        index = ProfileIndex(db, profile_keys(ctx.store), wanted)
         for attrs in wanted:
             pid, _ = index.resolve(attrs)
             if pid is None:
@@ -1105,7 +1120,7 @@ async def privacy_delete(request: Request, ctx: Context) -> Response:
         raise invalid("Name the profile by id, email, phone_number or external_id.",
                       pointer="/data/attributes/profile/data")
     with ctx.store.tx() as db:
-        index = ProfileIndex(db, [attrs])
+        index = ProfileIndex(db, profile_keys(ctx.store), [attrs])
         pid, _ = index.resolve(attrs)
         if pid:
             db.execute("delete from kl_list_members where list_id in (select id from kl_lists) and profile_id = ?",

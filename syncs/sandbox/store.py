@@ -8,20 +8,23 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from itertools import repeat
 from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 SCHEMA = """
 create table if not exists kl_profiles (
     id text primary key, email text, phone_number text, external_id text,
     attributes text not null, email_consent text, sms_consent text,
     created text not null, updated text not null);
-create index if not exists kl_profiles_email on kl_profiles(email);
-create index if not exists kl_profiles_phone on kl_profiles(phone_number);
-create index if not exists kl_profiles_ext on kl_profiles(external_id);
+-- profiles are found by their identifiers through an in-memory index (profile_keys.py), not SQLite
+-- indexes that random identifiers made the bulk import's main cost
+drop index if exists kl_profiles_email;
+drop index if exists kl_profiles_phone;
+drop index if exists kl_profiles_ext;
 create table if not exists kl_lists (id text primary key, name text not null, created text not null,
     updated text not null, opt_in_process text not null default 'single_opt_in');
 create table if not exists kl_list_members (list_id text not null, profile_id text not null,
@@ -108,10 +111,11 @@ class Store:
         # No fsync: the sandbox's state must survive its process being killed (the OS keeps what was
         # written), not a power cut; a checkpoint's fsync stalled bulk imports on a busy disk.
         self._db.execute("pragma synchronous=off")
-        # A bulk import touches the profiles' primary key and three identifier indexes: with SQLite's
+        # A bulk import touches the profiles' table and primary key: with SQLite's
         # default 2 MB page cache those pages are re-read from the OS once a list nears 1M profiles.
         self._db.execute(f"pragma cache_size={-PAGE_CACHE_KIB}")
         self._db.executescript(SCHEMA)
+        self._derived: dict[str, Any] = {}
         if reset:
             self.reset()
 
@@ -127,10 +131,20 @@ class Store:
                 raise
             self._db.execute("commit")
 
+    def derived(self, name: str, build: Callable[[sqlite3.Connection], Any]) -> Any:
+        """An in-memory structure a platform module derives from its tables (e.g. profile_keys'
+        identifier index): `build(db)` on first use, kept while the store is open, dropped by reset.
+        The module keeps it in step with its own writes."""
+        with self._lock:
+            if name not in self._derived:
+                self._derived[name] = build(self._db)
+            return self._derived[name]
+
     def reset(self) -> None:
         with self.tx() as db:
             for table in TABLES:
                 db.execute(f"delete from {table}")  # noqa: S608 - fixed table names
+            self._derived.clear()
 
     def close(self) -> None:
         with self._lock:
