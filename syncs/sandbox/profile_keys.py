@@ -36,8 +36,8 @@ class KeyIndex:
     a smaller delta that a batch of new entries is merged into; the delta joins the main arrays
     when it grows past max(MIN_DELTA, len(main) / DELTA_SHARE), so an entry is copied O(log) times."""
 
-    def __init__(self, key_hash: Callable[[str], int] = hash):
-        self._hash = key_hash
+    def __init__(self, key_hash: Callable[[str], int] = hash, min_delta: int = MIN_DELTA):
+        self._hash, self._min_delta = key_hash, min_delta
         empty = (np.empty(0, np.int64), np.empty(0, np.uint32))
         self._main: tuple[np.ndarray, np.ndarray] = empty
         self._delta: tuple[np.ndarray, np.ndarray] = empty
@@ -63,7 +63,7 @@ class KeyIndex:
         hashes = self.hashes(keys)
         order = np.argsort(hashes, kind="stable")
         self._delta = _merged(self._delta, (hashes[order], rows[order].astype(np.uint32)))
-        if len(self._delta[0]) > max(MIN_DELTA, len(self._main[0]) // DELTA_SHARE):
+        if len(self._delta[0]) > max(self._min_delta, len(self._main[0]) // DELTA_SHARE):
             self._main = _merged(self._main, self._delta)
             self._delta = (self._delta[0][:0], self._delta[1][:0])
 
