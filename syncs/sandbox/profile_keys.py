@@ -16,7 +16,8 @@ Memory: 12 bytes a key (int64 hash, uint32 rowid), 36 bytes a profile with all t
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable, Iterable, Sequence
+from math import isqrt
+from collections.abc import Callable, Collection, Sequence
 
 import numpy as np
 import orjson
@@ -24,8 +25,8 @@ import orjson
 from syncs.sandbox.store import Store
 
 IDENTIFIERS = ("email", "phone_number", "external_id")
-MIN_DELTA = 1 << 16  # the recent entries kept apart from the main arrays: at least this many ...
-DELTA_SHARE = 16  # ... or 1/16 of the main arrays, before they are merged in (one copy of the main arrays)
+MIN_DELTA = 1 << 16  # the recent entries kept apart from the main arrays: at least this many, or sqrt(main x
+DELTA_SCALE = 1 << 14  # DELTA_SCALE) (about the copies a 10,000-key batch costs on each level) before a merge
 MAX_ROWID = np.iinfo(np.uint32).max
 LOAD_CHUNK = 100_000  # rows read at a time when the index is built
 
@@ -34,7 +35,8 @@ class KeyIndex:
     """A multimap text key -> rowids by the key's 64-bit hash (`key_hash`, Python's own str hash by
     default: this process's, as the index lives only in it). Two sorted levels: the main arrays and
     a smaller delta that a batch of new entries is merged into; the delta joins the main arrays
-    when it grows past max(MIN_DELTA, len(main) / DELTA_SHARE), so an entry is copied O(log) times."""
+    when it grows past max(MIN_DELTA, sqrt(len(main) x DELTA_SCALE)): a batch then costs about as
+    much copying in the delta as its share of the next merge into the main arrays."""
 
     def __init__(self, key_hash: Callable[[str], int] = hash, min_delta: int = MIN_DELTA):
         self._hash, self._min_delta = key_hash, min_delta
@@ -49,7 +51,7 @@ class KeyIndex:
     def nbytes(self) -> int:
         return sum(a.nbytes for a in (*self._main, *self._delta))
 
-    def hashes(self, keys: Sequence[str]) -> np.ndarray:
+    def hashes(self, keys: Collection[str]) -> np.ndarray:
         return np.fromiter(map(self._hash, keys), np.int64, len(keys))
 
     def add(self, keys: Sequence[str], rowids: Sequence[int] | np.ndarray) -> None:
@@ -63,7 +65,7 @@ class KeyIndex:
         hashes = self.hashes(keys)
         order = np.argsort(hashes, kind="stable")
         self._delta = _merged(self._delta, (hashes[order], rows[order].astype(np.uint32)))
-        if len(self._delta[0]) > max(self._min_delta, len(self._main[0]) // DELTA_SHARE):
+        if len(self._delta[0]) > max(self._min_delta, isqrt(len(self._main[0]) * DELTA_SCALE)):
             self._main = _merged(self._main, self._delta)
             self._delta = (self._delta[0][:0], self._delta[1][:0])
 
@@ -73,7 +75,7 @@ class KeyIndex:
         self._main = (hashes[order], rowids[order].astype(np.uint32))
         self._delta = (self._main[0][:0], self._main[1][:0])
 
-    def candidates(self, keys: Sequence[str]) -> np.ndarray:
+    def candidates(self, keys: Collection[str]) -> np.ndarray:
         """The rowids of every entry whose hash is that of one of the keys (int64, may repeat)."""
         if not len(keys) or not len(self):
             return np.empty(0, np.int64)
@@ -145,25 +147,25 @@ class ProfileKeys:
     def nbytes(self) -> int:
         return sum(index.nbytes for index in self.by.values())
 
-    def candidates(self, wanted: dict[str, Iterable[str]]) -> list[int]:
+    def candidates(self, wanted: dict[str, Collection[str]]) -> list[int]:
         """The rowids that may hold one of the wanted keys (field -> keys), ascending, each once."""
-        found = [self.by[field].candidates(list(keys)) for field, keys in wanted.items()]
+        found = [self.by[field].candidates(keys) for field, keys in wanted.items()]
         return np.unique(np.concatenate(found)).tolist() if found else []
 
-    def rows(self, db: sqlite3.Connection, wanted: dict[str, Iterable[str]], columns: str) -> list[tuple]:
+    def rows(self, db: sqlite3.Connection, wanted: dict[str, Collection[str]], columns: str) -> list[tuple]:
         """The stored profiles holding one of the wanted keys, checked against the row: (email,
         phone_number, external_id, *columns) each, in rowid order."""
-        wanted = {field: set(keys) for field, keys in wanted.items()}
         rowids = self.candidates(wanted)
         if not rowids:
             return []
+        wanted = {field: set(keys) for field, keys in wanted.items()}
         rows = db.execute(f"select email, phone_number, external_id, {columns} from kl_profiles "  # noqa: S608
                           "where rowid in (select value from json_each(?)) order by rowid",
                           (orjson.dumps(rowids).decode(),)).fetchall()
         checks = [(IDENTIFIERS.index(field), keys) for field, keys in wanted.items()]
         return [row for row in rows if any(row[i] in keys for i, keys in checks)]
 
-    def first_ids(self, db: sqlite3.Connection, field: str, values: Iterable[str]) -> dict[str, str]:
+    def first_ids(self, db: sqlite3.Connection, field: str, values: Collection[str]) -> dict[str, str]:
         """value -> the id of the stored profile whose `field` is that value (the first stored, when several)."""
         column = IDENTIFIERS.index(field)
         found: dict[str, str] = {}

@@ -70,7 +70,9 @@ Control endpoints (no auth; loopback only)
                                              event, occurred_at, recipient, campaign, external_id)
 
 State lives in `<state_dir>/sandbox.sqlite3` (SQLite, WAL, one transaction per request), so it
-survives a restart; `reset` starts empty. Measured throughput: benchmarks/bench_sandbox.py.
+survives a restart; `reset` starts empty. Klaviyo's profiles are found by email, phone_number and
+external_id through an in-memory index rebuilt from that file on the first Klaviyo request after a
+start (syncs/sandbox/profile_keys.py). Measured throughput: benchmarks/bench_sandbox.py.
 """
 from __future__ import annotations
 
