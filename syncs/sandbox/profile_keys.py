@@ -16,7 +16,9 @@ Memory: 12 bytes a key (int64 hash, uint32 rowid), 36 bytes a profile with all t
 from __future__ import annotations
 
 import sqlite3
+from itertools import compress, repeat
 from math import isqrt
+from operator import is_not, itemgetter
 from collections.abc import Callable, Collection, Sequence
 
 import numpy as np
@@ -121,13 +123,10 @@ class ProfileKeys:
         parts: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {field: [] for field in IDENTIFIERS}
         cursor = db.execute("select rowid, email, phone_number, external_id from kl_profiles")
         while chunk := cursor.fetchmany(LOAD_CHUNK):
-            rowids, *columns = zip(*chunk)
-            for field, column in zip(IDENTIFIERS, columns):
-                index = keys.by[field]
-                given = [(k, r) for k, r in zip(column, rowids) if k is not None]
-                if given:
-                    texts, rows = zip(*given)
-                    parts[field].append((index.hashes(texts), np.asarray(rows, np.int64)))
+            rowids = np.fromiter(map(itemgetter(0), chunk), np.int64, len(chunk))
+            for n, field in enumerate(IDENTIFIERS, 1):
+                texts, rows = _given(list(map(itemgetter(n), chunk)), rowids)
+                parts[field].append((keys.by[field].hashes(texts), rows))
         for field, found in parts.items():
             if found:
                 keys.by[field].load(np.concatenate([h for h, _ in found]), np.concatenate([r for _, r in found]))
@@ -135,13 +134,9 @@ class ProfileKeys:
 
     def add_columns(self, rowids: Sequence[int], columns: dict[str, Sequence[str | None]]) -> None:
         """The identifiers of the rows `rowids` (each column aligned with them, None where not given)."""
+        rows = np.asarray(rowids, np.int64)
         for field, column in columns.items():
-            if None in column:
-                pairs = [(k, r) for k, r in zip(column, rowids) if k is not None]
-                column, rows = (list(p) for p in zip(*pairs)) if pairs else ([], [])
-            else:
-                rows = rowids
-            self.by[field].add(column, rows)
+            self.by[field].add(*_given(column, rows))
 
     @property
     def nbytes(self) -> int:
@@ -172,6 +167,14 @@ class ProfileKeys:
         for row in self.rows(db, {field: values}, "id"):
             found.setdefault(row[column], row[3])
         return found
+
+
+def _given(column: Sequence[str | None], rowids: np.ndarray) -> tuple[Sequence[str], np.ndarray]:
+    """The keys of a column that are given (not None) and their rows' rowids (in C: no Python step a key)."""
+    if None not in column:
+        return column, rowids
+    given = np.fromiter(map(is_not, column, repeat(None)), bool, len(column))
+    return list(compress(column, given)), rowids[given]
 
 
 def profile_keys(store: Store) -> ProfileKeys:

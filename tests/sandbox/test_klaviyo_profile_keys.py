@@ -121,3 +121,62 @@ def test_memory_is_twelve_bytes_a_key():
     index = KeyIndex()
     index.add([f"k{i}" for i in range(1000)], np.arange(1000))
     assert index.nbytes == 12 * 1000
+
+
+def plans_touching_profiles(db_path, statements: list[str]) -> dict[str, list[str]]:
+    """Each executed statement that reads kl_profiles -> its query plan lines (SQLite's own EXPLAIN)."""
+    import sqlite3
+    db = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)
+    plans = {}
+    for sql in statements:
+        if "kl_profiles" in sql and sql.lstrip().lower().startswith(("select", "update", "delete", "with")):
+            plans[sql] = [row[3] for row in db.execute(f"explain query plan {sql}")]
+    db.close()
+    return plans
+
+
+def test_no_klaviyo_endpoint_reads_every_profile_to_find_one(sandbox):
+    """Every statement that finds profiles goes to them by rowid or by id (a point search), never by a
+    scan of kl_profiles or a range of its id index (which the identifier filters once were, after the
+    SQLite identifier indexes went)."""
+    store = sandbox.app.state.ctx.store
+    statements: list[str] = []
+    list_id = make_list(sandbox)
+    bulk(sandbox, [{"email": f"u{i}@example.com", "external_id": f"x{i}", "phone_number": f"+1555000{i:04d}"}
+                   for i in range(40)], list_id)
+    with store.tx() as db:
+        db.set_trace_callback(statements.append)
+    bulk(sandbox, [{"email": "u1@example.com", "first_name": "One"}, {"external_id": "x2", "email": "two@example.com"}])
+    for field, value in (("email", "u3@example.com"), ("phone_number", "+15550000004"), ("external_id", "x5")):
+        assert len(found(sandbox, field, value)) == 1
+    r = requests.get(f"{api(sandbox)}/profiles", params={"filter": 'any(external_id,["x6","x7","nope"])'}, headers=H)
+    assert sorted(p["attributes"]["external_id"] for p in r.json()["data"]) == ["x6", "x7"]
+    assert requests.post(f"{api(sandbox)}/profile-import", headers=H, json={"data": {"type": "profile", "attributes": {
+        "external_id": "x8", "last_name": "Eight"}}}).status_code == 200
+    subscription = {"data": {"type": "profile-subscription-bulk-create-job", "attributes": {"profiles": {"data": [
+        {"type": "profile", "attributes": {"email": "u9@example.com"}}]}},
+        "relationships": {"list": {"data": {"type": "list", "id": list_id}}}}}
+    assert requests.post(f"{api(sandbox)}/profile-subscription-bulk-create-jobs", headers=H,
+                         json=subscription).status_code == 202
+    subscription["data"]["type"] = "profile-subscription-bulk-delete-job"
+    assert requests.post(f"{api(sandbox)}/profile-subscription-bulk-delete-jobs", headers=H,
+                         json=subscription).status_code == 202
+    assert requests.post(f"{sandbox.base_url}/_sandbox/simulate/engagement", json={"seed": 1, "open_rate": 1}).ok
+    bulk(sandbox, [{"external_id": "x10", "email": "moved@example.com"}])  # x10's events: its external id's
+    bulk(sandbox, [{"email": "u10@example.com", "first_name": "New"}])  # profile, not this new owner of its email
+    events = requests.get(f"{api(sandbox)}/events", params={"include": "profile", "page[size]": 200}, headers=H).json()
+    assert "x10" in {p["attributes"]["external_id"] for p in events["included"] if p["type"] == "profile"}
+    ids = {p["attributes"]["external_id"]: p["id"] for p in events["included"] if p["type"] == "profile"}
+    with store.tx() as db:
+        db.set_trace_callback(None)
+        stored = dict(db.execute("select external_id, id from kl_profiles"))
+    assert ids and all(stored[ext] == pid for ext, pid in ids.items())
+    plans = plans_touching_profiles(store.path, statements)
+    assert any("json_each" in sql for sql in plans)  # the identifier lookups were traced
+    for sql, plan in plans.items():
+        if "max(rowid)" in sql:
+            assert plan == ["SEARCH kl_profiles"], plan  # the last rowid, at the end of the table's b-tree
+            continue
+        for line in plan:
+            if "kl_profiles" in line or line.startswith(("SCAN p", "SEARCH p ")):
+                assert "SCAN" not in line and "=?)" in line, (sql[:200], plan)
