@@ -334,8 +334,9 @@ PROFILE_INSERT = ("insert into kl_profiles (rowid, id, email, phone_number, exte
 
 
 class ProfileIndex:
-    """Resolves a batch of profiles to ids with one indexed query per identifier (the batch's keys
-    passed as one JSON array), merges them in memory and writes them back in one go."""
+    """Resolves a batch of profiles to ids (the stored ones the identifier index names, read by
+    rowid in one query and checked), merges them in memory and writes them back in one go,
+    telling the index the rowids of new profiles and of identifiers that changed."""
 
     def __init__(self, db, index: ProfileKeys, wanted: list[dict], keys: list[dict[str, str]] | None = None):
         self.db, self.index = db, index
