@@ -40,7 +40,9 @@ class Measured:
 
 def run_measured(args: list[str], env: dict[str, str], cwd: Path, timeout_s: float = 3600) -> Measured:
     """Run a child process; its wall time and peak RSS (ru_maxrss from wait4, so only this child).
-    A child still running after `timeout_s` is killed; its peak RSS up to then is still reported."""
+    A child still running after `timeout_s` is killed; its peak RSS up to then is still reported.
+    The child's figure is at least this process's RSS when it started the child (Linux carries the
+    larger across fork and exec): build large inputs in a child of their own (sync_children audience)."""
     started = time.perf_counter()
     with open(os.devnull, "rb") as devnull:
         proc = subprocess.Popen(args, env=env, cwd=cwd, stdin=devnull, stdout=subprocess.PIPE,

@@ -10,6 +10,10 @@
         one run_sync of the SyncConfig in CONFIG_JSON; prints the SyncResult as one JSON line.
         `aligned` (experiment): the Klaviyo client's limiters count clock-aligned fixed windows
         (syncs.http.limiter(aligned=True)) instead of rolling ones
+    python -m benchmarks.sync_children audience DUCKDB_PATH ROWS
+        the synthetic audience of ROWS members (bench_sync.audience_db), built here so the measuring
+        process stays small: a child's peak RSS from wait4 is at least its parent's RSS when it was
+        started (Linux keeps the larger across exec)
 """
 from __future__ import annotations
 
@@ -128,6 +132,10 @@ def main(argv: list[str]) -> None:
         serve(int(argv[1]), Path(argv[2]), argv[3], argv[4] == "limits")
     elif argv[:1] == ["lifeline"] and len(argv) in (3, 4, 5):
         lifeline(Path(argv[1]), argv[2], *argv[3:])
+    elif argv[:1] == ["audience"] and len(argv) == 3:
+        from benchmarks.bench_sync import audience_db
+
+        audience_db(Path(argv[1]), int(argv[2]))
     else:
         raise SystemExit(__doc__)
 
