@@ -115,13 +115,7 @@ class Sandbox:
 
     def list_keys(self, list_name: str) -> set[str]:
         """external_id of every member of the named list, read from the sandbox's store (read-only)."""
-        db = sqlite3.connect(f"file:{self.state_dir / 'sandbox.sqlite3'}?mode=ro", uri=True)
-        try:
-            return {k for (k,) in db.execute(
-                "select p.external_id from kl_list_members m join kl_lists l on l.id = m.list_id "
-                "join kl_profiles p on p.id = m.profile_id where l.name = ?", (list_name,))}
-        finally:
-            db.close()
+        return list_keys(self.state_dir, list_name)
 
     def stop(self) -> None:
         self.proc.terminate()
@@ -163,13 +157,44 @@ def audience_db(path: Path, rows: int) -> None:
     engine.dispose()
 
 
-def change_db(path: Path, rows: int, change: Change) -> set[str]:
+def change_db(path: Path, rows: int, change: Change) -> None:
     engine = Warehouse(kind="duckdb", duckdb_path=path).engine()
     with engine.connect() as conn:
         apply_change(conn, rows, change)
+    engine.dispose()
+
+
+def synced_audience_keys(path: Path) -> set[str]:
+    """The keys the audience in the DuckDB file at `path` should have at the destination."""
+    engine = Warehouse(kind="duckdb", duckdb_path=path).engine()
+    with engine.connect() as conn:
         keys = synced_keys(conn)
     engine.dispose()
     return keys
+
+
+def list_keys(state_dir: Path, list_name: str) -> set[str]:
+    """external_id of every member of the named Klaviyo list in a sandbox's store (read-only)."""
+    db = sqlite3.connect(f"file:{state_dir / 'sandbox.sqlite3'}?mode=ro", uri=True)
+    try:
+        return {k for (k,) in db.execute(
+            "select p.external_id from kl_list_members m join kl_lists l on l.id = m.list_id "
+            "join kl_profiles p on p.id = m.profile_id where l.name = ?", (list_name,))}
+    finally:
+        db.close()
+
+
+def in_child(*args: str) -> str:
+    """`python -m benchmarks.sync_children ARGS`: its standard output. The throughput section's large
+    inputs (the audience, the change, the keys compared at the end) are made in children, so this
+    process stays small: a measured child's peak RSS from wait4 is at least this process's RSS when
+    it started the child (report.run_measured); built here, the 1M audience left it at 467 MB, the
+    figure then reported as drt's peak."""
+    done = run_measured([sys.executable, "-m", "benchmarks.sync_children", *args], env=dict(os.environ), cwd=ROOT)
+    if done.returncode != 0:
+        raise RuntimeError(f"sync_children {args[0]} failed ({done.returncode}): {done.output[-2000:]}")
+    return done.output
+
 
 
 def check(expected: set[str], held: set[str]) -> dict:
@@ -192,15 +217,16 @@ def one_tool(tool: str, base_db: Path, tmp: Path, rows: int, change: Change) -> 
             initial = {"seconds": round(m.seconds, 2), "peak_rss_mb": round(m.peak_rss_mb)}
         after_initial = sandbox.counts()["requests"]
         initial["sandbox_import"] = sandbox.import_seconds()
-        expected = change_db(db, rows, change)
+        in_child("change", str(db), str(rows))
         if tool == "lifeline":
             changed = run_lifeline(db, sync)
         else:
             m = drt_runner.run_drt(project)
             changed = {"seconds": round(m.seconds, 2), "peak_rss_mb": round(m.peak_rss_mb)}
-        held = sandbox.list_keys(LIFELINE_LIST if tool == "lifeline" else DRT_LIST)
+        destination = json.loads(in_child("check", str(db), str(sandbox.state_dir),
+                                          LIFELINE_LIST if tool == "lifeline" else DRT_LIST).splitlines()[-1])
         return {"initial": initial, "change": changed, "requests_initial": after_initial,
-                "requests_total": sandbox.counts()["requests"], "destination": check(expected, held)}
+                "requests_total": sandbox.counts()["requests"], "destination": destination}
     finally:
         sandbox.stop()
         db.unlink(missing_ok=True)
@@ -209,7 +235,7 @@ def one_tool(tool: str, base_db: Path, tmp: Path, rows: int, change: Change) -> 
 
 def bench_throughput(rows: int, repeats: int, tmp: Path) -> dict:
     base = tmp / "base.duckdb"
-    audience_db(base, rows)
+    in_child("audience", str(base), str(rows))
     change = change_for(rows)
     runs: dict[str, list[dict]] = {"lifeline": [], "drt": []}
     for r in range(repeats):
@@ -361,10 +387,7 @@ def bench_memory(rows: int, tmp: Path, timeout_s: float, memory_limit: str = "")
     started = time.perf_counter()
     # In a child: built here, the audience left this process at ~3 GB of RSS at 10M members, which
     # the sync's child then reported as its own peak (see run_measured).
-    built = run_measured([sys.executable, "-m", "benchmarks.sync_children", "audience", str(db), str(rows)],
-                         env=dict(os.environ), cwd=ROOT)
-    if built.returncode != 0:
-        raise RuntimeError(f"building the audience failed ({built.returncode}): {built.output[-2000:]}")
+    in_child("audience", str(db), str(rows))
     setup_s = time.perf_counter() - started
     out = tmp / "memory_out"
     sync = SyncConfig(name="bench_file", source=Source(audience=AUDIENCE, channel=CHANNEL),

@@ -14,6 +14,11 @@
         the synthetic audience of ROWS members (bench_sync.audience_db), built here so the measuring
         process stays small: a child's peak RSS from wait4 is at least its parent's RSS when it was
         started (Linux keeps the larger across exec)
+    python -m benchmarks.sync_children change DUCKDB_PATH ROWS
+        the 1% change of bench_sync's throughput section applied to the audience
+    python -m benchmarks.sync_children check DUCKDB_PATH SANDBOX_STATE_DIR LIST_NAME
+        the audience's synced keys against the sandbox list's members: one JSON line of expected,
+        held, lost and stale
 """
 from __future__ import annotations
 
@@ -136,6 +141,14 @@ def main(argv: list[str]) -> None:
         from benchmarks.bench_sync import audience_db
 
         audience_db(Path(argv[1]), int(argv[2]))
+    elif argv[:1] == ["change"] and len(argv) == 3:
+        from benchmarks.bench_sync import change_db, change_for
+
+        change_db(Path(argv[1]), int(argv[2]), change_for(int(argv[2])))
+    elif argv[:1] == ["check"] and len(argv) == 4:
+        from benchmarks.bench_sync import check, list_keys, synced_audience_keys
+
+        print(json.dumps(check(synced_audience_keys(Path(argv[1])), list_keys(Path(argv[2]), argv[3]))))
     else:
         raise SystemExit(__doc__)
 
