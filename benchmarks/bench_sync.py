@@ -196,7 +196,6 @@ def in_child(*args: str) -> str:
     return done.output
 
 
-
 def check(expected: set[str], held: set[str]) -> dict:
     return {"expected": len(expected), "held": len(held), "lost": len(expected - held), "stale": len(held - expected)}
 
@@ -217,7 +216,7 @@ def one_tool(tool: str, base_db: Path, tmp: Path, rows: int, change: Change) -> 
             initial = {"seconds": round(m.seconds, 2), "peak_rss_mb": round(m.peak_rss_mb)}
         after_initial = sandbox.counts()["requests"]
         initial["sandbox_import"] = sandbox.import_seconds()
-        in_child("change", str(db), str(rows))
+        in_child("change", str(db), str(rows), *(str(n) for n in (change.removes, change.updates, change.adds)))
         if tool == "lifeline":
             changed = run_lifeline(db, sync)
         else:

@@ -14,8 +14,8 @@
         the synthetic audience of ROWS members (bench_sync.audience_db), built here so the measuring
         process stays small: a child's peak RSS from wait4 is at least its parent's RSS when it was
         started (Linux keeps the larger across exec)
-    python -m benchmarks.sync_children change DUCKDB_PATH ROWS
-        the 1% change of bench_sync's throughput section applied to the audience
+    python -m benchmarks.sync_children change DUCKDB_PATH ROWS REMOVES UPDATES ADDS
+        that change (synthetic_audience.Change) applied to the audience of ROWS members
     python -m benchmarks.sync_children check DUCKDB_PATH SANDBOX_STATE_DIR LIST_NAME
         the audience's synced keys against the sandbox list's members: one JSON line of expected,
         held, lost and stale
@@ -141,10 +141,10 @@ def main(argv: list[str]) -> None:
         from benchmarks.bench_sync import audience_db
 
         audience_db(Path(argv[1]), int(argv[2]))
-    elif argv[:1] == ["change"] and len(argv) == 3:
-        from benchmarks.bench_sync import change_db, change_for
+    elif argv[:1] == ["change"] and len(argv) == 6:
+        from benchmarks.bench_sync import Change, change_db
 
-        change_db(Path(argv[1]), int(argv[2]), change_for(int(argv[2])))
+        change_db(Path(argv[1]), int(argv[2]), Change(*map(int, argv[3:])))
     elif argv[:1] == ["check"] and len(argv) == 4:
         from benchmarks.bench_sync import check, list_keys, synced_audience_keys
 
