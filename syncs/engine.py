@@ -278,14 +278,16 @@ def together(ok, new):
 
 
 def commit_page(conn, sync_name: str, ok: list[dict], new: list[dict], bad: list[dict],
-                clear_rejections: bool = True) -> None:
+                clear_rejections: bool = True, new_unique: bool = True) -> None:
     """A page's acknowledged rows (`new`: without a state row when the diff was built) and rejections,
-    committed together. A `new` key that has a state row by now (the source holds it twice, in an
+    committed together. `new_unique=False` when the diff holds some key twice (the source does):
+    `new` rows are then upserted on DuckDB, whose sync_state has no key to refuse a second row
+    (syncs.state.mark_synced). Where it has one, a `new` key that has a state row by now (in an
     earlier page) fails the plain insert: the page's transaction is rolled back (it holds only this
     page's writes) and the page marked again with every row upserted. `clear_rejections`: whether
     the sync may hold rejections of acknowledged rows (see _send)."""
     try:
-        mark_synced(conn, sync_name, ok, new, clear_rejections=clear_rejections)
+        mark_synced(conn, sync_name, ok, new, clear_rejections=clear_rejections, new_unique=new_unique)
     except sa.exc.IntegrityError:
         if not new:
             raise
@@ -325,7 +327,7 @@ def _send(conn, sync: SyncConfig, client, plan: Plan, result: SyncResult, progre
     rejections = has_rejections(conn, sync.name)
     for batch, results in _sent(send, rows, getattr(client, "in_flight", 1)):
         ok, new, bad, adds = sort_page(batch, results)
-        commit_page(conn, sync.name, ok, new, bad, rejections)
+        commit_page(conn, sync.name, ok, new, bad, rejections, new_unique=not plan.duplicate_keys)
         rejections = rejections or bool(bad)
         result.adds += adds
         result.updates += len(ok) + len(new) - adds

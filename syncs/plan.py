@@ -86,6 +86,7 @@ class Plan:
     destination_members: int | None = None  # mirror: members read from the destination
     skipped_rejected: int = 0
     current: int = 0
+    duplicate_keys: int = 0   # DuckDB: rows of the diff (not removes) that may repeat another's key (the source holds it twice)
     batches: int = 0
     api_calls: int = 0
     seconds_at_limits: float = 0.0
@@ -94,9 +95,10 @@ class Plan:
 
 def build_diff(conn: sa.Connection, sync: SyncConfig) -> Plan:
     """One pass over source and state (a full outer join); rows numbered `seq` 1..N, adds and
-    updates before removes, each group by key, so a page is a seq range that DuckDB's zone maps
-    (or PostgreSQL's index) find without rescanning the diff, and holds a range of keys: its state
-    rows go into a small part of sync_state's primary-key index (syncs.state.mark_synced).
+    updates before removes, so a page is a seq range that DuckDB's zone maps (or PostgreSQL's
+    index) find without rescanning the diff (PostgreSQL: by key within each group, so a page's
+    state rows go into a small part of sync_state's primary-key index; DuckDB's sync_state has no
+    index, syncs.state.SYNC_STATE_KEY).
 
     A state row with status 'departed' (upsert: the row left the model, the destination kept it;
     syncs.state.mark_departed) is no member: it is never removed, and when the row returns it is an
@@ -107,11 +109,11 @@ def build_diff(conn: sa.Connection, sync: SyncConfig) -> Plan:
     params["name"] = sync.name
     mapped = "".join(f", source.{c}" for c in mapped_columns(sync))
     mapped_out = "".join(f", {c}" for c in mapped_columns(sync))
-    # Both write the rows in page order. DuckDB then numbers them by position (_number_by_position),
-    # not by a window, which would sort every column a second time. The sort costs the initial diff
-    # of 1M members ~0.7 s of CPU (0.8-1.0 -> 1.5-1.7 s) and saves ~3 s in the state writes: a page
-    # of keys in random order (profile ids are md5 hex) reaches all over sync_state's primary-key
-    # index, and its insert and commit cost ~1.8x those of a page that is a key range.
+    # DuckDB writes the rows unsorted and numbers them by position (rowid, consecutive in a new
+    # table; uncommitted rows' start high), renumbering them with the removes last only when the
+    # diff has both kinds (see _number_by_position). An `order by op, key` cost the initial diff of
+    # 1M members ~0.7 s of CPU (0.8-1.0 -> 1.5-1.7 s: the sort, and compressing and decompressing
+    # every column for it), which paid only while sync_state had a primary-key index on DuckDB.
     duckdb = conn.dialect.name == "duckdb"
     seq = "cast(null as bigint)" if duckdb else f"row_number() over (order by {PAGE_ORDER})"
     conn.execute(sa.text(f"drop table if exists {DIFF_TABLE}"))
@@ -141,12 +143,19 @@ def build_diff(conn: sa.Connection, sync: SyncConfig) -> Plan:
         )
         select key, row_hash, email, phone, first_name, last_name, payload, destination_id, op, sent_fields{mapped_out},
                has_state, {seq} as seq
-        from changes
-        order by {PAGE_ORDER}
+        from changes{"" if duckdb else f" order by {PAGE_ORDER}"}
     """), params)
-    counts = dict(conn.execute(sa.text(f"select op, count(*) from {DIFF_TABLE} group by op")).fetchall())
+    # Per op: its rows and, on DuckDB, how many of them may repeat a key (the source holds a key
+    # twice: both rows join the same state row, so they have the same op). Counted by the keys'
+    # 64-bit hashes (0.12 instead of 0.2 s of CPU at 1M): distinct hashes are distinct keys, and a
+    # collision only sends the sync down the upsert path (engine.commit_page), which is right either
+    # way. PostgreSQL's sync_state has a primary key, which refuses a second row itself.
+    repeating = "count(*) - count(distinct hash(key))" if duckdb else "0"
+    counted = conn.execute(sa.text(f"select op, count(*), {repeating} from {DIFF_TABLE} group by op")).fetchall()
+    counts = {op: n for op, n, _ in counted}
+    duplicates = sum(repeated for op, _, repeated in counted if op != "remove")
     if duckdb:
-        _number_by_position(conn)
+        _number_by_position(conn, mixed="remove" in counts and len(counts) > 1)
     if conn.dialect.name == "postgresql":
         conn.execute(sa.text(f"create index on {DIFF_TABLE} (seq)"))
         conn.execute(sa.text(f"analyze {DIFF_TABLE}"))
@@ -157,14 +166,19 @@ def build_diff(conn: sa.Connection, sync: SyncConfig) -> Plan:
         select count(*) from source join {STATE_SCHEMA}.rejections r
           on r.sync_name = :name and r.key = source.key and r.payload_hash = source.row_hash"""), params).scalar()
     return Plan(adds=counts.get("add", 0), updates=counts.get("update", 0), removes=counts.get("remove", 0),
-                skipped_rejected=skipped, current=current)
+                skipped_rejected=skipped, current=current, duplicate_keys=duplicates)
 
 
-def _number_by_position(conn: sa.Connection) -> None:
-    """DuckDB: seq 1..N by rowid, the order the rows were written in (an ORDER BY's, which DuckDB
-    keeps when it writes a table; rowids are consecutive in a new table, and start high for
-    uncommitted rows)."""
+def _number_by_position(conn: sa.Connection, mixed: bool) -> None:
+    """DuckDB: seq 1..N by rowid, the order the rows were written in. `mixed` (removes and other
+    rows): then renumbered with the removes after the others, each group in that order (a sort of
+    two narrow columns, not of the rows)."""
     conn.execute(sa.text(f"update {DIFF_TABLE} set seq = rowid - (select min(rowid) from {DIFF_TABLE}) + 1"))
+    if mixed:
+        conn.execute(sa.text(f"""
+            update {DIFF_TABLE} set seq = numbered.seq
+            from (select seq as written, row_number() over (order by op = 'remove', seq) as seq from {DIFF_TABLE}) numbered
+            where {DIFF_TABLE}.seq = numbered.written"""))
 
 
 def _page_selects(conn: sa.Connection, op_filter: tuple[str, ...], page_size: int,

@@ -21,12 +21,19 @@ from syncs.warehouse import STATE_SCHEMA
 if TYPE_CHECKING:
     import pyarrow as pa
 
+# sync_state holds one row per (sync_name, key). On PostgreSQL its primary key also enforces that;
+# on DuckDB the engine alone keeps it (as on warehouses whose keys are not enforced, e.g. Snowflake
+# and BigQuery): a row is inserted only when the diff showed no state row for its key and no other
+# row of the diff has that key (plan.Plan.duplicate_keys), and the sync's lock keeps other runs out.
+# DuckDB's primary key is an ART index whose inserts and checkpoints cost half of each page's state
+# write with random profile ids (35 -> 18 ms a 10,000-row page; benchmarks/results.md, fifteenth session).
+SYNC_STATE_COLUMNS = """sync_name varchar not null, key varchar not null, row_hash varchar, destination_id varchar,
+        status varchar, attempts integer, last_error varchar, synced_at timestamp, sent_fields varchar"""
+SYNC_STATE_KEY = ", primary key (sync_name, key)"
+
 DDL = [
     f"create schema if not exists {STATE_SCHEMA}",
-    f"""create table if not exists {STATE_SCHEMA}.sync_state (
-        sync_name varchar not null, key varchar not null, row_hash varchar, destination_id varchar,
-        status varchar, attempts integer, last_error varchar, synced_at timestamp, sent_fields varchar,
-        primary key (sync_name, key))""",
+    f"create table if not exists {STATE_SCHEMA}.sync_state ({SYNC_STATE_COLUMNS}{{sync_state_key}})",
     f"""create table if not exists {STATE_SCHEMA}.sync_runs (
         run_id varchar primary key, sync_name varchar, started_at timestamp, finished_at timestamp,
         status varchar, adds integer, updates integer, removes integer, rejections integer, retries integer,
@@ -59,14 +66,35 @@ MIGRATIONS = [("sync_state", "sent_fields", "varchar")]  # syncs.sent_fields; ex
 
 
 def ensure_state(conn: sa.Connection) -> None:
+    duckdb = conn.dialect.name == "duckdb"
     for statement in DDL:
-        conn.execute(sa.text(statement))
+        conn.execute(sa.text(statement.replace("{sync_state_key}", "" if duckdb else SYNC_STATE_KEY)))
+    if duckdb:
+        drop_state_key(conn)
     for table, column, kind in MIGRATIONS:
         present = conn.execute(sa.text(
             "select count(*) from information_schema.columns where table_schema = :s and table_name = :t "
             "and column_name = :c"), {"s": STATE_SCHEMA, "t": table, "c": column}).scalar()
         if not present:  # checked first: ALTER TABLE locks the table on PostgreSQL even when it changes nothing
             conn.execute(sa.text(f"alter table {STATE_SCHEMA}.{table} add column {column} {kind}"))
+    conn.commit()
+
+
+def drop_state_key(conn: sa.Connection) -> None:
+    """DuckDB: a sync_state made before the engine kept its rows unique itself has a primary key;
+    the table is rebuilt without it, rows unchanged, in one transaction (DuckDB cannot drop a
+    constraint). Once per warehouse; the check is a catalog read."""
+    keyed = conn.execute(sa.text(
+        "select count(*) from duckdb_constraints() where schema_name = :s and table_name = 'sync_state' "
+        "and constraint_type = 'PRIMARY KEY'"), {"s": STATE_SCHEMA}).scalar()
+    if not keyed:
+        return
+    rebuilt = f"{STATE_SCHEMA}.sync_state_unkeyed"
+    conn.execute(sa.text(f"drop table if exists {rebuilt}"))
+    conn.execute(sa.text(f"create table {rebuilt} ({SYNC_STATE_COLUMNS})"))
+    conn.execute(sa.text(f"insert into {rebuilt} select * from {STATE_SCHEMA}.sync_state"))
+    conn.execute(sa.text(f"drop table {STATE_SCHEMA}.sync_state"))
+    conn.execute(sa.text(f"alter table {rebuilt} rename to sync_state"))
     conn.commit()
 
 
@@ -217,24 +245,52 @@ _ON_CONFLICT = f"""on conflict (sync_name, key) do update set row_hash = exclude
 
 
 def mark_synced(conn: sa.Connection, sync_name: str, rows: list[dict] | pa.Table,
-                new: list[dict] | pa.Table | None = None, clear_rejections: bool = True) -> None:
+                new: list[dict] | pa.Table | None = None, clear_rejections: bool = True,
+                new_unique: bool = True) -> None:
     """Record acknowledged rows: key, row_hash, destination_id, sent_fields (the JSON list of fields
     the row carried, syncs.sent_fields; kept as it was when not given) and clear their old rejections.
     `rows` are upserted; `new` rows, which had no state row when the diff was built (the sync's lock
     keeps it so), are inserted without the conflict check (a quarter of the upsert's CPU per page).
     A `new` row that has a state row after all (the source holds its key twice) raises
-    sa.exc.IntegrityError: roll back and mark the page again with every row in `rows`.
+    sa.exc.IntegrityError where sync_state has its primary key (PostgreSQL): roll back and mark the
+    page again with every row in `rows`. On DuckDB (no primary key, see SYNC_STATE_KEY) `rows` are
+    updated in place (they had a state row when the diff was built, and the lock keeps it), and
+    `new_unique=False` (the diff holds some key twice: plan.Plan.duplicate_keys) marks `new` rows as
+    an upsert would, one state row per key.
     `clear_rejections=False` when the sync has no rejections (has_rejections): the delete, a
     statement per page, is skipped. `rows` and `new` may be Arrow tables of the four columns (`staged`)."""
-    for acknowledged, conflict in ((new, ""), (rows, _ON_CONFLICT)):
+    keyed = conn.dialect.name != "duckdb"
+    for acknowledged, upsert in ((new, not new_unique), (rows, True)):
         if not acknowledged:
             continue
         with staged(conn, acknowledged) as acked:
-            conn.execute(sa.text(f"{_INSERT_ACKED.format(acked=acked)} {conflict}"),
-                         {"sync_name": sync_name, "synced_at": now()})
+            params = {"sync_name": sync_name, "synced_at": now()}
+            if not upsert:
+                conn.execute(sa.text(_INSERT_ACKED.format(acked=acked)), params)
+            elif keyed:
+                conn.execute(sa.text(f"{_INSERT_ACKED.format(acked=acked)} {_ON_CONFLICT}"), params)
+            else:
+                _update_acked(conn, acked, params, insert_missing=acknowledged is new)
             if clear_rejections:
                 conn.execute(sa.text(f"delete from {STATE_SCHEMA}.rejections where sync_name = :n "
                                      f"and key in (select key from {acked})"), {"n": sync_name})
+
+
+def _update_acked(conn: sa.Connection, acked: str, params: dict, insert_missing: bool) -> None:
+    """DuckDB's upsert of acknowledged rows into sync_state without a primary key: what _ON_CONFLICT
+    does, as an update of the rows the sync holds, then (`insert_missing`) an insert of the keys it
+    does not. A key the page holds twice is marked once (either row: both were acknowledged)."""
+    once = f"(select * from {acked} qualify row_number() over (partition by key) = 1)"
+    conn.execute(sa.text(f"""
+        update {STATE_SCHEMA}.sync_state as state set row_hash = acked.row_hash,
+            sent_fields = coalesce(acked.sent_fields, state.sent_fields), destination_id = acked.destination_id,
+            status = 'synced', last_error = null, attempts = state.attempts + 1, synced_at = :synced_at
+        from {once} as acked
+        where state.sync_name = :sync_name and state.key = acked.key"""), params)
+    if insert_missing:
+        conn.execute(sa.text(f"""{_INSERT_ACKED.format(acked=once + ' as acked')}
+            where not exists (select 1 from {STATE_SCHEMA}.sync_state as state
+                              where state.sync_name = :sync_name and state.key = acked.key)"""), params)
 
 
 def has_rejections(conn: sa.Connection, sync_name: str) -> bool:

@@ -205,9 +205,9 @@ def test_acknowledged_rows_clear_rejections_once_the_sync_has_any(duck_warehouse
     clearing: list[bool] = []
     real_commit_page = engine_module.commit_page
 
-    def spy(conn, sync_name, ok, new, bad, clear_rejections=True):
+    def spy(conn, sync_name, ok, new, bad, clear_rejections=True, new_unique=True):
         clearing.append(clear_rejections)
-        real_commit_page(conn, sync_name, ok, new, bad, clear_rejections)
+        real_commit_page(conn, sync_name, ok, new, bad, clear_rejections, new_unique)
 
     monkeypatch.setattr(engine_module, "commit_page", spy)
     [sync] = load_syncs(config(tmp_path / "syncs.yml", sandbox.base_url))

@@ -89,9 +89,11 @@ def test_a_page_not_acknowledged_whole_is_sorted_as_its_rows(results):
     assert (bad, adds) == (expected_bad, expected_adds)
 
 
-def test_tables_with_a_new_key_that_has_state_fall_back_to_the_upsert(duck_warehouse):
-    """acknowledged_whole's tables through commit_page: the second page's `new` holds a key the first
-    wrote (the source holds it twice); the page is upserted whole, the first page's rows kept."""
+def test_tables_with_a_key_the_diff_holds_twice_are_upserted(duck_warehouse):
+    """acknowledged_whole's tables through commit_page, when the diff holds a key twice (the source
+    does; plan.Plan.duplicate_keys): the second page's `new` holds a key the first wrote, and also
+    twice itself; DuckDB's sync_state has no primary key to refuse a second row, so `new` is
+    upserted: one state row per key, the first page's rows kept, `ok` rows updated."""
     def table(keys: list[str], row_hash: str) -> pa.Table:
         return pa.table({"key": keys, "row_hash": [row_hash] * len(keys), "destination_id": pa.nulls(len(keys), pa.string()),
                          "sent_fields": ['["step"]'] * len(keys)})
@@ -99,12 +101,12 @@ def test_tables_with_a_new_key_that_has_state_fall_back_to_the_upsert(duck_wareh
     engine = duck_warehouse.engine()
     with engine.connect() as conn:
         ensure_state(conn)
-        commit_page(conn, "cols", table([], "h0"), table(["a", "b"], "h1"), [])
-        commit_page(conn, "cols", table(["x"], "h2"), table(["c", "a"], "h2"), [])
-        rows = dict(conn.execute(sa.text("select key, row_hash || ':' || attempts from lifeline_state.sync_state "
-                                         "where sync_name = 'cols'")).fetchall())
+        commit_page(conn, "cols", table([], "h0"), table(["a", "b", "x"], "h1"), [], new_unique=False)
+        commit_page(conn, "cols", table(["x"], "h2"), table(["c", "a", "c"], "h2"), [], new_unique=False)
+        rows = conn.execute(sa.text("select key, row_hash || ':' || attempts from lifeline_state.sync_state "
+                                    "where sync_name = 'cols' order by key")).fetchall()
     engine.dispose()
-    assert rows == {"a": "h2:2", "b": "h1:1", "c": "h2:1", "x": "h2:1"}
+    assert rows == [("a", "h2:2"), ("b", "h1:1"), ("c", "h2:1"), ("x", "h2:2")]
 
 
 def test_add_columns_splits_a_page_over_one_jobs_bytes(sandbox, monkeypatch):

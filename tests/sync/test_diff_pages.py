@@ -1,6 +1,6 @@
-"""The diff's seq numbers adds and updates, then removes, 1..N, by key within each group (DuckDB:
-by position, in the order the sorted rows were written; PostgreSQL: a window), so a page is a key
-range; a source row without a key is in no group. plan.pages reads a diff page as Arrow on DuckDB when every column is text or boolean, and as
+"""The diff's seq numbers adds and updates, then removes, 1..N (DuckDB: by position, in the order
+the rows were written, without a sort; PostgreSQL: a window, by key within each group); a source
+row without a key is in no group. plan.pages reads a diff page as Arrow on DuckDB when every column is text or boolean, and as
 DBAPI tuples otherwise: both give the same dicts, and a mapped column of another type keeps the
 Python value DuckDB's fetchall gives (a UUID, a timedelta), not Arrow's."""
 from __future__ import annotations
@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from sync_helpers import people, set_audience
 
 from syncs.config import load_syncs
-from syncs.plan import DIFF_COLUMNS, DIFF_TABLE, _page_reader, build_diff, pages
+from syncs.plan import DIFF_COLUMNS, DIFF_TABLE, _number_by_position, _page_reader, build_diff, pages
 from syncs.state import ensure_state
 from syncs.warehouse import STATE_SCHEMA, Warehouse
 
@@ -97,7 +97,23 @@ def test_diff_numbers_adds_and_updates_then_removes(any_warehouse, tmp_path):
     sending = {(key, op) for _, key, op in numbered[:30]}
     assert sending == {(f"p_{i:05d}", "add") for i in range(20)} | {(f"p_{i:05d}", "update") for i in range(20, 30)}
     assert sorted((key, op) for _, key, op in numbered[30:]) == sorted((k, "remove") for k in gone)
-    # each group by key (the source was stored in reverse): pages are key ranges
-    assert [key for _, key, _ in numbered[:30]] == [f"p_{i:05d}" for i in range(30)]
-    assert [key for _, key, _ in numbered[30:]] == sorted(gone)
+    if any_warehouse.kind == "postgres":  # a window numbers each group by key
+        assert [key for _, key, _ in numbered[:30]] == [f"p_{i:05d}" for i in range(30)]
+        assert [key for _, key, _ in numbered[30:]] == sorted(gone)
 
+
+def test_numbering_by_position_puts_removes_after_the_others(tmp_path):
+    """When the join writes removes among the other rows (its build and probe sides are the
+    planner's choice), DuckDB's numbering by position moves them after the others, each group in
+    the order it was written."""
+    engine = Warehouse(kind="duckdb", duckdb_path=tmp_path / "w.duckdb").engine()
+    with engine.connect() as conn:
+        _diff(conn)  # written k001..k025, every 5th a remove
+        conn.execute(sa.text(f"update {DIFF_TABLE} set seq = null"))
+        _number_by_position(conn, mixed=True)
+        numbered = conn.execute(sa.text(f"select seq, key, op = 'remove' from {DIFF_TABLE} order by seq")).fetchall()
+    engine.dispose()
+    keys = [f"k{i:03d}" for i in range(1, ROWS + 1)]
+    assert [seq for seq, _, _ in numbered] == list(range(1, ROWS + 1))
+    assert [(key, removed) for _, key, removed in numbered] == (
+        [(k, False) for i, k in enumerate(keys, 1) if i % 5] + [(k, True) for i, k in enumerate(keys, 1) if not i % 5])

@@ -44,7 +44,7 @@ def test_a_duckdb_error_while_sending_is_raised_and_a_rerun_converges(duck_wareh
     sync = file_sync(tmp_path)
     seen: list[int] = []  # DuckDB threads while each page is marked
 
-    def failing_mark_synced(conn, sync_name, rows, new=None, clear_rejections=True):
+    def failing_mark_synced(conn, sync_name, rows, new=None, clear_rejections=True, new_unique=True):
         seen.append(current_threads(conn))
         conn.exec_driver_sql("insert into lifeline_state.sync_locks values ('threads_file', 'x', now())")  # duplicate key
 

@@ -42,9 +42,9 @@ def state_rows(warehouse) -> dict[str, tuple]:
 def test_new_rows_are_inserted_and_rows_with_state_upserted(any_warehouse, tmp_path, monkeypatch):
     calls: list[tuple[list[str], list[str]]] = []  # (upserted keys, inserted keys) per page
 
-    def spy(conn, sync_name, rows, new=None, clear_rejections=True):
+    def spy(conn, sync_name, rows, new=None, clear_rejections=True, new_unique=True):
         calls.append((sorted(r["key"] for r in rows), sorted(r["key"] for r in new or ())))
-        mark_synced(conn, sync_name, rows, new, clear_rejections)
+        mark_synced(conn, sync_name, rows, new, clear_rejections, new_unique)
 
     monkeypatch.setattr(engine_module, "mark_synced", spy)
     sync = file_sync(tmp_path)
@@ -68,18 +68,32 @@ def test_new_rows_are_inserted_and_rows_with_state_upserted(any_warehouse, tmp_p
 
 
 def test_a_new_key_with_state_by_its_page_falls_back_to_the_upsert(any_warehouse):
-    """The source holding a key twice, in two pages: the second page's plain insert conflicts; the
-    page is rolled back and marked again with every row upserted, the earlier page's state kept."""
+    """The source holding a key twice, in two pages. PostgreSQL (sync_state's primary key): the
+    second page's plain insert conflicts; the page is rolled back and marked again with every row
+    upserted, the earlier page's state kept. DuckDB (no primary key): the diff counted the repeated
+    key, and the engine marks `new` rows as an upsert (new_unique=False): the same state."""
+    unique = any_warehouse.kind != "duckdb"
     engine = any_warehouse.engine()
     with engine.connect() as conn:
         ensure_state(conn)
         acked = {"destination_id": None, "sent_fields": '["step"]'}
-        commit_page(conn, SYNC, [], [dict(acked, key="a", row_hash="h1"), dict(acked, key="b", row_hash="h1")], [])
-        commit_page(conn, SYNC, [], [dict(acked, key="c", row_hash="h2"), dict(acked, key="a", row_hash="h2")], [])
-        rows = {key: (row_hash, attempts) for key, row_hash, attempts in conn.execute(sa.text(
-            "select key, row_hash, attempts from lifeline_state.sync_state where sync_name = :n"), {"n": SYNC})}
+        commit_page(conn, SYNC, [], [dict(acked, key="a", row_hash="h1"), dict(acked, key="b", row_hash="h1")], [],
+                    new_unique=unique)
+        commit_page(conn, SYNC, [], [dict(acked, key="c", row_hash="h2"), dict(acked, key="a", row_hash="h2")], [],
+                    new_unique=unique)
+        rows = conn.execute(sa.text("select key, row_hash, attempts from lifeline_state.sync_state "
+                                    "where sync_name = :n order by key"), {"n": SYNC}).fetchall()
     engine.dispose()
-    assert rows == {"a": ("h2", 2), "b": ("h1", 1), "c": ("h2", 1)}
+    assert [tuple(row) for row in rows] == [("a", "h2", 2), ("b", "h1", 1), ("c", "h2", 1)]
+
+
+def one_row_per_key(warehouse) -> bool:
+    engine = warehouse.engine()
+    with engine.connect() as conn:
+        rows, keys = conn.execute(sa.text("select count(*), count(distinct key) from lifeline_state.sync_state "
+                                          "where sync_name = :n"), {"n": SYNC}).one()
+    engine.dispose()
+    return rows == keys
 
 
 def key_in_two_audiences(warehouse, tmp_path: Path, monkeypatch, rows_per_page: int):
@@ -107,7 +121,7 @@ def test_a_sync_whose_source_holds_a_key_twice_in_two_pages_succeeds(any_warehou
     result = run_sync(any_warehouse, sync, env={}, progress=False)
     assert result.status == "success" and result.adds + result.updates == 4
     state = state_rows(any_warehouse)
-    assert sorted(state) == ["p_00000", "p_00001", "p_00002"]
+    assert sorted(state) == ["p_00000", "p_00001", "p_00002"] and one_row_per_key(any_warehouse)
     assert state["p_00000"][1] == 2  # marked twice: inserted, then upserted
 
 
@@ -119,7 +133,7 @@ def test_a_key_twice_in_one_page_ends_as_the_upsert_alone_ends(any_warehouse, tm
     sync = key_in_two_audiences(any_warehouse, tmp_path, monkeypatch, rows_per_page=2)
     if any_warehouse.kind == "duckdb":
         assert run_sync(any_warehouse, sync, env={}, progress=False).status == "success"
-        assert sorted(state_rows(any_warehouse)) == ["p_00000", "p_00001", "p_00002"]
+        assert sorted(state_rows(any_warehouse)) == ["p_00000", "p_00001", "p_00002"] and one_row_per_key(any_warehouse)
         return
     with pytest.raises(sa.exc.DBAPIError, match="(?i)second time") as failed:
         run_sync(any_warehouse, sync, env={}, progress=False)
