@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-from syncs.state import SYNC_STATE_COLUMNS, ensure_state
+from syncs.state import SYNC_STATE_COLUMNS, ensure_state, mark_synced
 from syncs.warehouse import STATE_SCHEMA
 
 ROWS = [("s", "k1", "h1", None, "synced", 1, None, "2026-11-24 10:00:00", '["email"]'),
@@ -51,3 +51,41 @@ def test_postgres_state_keeps_its_primary_key_and_duckdb_has_none(any_warehouse)
         ensure_state(conn)
         assert primary_keys(conn) == ([] if any_warehouse.kind == "duckdb" else ["PRIMARY KEY"])
     engine.dispose()
+
+
+def test_upserted_rows_end_as_the_primary_keys_upsert_ends(any_warehouse):
+    """mark_synced's upsert: DuckDB's delete-and-insert (no primary key) writes what PostgreSQL's
+    ON CONFLICT writes: the row's hash, destination id and status, attempts + 1, the error cleared,
+    sent_fields kept when not given; a key the sync does not hold is inserted; another sync's row of
+    the same key is untouched."""
+    engine = any_warehouse.engine()
+    with engine.connect() as conn:
+        ensure_state(conn)
+        conn.execute(sa.text(f"insert into {STATE_SCHEMA}.sync_state values "
+                             + ", ".join(f"({', '.join('null' if v is None else repr(v) for v in row)})" for row in ROWS)))
+        conn.commit()
+        mark_synced(conn, "s", [{"key": "k1", "row_hash": "n1", "destination_id": "d1", "sent_fields": None},
+                                {"key": "k2", "row_hash": "n2", "destination_id": None, "sent_fields": '["phone"]'},
+                                {"key": "k3", "row_hash": "n3", "destination_id": None, "sent_fields": '["email"]'}])
+        conn.commit()
+        rows = conn.execute(sa.text(f"select sync_name, key, row_hash, destination_id, status, attempts, last_error, "
+                                    f"sent_fields from {STATE_SCHEMA}.sync_state order by sync_name, key")).fetchall()
+    engine.dispose()
+    assert [tuple(r) for r in rows] == [
+        ("s", "k1", "n1", "d1", "synced", 2, None, '["email"]'),
+        ("s", "k2", "n2", None, "synced", 4, None, '["phone"]'),
+        ("s", "k3", "n3", None, "synced", 1, None, '["email"]'),
+        ("t", "k1", "h3", None, "synced", 2, "429 once", "[]")]
+
+
+def test_duckdb_upsert_marks_a_key_the_page_holds_twice_once(duck_warehouse):
+    engine = duck_warehouse.engine()
+    with engine.connect() as conn:
+        ensure_state(conn)
+        twice = [{"key": "k9", "row_hash": h, "destination_id": None, "sent_fields": "[]"} for h in ("a", "b")]
+        mark_synced(conn, "s", [], twice, new_unique=False)
+        mark_synced(conn, "s", twice)
+        conn.commit()
+        rows = conn.execute(sa.text(f"select key, attempts from {STATE_SCHEMA}.sync_state")).fetchall()
+    engine.dispose()
+    assert [tuple(r) for r in rows] == [("k9", 2)]
