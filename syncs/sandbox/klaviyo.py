@@ -31,7 +31,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route
 
 from syncs.sandbox import engagement
-from syncs.sandbox.profile_keys import IDENTIFIERS, ProfileKeys, next_rowids, profile_keys
+from syncs.sandbox.profile_keys import IDENTIFIERS, NewKeys, ProfileKeys, next_rowids, profile_keys
 from syncs.sandbox.store import insert_columns, insert_rows
 from syncs.sandbox.common import (Context, ascending_ulids, chunked, decode_cursor, dumps, encode_cursor, now_iso,
                                   short_id, ulid, valid_e164, valid_email)
@@ -811,15 +811,10 @@ def _lines_match(pattern: re.Pattern, lines: str, count: int) -> bool:
     return not count or (lines.count("\n") == count - 1 and pattern.fullmatch(lines + "\n") is not None)
 
 
-def all_new(db, index: ProfileKeys, plain: PlainProfiles) -> bool:
-    """No two profiles of the job share an identifier and none matches a stored profile."""
-    wanted = {}
-    for field, column in zip(IDENTIFIERS, plain_columns(plain)):
-        keys = list(filter(None, column))  # None where not given, else a non-empty text
-        if len(set(keys)) != len(keys):
-            return False
-        wanted[field] = keys
-    return not index.rows(db, wanted, "1")
+def all_new(db, index: ProfileKeys, plain: PlainProfiles) -> NewKeys | None:
+    """The lookups of the job's identifiers (for `insert_new_profiles`) when no two profiles of the
+    job share an identifier and none matches a stored profile; else None."""
+    return index.new_keys(db, dict(zip(IDENTIFIERS, plain_columns(plain))))
 
 
 def plain_columns(plain: PlainProfiles) -> tuple[list, list, list]:
@@ -850,16 +845,17 @@ def attribute_texts(attributes: list[dict]) -> list[str] | None:
     return list(map(bytes.decode, encoded)) if max(map(len, encoded)) <= MAX_PROFILE_BYTES else None
 
 
-def insert_new_profiles(db, index: ProfileKeys, plain: PlainProfiles, now: str) -> list[str] | None:
-    """The job's profiles inserted as new ones (`all_new`), as `ProfileIndex.import_profiles` would
-    make them: ids ascending in job order; None (nothing written) when one is over the size limit."""
+def insert_new_profiles(db, index: ProfileKeys, plain: PlainProfiles, new: NewKeys, now: str) -> list[str] | None:
+    """The job's profiles inserted as new ones (`new`: what `all_new` found), as
+    `ProfileIndex.import_profiles` would make them: ids ascending in job order; None (nothing
+    written) when one is over the size limit."""
     texts = attribute_texts(plain.attributes)
     if texts is None:
         return None
     ids = ascending_ulids(len(texts))
     rowids = next_rowids(db, len(texts))
     insert_columns(db, PROFILE_INSERT, [rowids, ids, *plain_columns(plain), texts], shared=(None, None, now, now))
-    index.add_columns(rowids, dict(zip(IDENTIFIERS, plain_columns(plain))))
+    index.add_new(new, rowids)
     return ids
 
 
@@ -874,8 +870,8 @@ def apply_bulk_import(ctx: Context, entries: list, lists: list[str], plain: Plai
         for lid in lists:
             require_list(db, lid)
         index = profile_keys(ctx.store)
-        imported = insert_new_profiles(db, index, plain, now) if plain is not None and all_new(db, index, plain) \
-            else None
+        new = all_new(db, index, plain) if plain is not None else None
+        imported = insert_new_profiles(db, index, plain, new, now) if new is not None else None
         errors: list[dict] = []
         if imported is None:
             accepted, errors = checked or checked_profiles(entries)

@@ -21,6 +21,7 @@ from collections.abc import Callable, Collection, Sequence
 from itertools import compress, repeat
 from math import isqrt
 from operator import is_not, itemgetter
+from typing import NamedTuple
 
 import numpy as np
 import orjson
@@ -59,15 +60,39 @@ class KeyIndex:
 
     def add(self, keys: Sequence[str], rowids: Sequence[int] | np.ndarray) -> None:
         """Entries key -> rowid (the two aligned); a key already present keeps its other entries."""
-        if not len(keys):
-            return
+        if len(keys):
+            self.add_found(self.lookup(keys), rowids)
+
+    def lookup(self, keys: Collection[str]) -> Lookup:
+        """The keys' hashes sorted, with the rowids of the entries holding one of them and where each
+        goes in the delta level (what `add_found` needs: a batch looked up, then added, is hashed,
+        sorted and searched in the delta once)."""
+        hashes = self.hashes(keys)
+        order = np.argsort(hashes, kind="stable")
+        hashes = hashes[order]
+        found, delta_at = [], None
+        if len(self._main[0]):
+            found.append(_range_values(self._main, hashes))
+        if len(self._delta[0]):
+            delta_at = np.searchsorted(self._delta[0], hashes)
+            found.append(_range_values(self._delta, hashes, delta_at))
+        candidates = np.concatenate(found).astype(np.int64) if found else np.empty(0, np.int64)
+        return Lookup(hashes, order, candidates, self._delta[0], delta_at)
+
+    def add_found(self, found: Lookup, rowids: Sequence[int] | np.ndarray) -> None:
+        """`add` of the keys `found` was the lookup of (`rowids` aligned with those keys)."""
         rows = np.asarray(rowids, np.int64)
+        if not len(rows):
+            return
         if rows.max() > MAX_ROWID or rows.min() < 0:
             raise ValueError(f"kl_profiles rowid {int(rows.max())} is outside 0..{MAX_ROWID}: the identifier index "
                              "stores rowids in 32 bits; reset the sandbox state (POST /control/reset).")
-        hashes = self.hashes(keys)
-        order = np.argsort(hashes, kind="stable")
-        self._delta = _merged(self._delta, (hashes[order], rows[order].astype(np.uint32)))
+        new = (found.hashes, rows[found.order].astype(np.uint32))
+        if not len(self._delta[0]):
+            self._delta = new
+        else:  # where the lookup found each hash's place, unless the delta changed since
+            at = found.delta_at if found.delta is self._delta[0] else np.searchsorted(self._delta[0], new[0])
+            self._delta = (np.insert(self._delta[0], at, new[0]), np.insert(self._delta[1], at, new[1]))
         if len(self._delta[0]) > max(self._min_delta, isqrt(len(self._main[0]) * DELTA_SCALE)):
             self._main = _merged(self._main, self._delta)
             self._delta = (self._delta[0][:0], self._delta[1][:0])
@@ -82,9 +107,20 @@ class KeyIndex:
         """The rowids of every entry whose hash is that of one of the keys (int64, may repeat)."""
         if not len(keys) or not len(self):
             return np.empty(0, np.int64)
-        hashes = np.sort(self.hashes(keys))  # sorted needles: each search starts near the last (3x fewer cache misses)
-        found = [_range_values(level, hashes) for level in (self._main, self._delta) if len(level[0])]
-        return np.concatenate(found).astype(np.int64)
+        return self.lookup(keys).candidates
+
+
+class Lookup(NamedTuple):
+    """A batch of keys looked up in a KeyIndex (`KeyIndex.lookup`)."""
+    hashes: np.ndarray  # the keys' hashes, ascending
+    order: np.ndarray  # the batch positions of the keys in that order
+    candidates: np.ndarray  # rowids of the entries with one of the hashes (int64, may repeat)
+    delta: np.ndarray  # the delta level's hashes when looked up, and where each of `hashes` goes in them
+    delta_at: np.ndarray | None  # (np.searchsorted; None when the delta was empty)
+
+    def repeats(self) -> bool:
+        """Two of the keys have one hash (the same key twice, or a collision)."""
+        return bool(len(self.hashes) > 1 and (self.hashes[1:] == self.hashes[:-1]).any())
 
 
 def _merged(level: tuple[np.ndarray, np.ndarray], new: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
@@ -95,11 +131,12 @@ def _merged(level: tuple[np.ndarray, np.ndarray], new: tuple[np.ndarray, np.ndar
     return np.insert(level[0], at, new[0]), np.insert(level[1], at, new[1])
 
 
-def _range_values(level: tuple[np.ndarray, np.ndarray], hashes: np.ndarray) -> np.ndarray:
+def _range_values(level: tuple[np.ndarray, np.ndarray], hashes: np.ndarray, first: np.ndarray | None = None) -> np.ndarray:
     """The rowids of `level`'s entries equal to any of the sorted `hashes` (each hash's run of equal
-    entries: one search for every hash, a second only for the hashes present)."""
+    entries: one search for every hash, a second only for the hashes present); `first`: the first
+    search's answer when the caller made it."""
     sorted_hashes, rowids = level
-    first = np.searchsorted(sorted_hashes, hashes, "left")
+    first = np.searchsorted(sorted_hashes, hashes, "left") if first is None else first
     hit = sorted_hashes[np.minimum(first, len(sorted_hashes) - 1)] == hashes
     if not hit.any():
         return rowids[:0]
@@ -151,15 +188,28 @@ class ProfileKeys:
     def rows(self, db: sqlite3.Connection, wanted: dict[str, Collection[str]], columns: str) -> list[tuple]:
         """The stored profiles holding one of the wanted keys, checked against the row: (email,
         phone_number, external_id, *columns) each, in rowid order."""
-        rowids = self.candidates(wanted)
-        if not rowids:
-            return []
-        wanted = {field: set(keys) for field, keys in wanted.items()}
-        rows = db.execute(f"select email, phone_number, external_id, {columns} from kl_profiles "  # noqa: S608
-                          "where rowid in (select value from json_each(?)) order by rowid",
-                          (orjson.dumps(rowids).decode(),)).fetchall()
-        checks = [(IDENTIFIERS.index(field), keys) for field, keys in wanted.items()]
-        return [row for row in rows if any(row[i] in keys for i, keys in checks)]
+        return _holding(db, self.candidates(wanted), wanted, columns)
+
+    def new_keys(self, db: sqlite3.Connection, columns: dict[str, Sequence[str | None]]) -> NewKeys | None:
+        """The lookups of a batch's identifiers (each column aligned with the batch, None where not
+        given) when no key is given twice and no stored profile holds one; else None. `add_new`
+        then adds them without hashing, sorting or searching them again."""
+        found, wanted, candidates = {}, {}, []
+        for field, column in columns.items():
+            wanted[field], given = _given_at(column)
+            lookup = self.by[field].lookup(wanted[field])
+            if lookup.repeats() and len(set(wanted[field])) != len(wanted[field]):
+                return None
+            found[field] = (lookup, given)
+            candidates.append(lookup.candidates)
+        rowids = np.unique(np.concatenate(candidates)).tolist() if candidates else []
+        return None if _holding(db, rowids, wanted, "1") else NewKeys(found)
+
+    def add_new(self, new: NewKeys, rowids: Sequence[int]) -> None:
+        """The identifiers `new_keys` looked up, now stored under `rowids` (aligned with the batch)."""
+        rows = np.asarray(rowids, np.int64)
+        for field, (lookup, given) in new.found.items():
+            self.by[field].add_found(lookup, rows if given is None else rows[given])
 
     def first_ids(self, db: sqlite3.Connection, field: str, values: Collection[str]) -> dict[str, str]:
         """value -> the id of the stored profile whose `field` is that value (the first stored, when several)."""
@@ -172,10 +222,33 @@ class ProfileKeys:
 
 def _given(column: Sequence[str | None], rowids: np.ndarray) -> tuple[Sequence[str], np.ndarray]:
     """The keys of a column that are given (not None) and their rows' rowids (in C: no Python step a key)."""
+    keys, given = _given_at(column)
+    return keys, rowids if given is None else rowids[given]
+
+
+def _given_at(column: Sequence[str | None]) -> tuple[Sequence[str], np.ndarray | None]:
+    """The keys of a column that are given (not None) and where they are in it (None: everywhere)."""
     if None not in column:
-        return column, rowids
+        return column, None
     given = np.fromiter(map(is_not, column, repeat(None)), bool, len(column))
-    return list(compress(column, given)), rowids[given]
+    return list(compress(column, given)), given
+
+
+def _holding(db: sqlite3.Connection, rowids: list[int], wanted: dict[str, Collection[str]], columns: str) -> list[tuple]:
+    """The rows among `rowids` (ascending) holding one of the wanted keys (field -> keys): (email,
+    phone_number, external_id, *columns) each, in rowid order."""
+    if not rowids:
+        return []
+    rows = db.execute(f"select email, phone_number, external_id, {columns} from kl_profiles "  # noqa: S608
+                      "where rowid in (select value from json_each(?)) order by rowid",
+                      (orjson.dumps(rowids).decode(),)).fetchall()
+    checks = [(IDENTIFIERS.index(field), set(keys)) for field, keys in wanted.items()]
+    return [row for row in rows if any(row[i] in keys for i, keys in checks)]
+
+
+class NewKeys(NamedTuple):
+    """`ProfileKeys.new_keys`: each identifier kind's lookup, and where its given keys are in the batch."""
+    found: dict[str, tuple[Lookup, np.ndarray | None]]
 
 
 def profile_keys(store: Store) -> ProfileKeys:

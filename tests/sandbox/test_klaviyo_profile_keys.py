@@ -105,11 +105,13 @@ def test_a_rolled_back_import_leaves_no_profile_its_rowids_later_hold(tmp_path):
     plain = klaviyo.plain_profiles([{"attributes": {"email": "rolled@example.com"}}])
     with pytest.raises(RuntimeError):
         with store.tx() as db:
-            klaviyo.insert_new_profiles(db, profile_keys(store), plain, "2026-01-01T00:00:00Z")
+            new = klaviyo.all_new(db, profile_keys(store), plain)
+            klaviyo.insert_new_profiles(db, profile_keys(store), plain, new, "2026-01-01T00:00:00Z")
             raise RuntimeError("the job fails after its insert")
     later = klaviyo.plain_profiles([{"attributes": {"email": "later@example.com"}}])
     with store.tx() as db:  # takes the rowid the rolled-back profile had
-        klaviyo.insert_new_profiles(db, profile_keys(store), later, "2026-01-01T00:00:00Z")
+        new = klaviyo.all_new(db, profile_keys(store), later)
+        klaviyo.insert_new_profiles(db, profile_keys(store), later, new, "2026-01-01T00:00:00Z")
         assert klaviyo.all_new(db, profile_keys(store), plain)
         assert not klaviyo.all_new(db, profile_keys(store), later)
         assert profile_keys(store).first_ids(db, "email", ["rolled@example.com", "later@example.com"]).keys() \
@@ -180,3 +182,28 @@ def test_no_klaviyo_endpoint_reads_every_profile_to_find_one(sandbox):
         for line in plan:
             if "kl_profiles" in line or line.startswith(("SCAN p", "SEARCH p ")):
                 assert "SCAN" not in line and "=?)" in line, (sql[:200], plan)
+
+
+def test_a_lookup_added_after_the_index_changed_is_placed_again():
+    """KeyIndex.add_found reuses where its lookup found each hash's place in the delta level only
+    while that level is the one it searched."""
+    index = KeyIndex(min_delta=1000)
+    index.add([f"a{i}" for i in range(100)], range(100))
+    found = index.lookup([f"b{i}" for i in range(100)])
+    index.add([f"c{i}" for i in range(100)], range(100, 200))  # the delta changes between the lookup and its add
+    index.add_found(found, range(200, 300))
+    for prefix, first in (("a", 0), ("b", 200), ("c", 100)):
+        assert sorted(index.candidates([f"{prefix}{i}" for i in range(100)]).tolist()) == list(range(first, first + 100))
+
+
+def test_keys_whose_hashes_collide_are_new_unless_one_is_given_twice(tmp_path):
+    """A job's keys sharing a hash are compared as texts: a collision keeps the job all-new, a key
+    given twice (emails compared case-insensitively) does not."""
+    store = Store(tmp_path)
+    keys = ProfileKeys(key_hash=colliding)
+    distinct = klaviyo.plain_profiles([{"attributes": {"email": "a@example.com"}}, {"attributes": {"email": "b@example.com"}}])
+    twice = klaviyo.plain_profiles([{"attributes": {"email": "a@example.com"}}, {"attributes": {"email": "A@example.com"}}])
+    with store.tx() as db:
+        assert klaviyo.all_new(db, keys, distinct) is not None
+        assert klaviyo.all_new(db, keys, twice) is None
+    store.close()
