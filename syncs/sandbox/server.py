@@ -69,7 +69,7 @@ Control endpoints (no auth; loopback only)
   GET  /_sandbox/message_events              rows shaped like raw.message_events (message_id, channel,
                                              event, occurred_at, recipient, campaign, external_id)
 
-State lives in `<state_dir>/sandbox.sqlite3` (SQLite, WAL, one transaction per request), so it
+State lives in `<state_dir>/sandbox.sqlite3` (SQLite, rollback journal, one transaction per request), so it
 survives a restart; `reset` starts empty. Klaviyo's profiles are found by email, phone_number and
 external_id through an in-memory index rebuilt from that file on the first Klaviyo request after a
 start (syncs/sandbox/profile_keys.py). Measured throughput: benchmarks/bench_sandbox.py.

@@ -3,6 +3,10 @@ from __future__ import annotations
 
 import http.client
 import json
+import os
+import signal
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -11,6 +15,7 @@ import requests
 
 from syncs.sandbox.faults import parse_faults
 from syncs.sandbox.server import ensure_loopback, faults_from_env, serve
+from syncs.sandbox.store import Store
 
 from .conftest import KLAVIYO_HEADERS, TOKEN
 
@@ -137,6 +142,39 @@ def test_state_survives_a_restart_and_reset_clears_it(start_sandbox, tmp_path):
     fresh = start_sandbox(state_dir=state, reset=True)
     assert requests.get(f"{fresh.base_url}/_sandbox/summary").json()["mailchimp"] == {"lists": {}}
     assert requests.get(f"{fresh.base_url}/_sandbox/health").json()["status"] == "ok"
+
+
+KILLED_MID_WRITE = """
+import os, signal, sys
+from pathlib import Path
+from syncs.sandbox.store import Store
+store = Store(Path(sys.argv[1]))
+with store.tx() as db:
+    db.execute("insert into kl_lists (id, name, created, updated) values ('kept', 'k', 'now', 'now')")
+    db.executemany("insert into webhook_deliveries (name, body, received) values ('w', ?, 'now')",
+                   [("before" * 700,)] * 2000)
+with store.tx() as db:
+    db.execute("pragma cache_size=8")  # the changed pages spill into the database file before the commit
+    db.execute("update webhook_deliveries set body = 'after'")
+    db.execute("delete from kl_lists")
+    os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+def test_a_process_killed_in_a_write_leaves_the_last_committed_state(tmp_path):
+    """The store's journal: a sandbox killed while a transaction has written part of its pages into
+    the database opens again with what was committed before it, and none of that transaction."""
+    root = Path(__file__).resolve().parents[2]
+    child = subprocess.run([sys.executable, "-c", KILLED_MID_WRITE, str(tmp_path)], cwd=root,
+                           env={**os.environ, "PYTHONPATH": str(root)}, capture_output=True, text=True, timeout=120)
+    assert child.returncode == -signal.SIGKILL, child.stderr
+    store = Store(tmp_path)
+    with store.tx() as db:
+        assert db.execute("pragma integrity_check").fetchone() == ("ok",)
+        assert db.execute("select id from kl_lists").fetchall() == [("kept",)]
+        assert db.execute("select body, count(*) from webhook_deliveries group by body").fetchall() == [
+            ("before" * 700, 2000)]
+    store.close()
 
 
 @pytest.mark.parametrize("host", ["0.0.0.0", "8.8.8.8"])
