@@ -68,7 +68,7 @@ class KeyIndex:
         goes in the delta level (what `add_found` needs: a batch looked up, then added, is hashed,
         sorted and searched in the delta once)."""
         hashes = self.hashes(keys)
-        order = np.argsort(hashes, kind="stable")
+        order = np.argsort(hashes)  # not stable: the entries of one hash are all candidates, in any order
         hashes = hashes[order]
         found, delta_at = [], None
         if len(self._main[0]):
