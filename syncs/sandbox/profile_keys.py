@@ -61,21 +61,22 @@ class KeyIndex:
     def add(self, keys: Sequence[str], rowids: Sequence[int] | np.ndarray) -> None:
         """Entries key -> rowid (the two aligned); a key already present keeps its other entries."""
         if len(keys):
-            self.add_found(self.lookup(keys), rowids)
+            self.add_found(self.lookup(keys, find=False), rowids)
 
-    def lookup(self, keys: Collection[str]) -> Lookup:
-        """The keys' hashes sorted, with the rowids of the entries holding one of them and where each
-        goes in the delta level (what `add_found` needs: a batch looked up, then added, is hashed,
-        sorted and searched in the delta once)."""
+    def lookup(self, keys: Collection[str], find: bool = True) -> Lookup:
+        """The keys' hashes sorted, with the rowids of the entries holding one of them (none looked
+        for unless `find`) and where each goes in the delta level (what `add_found` needs: a batch
+        looked up, then added, is hashed, sorted and searched in the delta once)."""
         hashes = self.hashes(keys)
         order = np.argsort(hashes)  # not stable: the entries of one hash are all candidates, in any order
         hashes = hashes[order]
         found, delta_at = [], None
-        if len(self._main[0]):
+        if find and len(self._main[0]):
             found.append(_range_values(self._main, hashes))
         if len(self._delta[0]):
             delta_at = np.searchsorted(self._delta[0], hashes)
-            found.append(_range_values(self._delta, hashes, delta_at))
+            if find:
+                found.append(_range_values(self._delta, hashes, delta_at))
         candidates = np.concatenate(found).astype(np.int64) if found else np.empty(0, np.int64)
         return Lookup(hashes, order, candidates, self._delta[0], delta_at)
 
