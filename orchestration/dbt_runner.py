@@ -5,6 +5,7 @@ and the tests all go through it, so the DuckDB file is never opened by two write
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
@@ -96,6 +97,28 @@ def dbt_env(warehouse: Warehouse, base: Mapping[str, str] | None = None) -> dict
     return env
 
 
+def connection_key(warehouse: Warehouse, var_args: Sequence[str] = ()) -> str:
+    """A short name for what dbt's partial parse is keyed on besides the files: the connection (the
+    DuckDB file, the PostgreSQL server, user and database) and the --vars."""
+    env = warehouse.dbt_env()
+    env.pop("PGPASSWORD", None)  # not part of dbt's profile hash, and no secret goes into a path
+    described = json.dumps([sorted(env.items()), list(var_args)])
+    return hashlib.sha1(described.encode()).hexdigest()[:12]
+
+
+def target_folder(warehouse: Warehouse, root: str | None, var_args: Sequence[str] = ()) -> Path:
+    """Where dbt keeps its artifacts and partial_parse.msgpack for this run. dbt re-parses the whole
+    project (3-4 s of CPU) when that file was written for another target, connection or --vars.
+    Without `root`: target/<target>, one folder per target, so runs that alternate DuckDB and
+    PostgreSQL from one checkout (a migration) keep theirs. Under `root` (LIFELINE_DBT_TARGET_ROOT:
+    processes that build many warehouses, such as each test process): one folder per target,
+    connection and --vars, so alternating warehouses (a test's incremental warehouse and its
+    full-refresh twin, a template and the copies made from it) each keep theirs too."""
+    if not root:
+        return Path("target") / warehouse.dbt_target
+    return Path(root) / f"{warehouse.dbt_target}-{connection_key(warehouse, var_args)}"
+
+
 def run_dbt(warehouse: Warehouse, command: str, args: Sequence[str] = (), *, as_of: datetime | None = None,
             extra_vars: Mapping[str, object] | None = None, check: bool = True, stream: bool = False) -> DbtResult:
     project = dbt_project_dir()
@@ -103,18 +126,14 @@ def run_dbt(warehouse: Warehouse, command: str, args: Sequence[str] = (), *, as_
             "--target", warehouse.dbt_target]
     env = dbt_env(warehouse)
     env.pop(RUN_VARS_ENV, None)
+    var_args: list[str] = []
     if command not in ("deps", "clean", "parse", "debug"):
         var_args, run_env = dbt_invocation(dbt_vars(as_of, extra_vars))
         full += var_args
         env.update(run_env)
     full += list(args)
     if "--target-path" not in args and "DBT_TARGET_PATH" not in env:
-        # One artifacts folder per target: dbt's partial parse (target/<target>/partial_parse.msgpack)
-        # is void for a build of another target, so runs that alternate DuckDB and PostgreSQL from
-        # one checkout (tests, a migration) would re-parse the whole project each time. The folders
-        # sit in LIFELINE_DBT_TARGET_ROOT when set (e.g. one per test process), else in target/.
-        root = Path(env.get(TARGET_ROOT_ENV) or "target")
-        full += ["--target-path", str(root / warehouse.dbt_target)]
+        full += ["--target-path", str(target_folder(warehouse, env.get(TARGET_ROOT_ENV), var_args))]
     started = time.perf_counter()
     proc = subprocess.Popen(full, cwd=project, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)

@@ -13,6 +13,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from pg_server import PostgresServer, PostgresUnavailable  # noqa: E402
 from syncs.warehouse import Warehouse  # noqa: E402
+from warehouse_templates import linked_duckdb  # noqa: E402
 
 # No telemetry from anything a test starts.
 os.environ.setdefault("DO_NOT_TRACK", "1")
@@ -66,12 +67,14 @@ def warm_dbt(tmp_path_factory):
 
 @pytest.fixture(scope="session", autouse=True)
 def dbt_target_per_worker(tmp_path_factory):
-    """run_dbt's artifacts folders (one per target, orchestration.dbt_runner.TARGET_ROOT_ENV) in this
-    test process's temporary folder. dbt re-parses the whole project (3-4 s of CPU) whenever
-    partial_parse.msgpack was written for another connection or target: the pytest-xdist workers
-    shared dbt_project/target/<target>, so each worker's new warehouse voided the other's file. One
-    folder per target (not DBT_TARGET_PATH, which run_dbt takes as one folder for every target)
-    keeps a test that alternates DuckDB and PostgreSQL from re-parsing at each switch."""
+    """run_dbt's artifacts folders (orchestration.dbt_runner.TARGET_ROOT_ENV) in this test process's
+    temporary folder. dbt re-parses the whole project (3-4 s of CPU) whenever partial_parse.msgpack
+    was written for another connection or target: the pytest-xdist workers shared
+    dbt_project/target/<target>, so each worker's new warehouse voided the other's file. Under this
+    root run_dbt keeps one folder per target, connection and --vars (not DBT_TARGET_PATH, which it
+    takes as one folder for everything), so a test that alternates warehouses (DuckDB and
+    PostgreSQL, an incremental warehouse and its full-refresh twin, a module's warehouse and a
+    test's) does not re-parse at each switch."""
     from orchestration.dbt_runner import TARGET_ROOT_ENV
 
     if TARGET_ROOT_ENV in os.environ:
@@ -106,13 +109,8 @@ def warehouse_link(tmp_path_factory) -> Path:
 @pytest.fixture
 def duck_warehouse(tmp_path: Path, warehouse_link: Path) -> Warehouse:
     """A fresh DuckDB warehouse in this test's folder, reached through a path that is the same for
-    every test of this process (`warehouse_link`, a symlink to the test's folder). dbt keys its
-    partial parse on the connection, DuckDB's path included: at a new path every test's first dbt
-    command re-parsed the whole project (3-4 s of CPU)."""
-    if warehouse_link.is_symlink():
-        warehouse_link.unlink()
-    warehouse_link.symlink_to(tmp_path, target_is_directory=True)
-    return Warehouse(kind="duckdb", duckdb_path=warehouse_link / "warehouse.duckdb")
+    every test of this process (`warehouse_link`, see linked_duckdb)."""
+    return linked_duckdb(warehouse_link, tmp_path)
 
 
 @pytest.fixture(scope="session")

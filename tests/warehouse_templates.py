@@ -3,7 +3,7 @@
 Many dbt tests start from the same state (a first batch loaded and built with --full-refresh) and
 then exercise one path each. Loading and building that state costs 6-10 s per test and warehouse;
 copying it costs a fraction of a second: a DuckDB file copy, or PostgreSQL's
-`create database ... template`. The copy is the same database, byte for byte (DuckDB) or object for
+`create database ... template`. The first test of a state prepares it in its own warehouse. The copy is the same database, byte for byte (DuckDB) or object for
 object (PostgreSQL), so a test sees exactly what its own load and build would have left.
 
 `built_once_per_run` does the same across the pytest-xdist workers, for a session's state that
@@ -32,6 +32,16 @@ def copy_duckdb(source: Path, target: Path) -> None:
             shutil.copyfile(f"{source}{suffix}", f"{target}{suffix}")
 
 
+def linked_duckdb(link: Path, folder: Path) -> Warehouse:
+    """A DuckDB warehouse in `folder`, reached through `link` (a symlink to `folder`, replaced): dbt
+    keys its partial parse on the connection, DuckDB's path included, so a warehouse at a new path
+    costs its first dbt command a parse of the whole project (3-4 s of CPU)."""
+    if link.is_symlink():
+        link.unlink()
+    link.symlink_to(folder, target_is_directory=True)
+    return Warehouse(kind="duckdb", duckdb_path=link / "warehouse.duckdb")
+
+
 def built_once_per_run(tmp_path_factory, name: str, build: Callable[[Path], None]) -> Path:
     """The folder `build(folder)` filled, built once per test run: by the first pytest-xdist worker
     that asks (the others wait for it under a file lock, then read the same folder), or in this
@@ -52,34 +62,40 @@ def built_once_per_run(tmp_path_factory, name: str, build: Callable[[Path], None
 
 
 class WarehouseTemplates:
-    """`fill(warehouse, key, prepare)`: the first call per (kind, key) runs `prepare(template, workdir)`
-    on a template warehouse of the same kind; every call then replaces the given fresh, empty
-    warehouse by a copy of that template."""
+    """`fill(warehouse, key, prepare)`: the first call per (kind, key) runs `prepare(warehouse, workdir)`
+    on the given fresh, empty warehouse itself and keeps a copy of it as the template; every later
+    call replaces the given fresh, empty warehouse by a copy of that template. Preparing in the test's
+    own warehouse (not in a template warehouse of its own) keeps dbt on one connection: its partial
+    parse is keyed on the connection, and each new DuckDB path or database name costs a full parse
+    (3-4 s of CPU)."""
 
     def __init__(self, root: Path, pg_server: Callable[[], PostgresServer]):
         self.root = root
         self._pg_server = pg_server  # asked for only when a PostgreSQL warehouse is filled
         self._templates: dict[tuple[str, str], Warehouse] = {}
 
-    def _template(self, like: Warehouse, key: str, prepare: Prepare) -> Warehouse:
-        found = self._templates.get((like.kind, key))
-        if found is not None:
-            return found
-        workdir = self.root / f"{like.kind}-{key}"
-        workdir.mkdir(parents=True)
-        if like.kind == "duckdb":
+    def _keep(self, prepared: Warehouse, key: str) -> Warehouse:
+        """A copy of `prepared` (no connection to it may be open), kept as the template of `key`."""
+        if prepared.kind == "duckdb":
+            assert prepared.duckdb_path is not None, prepared
+            workdir = self.root / f"duckdb-{key}"
+            workdir.mkdir(parents=True, exist_ok=True)
             template = Warehouse(kind="duckdb", duckdb_path=workdir / "template.duckdb")
-        else:
-            name = f"template_{os.getpid()}_{next(_names)}"
-            server = self._pg_server()
-            server.create_database(name)
-            template = Warehouse.from_env(server.env(name))
-        prepare(template, workdir)
-        self._templates[(like.kind, key)] = template
-        return template
+            copy_duckdb(prepared.duckdb_path, template.duckdb_path)
+            return template
+        name = f"template_{os.getpid()}_{next(_names)}"
+        server = self._pg_server()
+        server.create_database(name, template=prepared.pg["dbname"])
+        return Warehouse.from_env(server.env(name))
 
     def fill(self, warehouse: Warehouse, key: str, prepare: Prepare) -> Warehouse:
-        template = self._template(warehouse, key, prepare)
+        template = self._templates.get((warehouse.kind, key))
+        if template is None:
+            workdir = self.root / f"{warehouse.kind}-{key}"
+            workdir.mkdir(parents=True, exist_ok=True)
+            prepare(warehouse, workdir)
+            self._templates[(warehouse.kind, key)] = self._keep(warehouse, key)
+            return warehouse
         if warehouse.kind == "duckdb":
             assert warehouse.duckdb_path is not None and template.duckdb_path is not None, warehouse
             copy_duckdb(template.duckdb_path, warehouse.duckdb_path)

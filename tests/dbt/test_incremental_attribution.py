@@ -19,7 +19,6 @@ step (steps 1-2, 3 and 4 are three tests, each after the same first build):
 """
 from __future__ import annotations
 
-import itertools
 import os
 import re
 from datetime import datetime
@@ -29,6 +28,7 @@ import pytest
 
 import table_snapshot
 from raw_batches import write_batch
+from warehouse_templates import linked_duckdb
 from orchestration.dbt_runner import run_dbt
 from orchestration.load import load
 from syncs.warehouse import Warehouse
@@ -157,19 +157,24 @@ EVE = {
 LOST = {"events": _events([["e2", "page_view", "1999-01-01T00:00:00Z", "cookie-dan", "", ""],
                           ["p1", "product_view", "1999-01-01T00:00:00Z", "cookie-cat", "u-cat", "", "sku-new"]])}
 
-_reference_counter = itertools.count()
+def reference_warehouse(request, kind: str, tmp_path: Path) -> Warehouse:
+    """A fresh warehouse of `kind` at the same DuckDB path or database name for every test of this
+    process (dbt keys its partial parse on the connection: see tests/warehouse_templates.py's linked_duckdb)."""
+    if kind == "duckdb":
+        folder = tmp_path / "reference"
+        folder.mkdir()
+        return linked_duckdb(request.getfixturevalue("warehouse_link").with_name("reference"), folder)
+    server = request.getfixturevalue("pg_server")
+    name = f"lifeline_reference_{os.getpid()}"
+    server.create_database(name, replace=True)
+    return Warehouse.from_env(server.env(name))
 
 
 @pytest.fixture(params=["duckdb", "postgres"])
 def twins(request, tmp_path: Path) -> tuple[Warehouse, Warehouse]:
     """(incremental, reference): two fresh warehouses of one kind."""
-    if request.param == "duckdb":
-        return (request.getfixturevalue("duck_warehouse"),
-                Warehouse(kind="duckdb", duckdb_path=tmp_path / "reference.duckdb"))
-    server = request.getfixturevalue("pg_server")
-    name = f"lifeline_reference_{os.getpid()}_{next(_reference_counter)}"
-    server.create_database(name)
-    return request.getfixturevalue("pg_warehouse"), Warehouse.from_env(server.env(name))
+    incremental = request.getfixturevalue("duck_warehouse" if request.param == "duckdb" else "pg_warehouse")
+    return incremental, reference_warehouse(request, request.param, tmp_path)
 
 
 def incremental_lines(output: str) -> dict[str, str]:
@@ -243,11 +248,11 @@ def built(twins: tuple[Warehouse, Warehouse], warehouse_templates) -> tuple[Ware
 
 
 @pytest.fixture
-def duck_built(duck_warehouse: Warehouse, tmp_path: Path, warehouse_templates) -> tuple[Warehouse, Warehouse]:
+def duck_built(request, duck_warehouse: Warehouse, tmp_path: Path, warehouse_templates) -> tuple[Warehouse, Warehouse]:
     """`built` on DuckDB only, for the paths whose SQL the sequence above runs on PostgreSQL too (the
     suite's time budget): a recipient resolved later (also tests/dbt/test_staged_slice.py on both)
     and the re-attribution of every row."""
-    reference = Warehouse(kind="duckdb", duckdb_path=tmp_path / "reference.duckdb")
+    reference = reference_warehouse(request, "duckdb", tmp_path)
     return (warehouse_templates.fill(duck_warehouse, "built", load_and_build_first),
             warehouse_templates.fill(reference, "loaded", load_first))
 
