@@ -9,7 +9,9 @@ be dropped as duplicate_event_id), a row without event_id and one with an unpars
 
 Builds leave out the data tests (`dbt build --exclude-resource-type test`) except the incremental build of the first test, which also
 runs the data tests as an incremental run does (the event tables' tests read only the window;
-test_data_tests_of_an_incremental_run_read_the_window shows what that means)."""
+test_data_tests_of_an_incremental_run_read_the_window shows what that means). That build runs the
+whole project; the other tests' incremental builds, like the reference builds, run the compared
+relations and the models upstream of them."""
 from __future__ import annotations
 
 import re
@@ -36,10 +38,12 @@ COMPARED = [*CONTRACT_MARTS, "quarantine", "staging.base_events", "staging.stg_e
             "intermediate.int_consent_signals", "audiences.int_profile_last_product"]
 # Builds whose data tests are not the point of the test (they cost a third of a build).
 NO_TESTS = ["--exclude-resource-type", "test"]
-# The reference --full-refresh build: the compared relations and every model upstream of them. The
-# other models (the analytics marts, customer_purchase_summary, int_profile_id_history and
-# profile_merges) feed nothing compared, and the incremental builds under test still run the whole project.
-REFERENCE = ["--select", *(f"+{relation.split('.')[-1]}" for relation in COMPARED), *NO_TESTS, "--full-refresh"]
+# The compared relations and every model upstream of them. The other models (the analytics marts,
+# customer_purchase_summary, int_profile_id_history and profile_merges) feed nothing compared: the
+# incremental builds of the paths below leave them out (the first test's build runs the whole project).
+UPSTREAM = ["--select", *(f"+{relation.split('.')[-1]}" for relation in COMPARED), *NO_TESTS]
+# The reference --full-refresh build.
+REFERENCE = [*UPSTREAM, "--full-refresh"]
 # When a row was (re)written: differs between runs by design.
 RUN_STAMPS = {"record_changed_at", "attributed_at", "staged_at", "based_at", "changed_at"}
 EVENT_COLUMNS = ("event_id, event_type, occurred_at, anonymous_id, user_id, email, phone, session_id, product_id, "
@@ -154,12 +158,12 @@ def test_partition_window_and_an_event_older_than_the_look_back(duck_warehouse, 
     first_built(duck_warehouse, batches, warehouse_templates)
     load(duck_warehouse, batches["later"], replace=False)
     window = {"partition_start": "2026-10-25", "partition_end": "2026-11-02T00:00:00Z", "event_lookback_days": 2}
-    lines = slice_lines(run_dbt(duck_warehouse, "build", NO_TESTS, as_of=AS_OF, extra_vars=window))
+    lines = slice_lines(run_dbt(duck_warehouse, "build", UPSTREAM, as_of=AS_OF, extra_vars=window))
     assert lines["base_events"].startswith("window [2026-10-23 00:00:00, 2026-11-02 00:00:00)"), lines
     # An event months older than any window: base_events reads it by its load stamp (with the
     # rows the partition run left to later), stg_events re-stages it by its based_at (no re-read).
     load(duck_warehouse, batches["old"], replace=False)
-    lines = slice_lines(run_dbt(duck_warehouse, "build", NO_TESTS, as_of=AS_OF))
+    lines = slice_lines(run_dbt(duck_warehouse, "build", UPSTREAM, as_of=AS_OF))
     assert lines["base_events"].startswith("rows loaded after "), lines
     assert "reprocessing every row" not in lines["stg_events"], lines
     full = assert_equals_full_refresh(duck_warehouse)
@@ -169,7 +173,7 @@ def test_partition_window_and_an_event_older_than_the_look_back(duck_warehouse, 
 def test_as_of_moved_back_equals_full_refresh_at_that_time(duck_warehouse, batches, warehouse_templates):
     first_and_later_built(duck_warehouse, batches, warehouse_templates)
     earlier = datetime(2026, 10, 30)  # inside the look-back window of the stored events
-    run_dbt(duck_warehouse, "build", NO_TESTS, as_of=earlier)
+    run_dbt(duck_warehouse, "build", UPSTREAM, as_of=earlier)
     incremental = snapshot(duck_warehouse)
     run_dbt(duck_warehouse, "build", REFERENCE, as_of=earlier)
     full = snapshot(duck_warehouse)
@@ -182,21 +186,18 @@ def test_raw_replaced_with_fewer_rows_equals_full_refresh(duck_warehouse, batche
     # `lifeline load --replace` with less data: stored rows must go, events must lose profiles.
     first_and_later_built(duck_warehouse, batches, warehouse_templates)
     load(duck_warehouse, batches["first"], replace=True)
-    lines = slice_lines(run_dbt(duck_warehouse, "build", NO_TESTS, as_of=AS_OF))
+    lines = slice_lines(run_dbt(duck_warehouse, "build", UPSTREAM, as_of=AS_OF))
     assert "reprocessing every row" in lines["base_events"], lines
     full = assert_equals_full_refresh(duck_warehouse)
     assert not any(r[0] == "late-1" for r in full["staging.stg_events"])
 
 
-@pytest.fixture(scope="module")
-def staged(tmp_path_factory, batches) -> Warehouse:
-    """The first batch built up to stg_events, stg_orders and stg_order_items, for the two tests
-    below (in this order: each dbt invocation with other vars parses the project again)."""
-    warehouse = Warehouse(kind="duckdb", duckdb_path=tmp_path_factory.mktemp("staged") / "warehouse.duckdb")
-    load(warehouse, batches["first"], replace=True)
-    run_dbt(warehouse, "build", [*NO_TESTS, "--select", "+stg_events", "+stg_orders", "+stg_order_items", "--full-refresh"],
-            as_of=AS_OF)
-    return warehouse
+@pytest.fixture
+def staged(duck_warehouse: Warehouse, batches, warehouse_templates) -> Warehouse:
+    """The first batch built (`first_built`: stg_events, stg_orders and stg_order_items among the
+    rest), in this test's own DuckDB warehouse."""
+    first_built(duck_warehouse, batches, warehouse_templates)
+    return duck_warehouse
 
 
 def test_data_tests_of_an_incremental_build_read_the_rows_it_wrote(staged):
@@ -235,8 +236,6 @@ def test_data_tests_of_an_incremental_build_read_the_rows_it_wrote(staged):
     for command, extra_vars in (("build", {"data_tests_full_scan": True}), ("test", None)):
         failed = failed_tests(run_dbt(staged, command, tests, as_of=AS_OF, extra_vars=extra_vars, check=False))
         assert found(failed) == (2, 2, 2), (command, failed)
-    table_snapshot.execute(staged, *(f"delete from staging.{table} where staged_at >= timestamp '2100-01-01'"
-                                     for table, _ in stamped))
 
 
 def test_a_partition_var_that_is_not_a_timestamp_fails_clearly(staged):
@@ -288,7 +287,7 @@ def test_raw_written_by_another_tool_falls_back_to_the_window(duck_warehouse, ba
     for table in ("events", "message_events"):
         con.execute(f"insert into raw.{table} by name select * from read_parquet('{batches['later'] / table}/*.parquet')")
     con.close()
-    lines = slice_lines(run_dbt(duck_warehouse, "build", NO_TESTS, as_of=AS_OF))
+    lines = slice_lines(run_dbt(duck_warehouse, "build", UPSTREAM, as_of=AS_OF))
     for model in ("base_events", "base_message_events"):
         assert lines[model].startswith("window [") and "reprocessing every row" not in lines[model], lines
     assert_equals_full_refresh(duck_warehouse)
@@ -298,7 +297,7 @@ def test_raw_written_by_another_tool_falls_back_to_the_window(duck_warehouse, ba
         con.execute(f"alter table raw.{table} drop column {LOAD_STAMP_COLUMN}")
     con.execute(f"insert into raw.events by name select * from read_parquet('{batches['old'] / 'events'}/*.parquet')")
     con.close()
-    lines = slice_lines(run_dbt(duck_warehouse, "build", NO_TESTS, as_of=AS_OF))
+    lines = slice_lines(run_dbt(duck_warehouse, "build", UPSTREAM, as_of=AS_OF))
     assert "reprocessing every row" in lines["base_events"], lines
     full = assert_equals_full_refresh(duck_warehouse)
     assert any(r[0] == "old-1" for r in full["staging.stg_events"])
