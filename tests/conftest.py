@@ -13,7 +13,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from pg_server import PostgresServer, PostgresUnavailable  # noqa: E402
 from syncs.warehouse import Warehouse  # noqa: E402
-from warehouse_templates import linked_duckdb  # noqa: E402
+from warehouse_templates import ModuleWarehouses, linked_duckdb  # noqa: E402
 
 # No telemetry from anything a test starts.
 os.environ.setdefault("DO_NOT_TRACK", "1")
@@ -148,3 +148,10 @@ def warehouse_templates(request, tmp_path_factory):
     from warehouse_templates import WarehouseTemplates
 
     return WarehouseTemplates(tmp_path_factory.mktemp("templates"), lambda: request.getfixturevalue("pg_server"))
+
+
+@pytest.fixture(scope="session")
+def module_warehouses(request, tmp_path_factory) -> ModuleWarehouses:
+    """Module-scoped warehouses on the same connection for every module of this process
+    (tests/warehouse_templates.py)."""
+    return ModuleWarehouses(tmp_path_factory.getbasetemp(), lambda: request.getfixturevalue("pg_server"))

@@ -14,7 +14,8 @@ import fcntl
 import itertools
 import os
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from pg_server import PostgresServer
@@ -40,6 +41,35 @@ def linked_duckdb(link: Path, folder: Path) -> Warehouse:
         link.unlink()
     link.symlink_to(folder, target_is_directory=True)
     return Warehouse(kind="duckdb", duckdb_path=link / "warehouse.duckdb")
+
+
+class ModuleWarehouses:
+    """Module-scoped warehouses at the same DuckDB path (a link to the module's folder) and the same
+    PostgreSQL database name for every module of this test process: dbt keys its partial parse on
+    the connection, so a module's warehouse at a new path or name costs its first dbt command a
+    parse of the whole project (3-4 s of CPU). One warehouse per kind at a time."""
+
+    def __init__(self, root: Path, pg_server: Callable[[], PostgresServer]):
+        self.root = root
+        self._pg_server = pg_server  # asked for only when a PostgreSQL warehouse is held
+        self._held: set[str] = set()
+
+    @contextmanager
+    def hold(self, kind: str, folder: Path) -> Iterator[Warehouse]:
+        """A fresh, empty warehouse of `kind` (DuckDB's file in `folder`) until the block ends."""
+        if kind in self._held:
+            raise RuntimeError(f"a module-scoped {kind} warehouse is already held in this process: "
+                               "give the second one a tmp_path of its own")
+        self._held.add(kind)
+        try:
+            if kind == "duckdb":
+                yield linked_duckdb(self.root / "module_warehouse", folder)
+            else:
+                server, name = self._pg_server(), f"lifeline_module_{os.getpid()}"
+                server.create_database(name, replace=True)
+                yield Warehouse.from_env(server.env(name))
+        finally:
+            self._held.discard(kind)
 
 
 def built_once_per_run(tmp_path_factory, name: str, build: Callable[[Path], None]) -> Path:

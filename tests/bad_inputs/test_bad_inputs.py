@@ -55,20 +55,15 @@ class Rows:
 
 
 @pytest.fixture(scope="module", params=["duckdb", "postgres"])
-def corpus(request, tmp_path_factory):
+def corpus(request, tmp_path_factory, module_warehouses):
     work = tmp_path_factory.mktemp("corpus")
     combine_row_cases(work / "input")
-    if request.param == "duckdb":
-        warehouse = Warehouse(kind="duckdb", duckdb_path=work / "warehouse.duckdb")
-    else:
-        server = request.getfixturevalue("pg_server")
-        server.create_database(f"corpus_{work.name}")
-        warehouse = Warehouse.from_env(server.env(f"corpus_{work.name}"))
-    load(warehouse, work / "input", replace=True)
-    run_dbt(warehouse, "build", as_of=AS_OF)
-    rows = Rows(warehouse)
-    yield rows
-    rows.engine.dispose()
+    with module_warehouses.hold(request.param, work) as warehouse:
+        load(warehouse, work / "input", replace=True)
+        run_dbt(warehouse, "build", as_of=AS_OF)
+        rows = Rows(warehouse)
+        yield rows
+        rows.engine.dispose()
 
 
 @pytest.mark.parametrize("name, case", ROW_CASES, ids=[n for n, _ in ROW_CASES])

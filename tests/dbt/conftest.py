@@ -2,7 +2,6 @@
 every row has a purpose (see tests/fixtures/mini)."""
 from __future__ import annotations
 
-import itertools
 from datetime import datetime
 from pathlib import Path
 
@@ -15,7 +14,6 @@ from syncs.warehouse import Warehouse
 
 MINI = Path(__file__).resolve().parents[1] / "fixtures" / "mini"
 AS_OF = datetime(2026, 11, 1)
-_names = itertools.count()
 
 
 class Built:
@@ -43,20 +41,19 @@ def build_mini(warehouse: Warehouse, source: Path = MINI, as_of: datetime = AS_O
 
 
 @pytest.fixture(scope="module")
-def duck_built(tmp_path_factory) -> Built:
-    path = tmp_path_factory.mktemp("duck") / "warehouse.duckdb"
-    built = build_mini(Warehouse(kind="duckdb", duckdb_path=path))
-    yield built
-    built.engine.dispose()
+def duck_built(tmp_path_factory, module_warehouses) -> Built:
+    with module_warehouses.hold("duckdb", tmp_path_factory.mktemp("duck")) as warehouse:
+        built = build_mini(warehouse)
+        yield built
+        built.engine.dispose()
 
 
 @pytest.fixture(scope="module")
-def pg_built(pg_server) -> Built:
-    name = f"mini_{next(_names)}"
-    pg_server.create_database(name)
-    built = build_mini(Warehouse.from_env(pg_server.env(name)))
-    yield built
-    built.engine.dispose()
+def pg_built(tmp_path_factory, module_warehouses) -> Built:
+    with module_warehouses.hold("postgres", tmp_path_factory.mktemp("pg")) as warehouse:
+        built = build_mini(warehouse)
+        yield built
+        built.engine.dispose()
 
 
 @pytest.fixture(params=["duckdb", "postgres"], scope="module")

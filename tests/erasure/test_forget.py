@@ -42,9 +42,9 @@ def built_file(tmp_path_factory) -> Path:
 
 
 @pytest.fixture
-def duck(built_file: Path, tmp_path: Path) -> Warehouse:
-    shutil.copy(built_file, tmp_path / "warehouse.duckdb")
-    return Warehouse(kind="duckdb", duckdb_path=tmp_path / "warehouse.duckdb")
+def duck(built_file: Path, duck_warehouse: Warehouse) -> Warehouse:
+    shutil.copy(built_file, duck_warehouse.duckdb_path)
+    return duck_warehouse
 
 
 @pytest.fixture

@@ -10,15 +10,11 @@ from syncs.warehouse import Warehouse
 
 
 @pytest.fixture(params=["duckdb", "postgres"], scope="module")
-def module_stitcher(request, tmp_path_factory) -> Stitcher:
+def module_stitcher(request, tmp_path_factory, module_warehouses) -> Stitcher:
     """One warehouse per module and engine, for tests that share one build."""
     folder = tmp_path_factory.mktemp("identity")
-    if request.param == "duckdb":
-        return Stitcher(Warehouse(kind="duckdb", duckdb_path=folder / "warehouse.duckdb"), folder / "raw")
-    server = request.getfixturevalue("pg_server")
-    name = f"identity_{folder.name.replace('-', '_')}"
-    server.create_database(name)
-    return Stitcher(Warehouse.from_env(server.env(name)), folder / "raw")
+    with module_warehouses.hold(request.param, folder) as warehouse:
+        yield Stitcher(warehouse, folder / "raw")
 
 
 @pytest.fixture
