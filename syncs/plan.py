@@ -1,7 +1,7 @@
 """The diff, computed by SQL in the warehouse: the sync's source rows against lifeline_state.
 
 The diff is materialised as a temporary table `_lifeline_diff` (op: add | update | remove) and read
-back in pages, ranges of its seq numbers in key order, so Python never holds the whole audience and the
+back in pages, ranges of its seq numbers, so Python never holds the whole audience and the
 same connection can commit state between pages (DuckDB allows one connection per process)."""
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
 DIFF_TABLE = "_lifeline_diff"
-PAGE_ORDER = "case when op = 'remove' then 1 else 0 end, key"  # the diff's order: adds and updates by key, then removes
+PAGE_ORDER = "case when op = 'remove' then 1 else 0 end, key"  # PostgreSQL's seq: adds and updates by key, then removes
 DIFF_COLUMNS = ("key", "row_hash", "email", "phone", "first_name", "last_name", "payload", "destination_id", "op")
 
 

@@ -281,26 +281,23 @@ MARKED_TABLE = "_lifeline_marked"
 def _upsert_acked(conn: sa.Connection, acked: str, params: dict) -> None:
     """DuckDB's upsert of acknowledged rows into sync_state without a primary key: what _ON_CONFLICT
     does, as a delete of the rows the sync holds for those keys (by rowid, found in one join) and one
-    insert of their new rows and of the keys it did not hold. A key the page holds twice is marked
-    once (either row: both were acknowledged). Every column is written as the upsert writes it, so
-    a new row is the updated one; DuckDB's UPDATE of 10,000 random rows of a 1M-row state cost ~490
-    ms of CPU, ON CONFLICT with the primary key ~500, this ~95 (micro-benchmark, fifteenth session)."""
-    once = f"(select * from {acked} qualify row_number() over (partition by key) = 1)"
+    insert of every key's new row. A key the page holds twice is marked once (either row: both were
+    acknowledged). Every column is written as the upsert writes it, so a new row is the updated one;
+    DuckDB's UPDATE of 10,000 random rows of a 1M-row state cost ~490 ms of CPU, ON CONFLICT with
+    the primary key ~500, this ~95 (micro-benchmark, fifteenth session)."""
     conn.execute(sa.text(f"""
         create or replace temporary table {MARKED_TABLE} as
         select acked.key, acked.row_hash, acked.destination_id, coalesce(acked.sent_fields, state.sent_fields) as sent_fields,
-               state.attempts + 1 as attempts, state.rowid as state_row
-        from {once} as acked
-        join {STATE_SCHEMA}.sync_state as state on state.sync_name = :sync_name and state.key = acked.key"""), params)
-    conn.execute(sa.text(f"delete from {STATE_SCHEMA}.sync_state where rowid in (select state_row from {MARKED_TABLE})"))
+               case when state.rowid is null then 1 else state.attempts + 1 end as attempts, state.rowid as state_row
+        from (select * from {acked} qualify row_number() over (partition by key) = 1) as acked
+        left join {STATE_SCHEMA}.sync_state as state on state.sync_name = :sync_name and state.key = acked.key"""), params)
+    conn.execute(sa.text(f"delete from {STATE_SCHEMA}.sync_state "
+                         f"where rowid in (select state_row from {MARKED_TABLE} where state_row is not null)"))
     conn.execute(sa.text(f"""
         insert into {STATE_SCHEMA}.sync_state (sync_name, key, row_hash, destination_id, status, attempts, last_error,
                                                synced_at, sent_fields)
         select :sync_name, key, row_hash, destination_id, 'synced', attempts, null, :synced_at, sent_fields
-        from (select key, row_hash, destination_id, sent_fields, attempts from {MARKED_TABLE}
-              union all
-              select key, row_hash, destination_id, sent_fields, 1 from {once} as acked
-              where acked.key not in (select key from {MARKED_TABLE})) as marked"""), params)
+        from {MARKED_TABLE}"""), params)
     conn.execute(sa.text(f"drop table {MARKED_TABLE}"))
 
 
