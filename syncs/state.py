@@ -237,7 +237,7 @@ def stage_rows(conn: sa.Connection, table: str, columns: tuple[str, ...], rows: 
 
 _INSERT_ACKED = (f"insert into {STATE_SCHEMA}.sync_state (sync_name, key, row_hash, destination_id, status, attempts, "
                  "last_error, synced_at, sent_fields) "
-                 "select :sync_name, key, row_hash, destination_id, 'synced', 1, null, :synced_at, sent_fields from {acked}")
+                 "select :sync_name, key, row_hash, destination_id, 'synced', {attempts}, null, :synced_at, sent_fields from {acked}")
 _ON_CONFLICT = f"""on conflict (sync_name, key) do update set row_hash = excluded.row_hash,
     sent_fields = coalesce(excluded.sent_fields, {STATE_SCHEMA}.sync_state.sent_fields),
     destination_id = excluded.destination_id, status = 'synced', last_error = null,
@@ -265,9 +265,9 @@ def mark_synced(conn: sa.Connection, sync_name: str, rows: list[dict] | pa.Table
         with staged(conn, acknowledged) as acked:
             params = {"sync_name": sync_name, "synced_at": now()}
             if not upsert:
-                conn.execute(sa.text(_INSERT_ACKED.format(acked=acked)), params)
+                conn.execute(sa.text(_INSERT_ACKED.format(acked=acked, attempts=1)), params)
             elif keyed:
-                conn.execute(sa.text(f"{_INSERT_ACKED.format(acked=acked)} {_ON_CONFLICT}"), params)
+                conn.execute(sa.text(f"{_INSERT_ACKED.format(acked=acked, attempts=1)} {_ON_CONFLICT}"), params)
             else:
                 _upsert_acked(conn, acked, params)
             if clear_rejections:
@@ -293,11 +293,7 @@ def _upsert_acked(conn: sa.Connection, acked: str, params: dict) -> None:
         left join {STATE_SCHEMA}.sync_state as state on state.sync_name = :sync_name and state.key = acked.key"""), params)
     conn.execute(sa.text(f"delete from {STATE_SCHEMA}.sync_state "
                          f"where rowid in (select state_row from {MARKED_TABLE} where state_row is not null)"))
-    conn.execute(sa.text(f"""
-        insert into {STATE_SCHEMA}.sync_state (sync_name, key, row_hash, destination_id, status, attempts, last_error,
-                                               synced_at, sent_fields)
-        select :sync_name, key, row_hash, destination_id, 'synced', attempts, null, :synced_at, sent_fields
-        from {MARKED_TABLE}"""), params)
+    conn.execute(sa.text(_INSERT_ACKED.format(acked=MARKED_TABLE, attempts="attempts")), params)
     conn.execute(sa.text(f"drop table {MARKED_TABLE}"))
 
 

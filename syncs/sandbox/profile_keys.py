@@ -183,8 +183,7 @@ class ProfileKeys:
 
     def candidates(self, wanted: dict[str, Collection[str]]) -> list[int]:
         """The rowids that may hold one of the wanted keys (field -> keys), ascending, each once."""
-        found = [self.by[field].candidates(keys) for field, keys in wanted.items()]
-        return np.unique(np.concatenate(found)).tolist() if found else []
+        return _ascending_once([self.by[field].candidates(keys) for field, keys in wanted.items()])
 
     def rows(self, db: sqlite3.Connection, wanted: dict[str, Collection[str]], columns: str) -> list[tuple]:
         """The stored profiles holding one of the wanted keys, checked against the row: (email,
@@ -203,8 +202,7 @@ class ProfileKeys:
                 return None
             found[field] = (lookup, given)
             candidates.append(lookup.candidates)
-        rowids = np.unique(np.concatenate(candidates)).tolist() if candidates else []
-        return None if _holding(db, rowids, wanted, "1") else NewKeys(found)
+        return None if _holding(db, _ascending_once(candidates), wanted, "1") else NewKeys(found)
 
     def add_new(self, new: NewKeys, rowids: Sequence[int]) -> None:
         """The identifiers `new_keys` looked up, now stored under `rowids` (aligned with the batch)."""
@@ -233,6 +231,11 @@ def _given_at(column: Sequence[str | None]) -> tuple[Sequence[str], np.ndarray |
         return column, None
     given = np.fromiter(map(is_not, column, repeat(None)), bool, len(column))
     return list(compress(column, given)), given
+
+
+def _ascending_once(rowid_arrays: list[np.ndarray]) -> list[int]:
+    """The rowids of the arrays (the fields' candidates), ascending, each once."""
+    return np.unique(np.concatenate(rowid_arrays)).tolist() if rowid_arrays else []
 
 
 def _holding(db: sqlite3.Connection, rowids: list[int], wanted: dict[str, Collection[str]], columns: str) -> list[tuple]:
