@@ -115,17 +115,30 @@ def _sent(send: Callable[[list[dict]], list], batches: Iterable[list[dict]], in_
         pool.shutdown(wait=True, cancel_futures=True)
 
 
+# DuckDB's WAL size that triggers a checkpoint while the pages are sent (its default: 16MB). A
+# 10,000-row page's state writes are ~1 MB of WAL, so the default checkpointed every ~16 pages, each
+# checkpoint 120-500 ms of the committing thread during which the destination's queue ran dry (a 1M
+# initial Klaviyo sync: the sandbox idle 1.1-1.2 s in 6-10 gaps). Raised, the state of 1M rows is
+# checkpointed once, when the warehouse is closed; beyond DuckDB's memory limit the data not yet
+# checkpointed is evicted to its temporary directory like any other buffer.
+SEND_CHECKPOINT_THRESHOLD = "1GiB"
+
+
 @contextmanager
-def one_thread(conn) -> Iterator[None]:
-    """DuckDB with one thread while the pages are sent: each page's reads and state writes are
-    10,000 rows, where DuckDB's parallelism only adds overhead (mark_synced took a third less
-    CPU and wall time single-threaded), and the cores are left to the requests in flight.
-    The diff, built before, keeps every thread. PostgreSQL: nothing to do."""
+def send_settings(conn) -> Iterator[None]:
+    """DuckDB settings while the pages are sent, restored after (after a failure too):
+    - one thread: each page's reads and state writes are 10,000 rows, where DuckDB's parallelism
+      only adds overhead (mark_synced took a third less CPU and wall time single-threaded), and the
+      cores are left to the requests in flight; the diff, built before, keeps every thread;
+    - checkpoints rare (SEND_CHECKPOINT_THRESHOLD): a checkpoint holds up the next page.
+    PostgreSQL: nothing to do."""
     if conn.dialect.name != "duckdb":
         yield
         return
-    threads = int(conn.exec_driver_sql("select current_setting('threads')").scalar())
-    conn.exec_driver_sql("set threads = 1")
+    wanted = {"threads": "1", "checkpoint_threshold": SEND_CHECKPOINT_THRESHOLD}
+    before = {name: conn.exec_driver_sql(f"select current_setting('{name}')").scalar() for name in wanted}
+    for name, value in wanted.items():
+        conn.exec_driver_sql(f"set {name} = '{value}'")
     try:
         yield
     except BaseException:
@@ -134,9 +147,14 @@ def one_thread(conn) -> Iterator[None]:
         # let nothing hide the error that stopped the sync.
         conn.rollback()
         with suppress(sa.exc.DBAPIError):
-            conn.exec_driver_sql(f"set threads = {threads}")
+            _restore(conn, before)
         raise
-    conn.exec_driver_sql(f"set threads = {threads}")
+    _restore(conn, before)
+
+
+def _restore(conn, settings: dict[str, object]) -> None:
+    for name, value in settings.items():
+        conn.exec_driver_sql(f"set {name} = '{value}'")
 
 
 SHAPES_KEPT = 1_024  # encoded field lists with_sent_fields keeps (payloads of a model share a few key sets)
@@ -418,7 +436,7 @@ def run_sync(warehouse: Warehouse, sync: SyncConfig, *, dry_run: bool = False, f
                 result = SyncResult(sync.name, "success", plan=plan, message="up to date: nothing to send")
                 return result
             client = client or open_client(sync, env)
-            with one_thread(conn), rare_collections():
+            with send_settings(conn), rare_collections():
                 _send(conn, sync, client, plan, result, progress)
             result.status = "success"
             result.message = "; ".join(
