@@ -119,8 +119,9 @@ def _sent(send: Callable[[list[dict]], list], batches: Iterable[list[dict]], in_
 # 10,000-row page's state writes are ~1 MB of WAL, so the default checkpointed every ~16 pages, each
 # checkpoint 120-500 ms of the committing thread during which the destination's queue ran dry (a 1M
 # initial Klaviyo sync: the sandbox idle 1.1-1.2 s in 6-10 gaps). Raised, the state of 1M rows is
-# checkpointed once, when the warehouse is closed; beyond DuckDB's memory limit the data not yet
-# checkpointed is evicted to its temporary directory like any other buffer.
+# checkpointed once, at the first commit after the send (the run record's), when the threshold is
+# back; beyond DuckDB's memory limit the data not yet checkpointed is evicted to its temporary
+# directory like any other buffer.
 SEND_CHECKPOINT_THRESHOLD = "1GiB"
 
 
@@ -137,8 +138,7 @@ def send_settings(conn) -> Iterator[None]:
         return
     wanted = {"threads": "1", "checkpoint_threshold": SEND_CHECKPOINT_THRESHOLD}
     before = {name: conn.exec_driver_sql(f"select current_setting('{name}')").scalar() for name in wanted}
-    for name, value in wanted.items():
-        conn.exec_driver_sql(f"set {name} = '{value}'")
+    _apply(conn, wanted)
     try:
         yield
     except BaseException:
@@ -147,12 +147,12 @@ def send_settings(conn) -> Iterator[None]:
         # let nothing hide the error that stopped the sync.
         conn.rollback()
         with suppress(sa.exc.DBAPIError):
-            _restore(conn, before)
+            _apply(conn, before)
         raise
-    _restore(conn, before)
+    _apply(conn, before)
 
 
-def _restore(conn, settings: dict[str, object]) -> None:
+def _apply(conn, settings: dict[str, object]) -> None:
     for name, value in settings.items():
         conn.exec_driver_sql(f"set {name} = '{value}'")
 
