@@ -264,10 +264,11 @@ def mark_synced(conn: sa.Connection, sync_name: str, rows: list[dict] | pa.Table
             continue
         with staged(conn, acknowledged) as acked:
             params = {"sync_name": sync_name, "synced_at": now()}
+            insert = _INSERT_ACKED.format(acked=acked, attempts=1)
             if not upsert:
-                conn.execute(sa.text(_INSERT_ACKED.format(acked=acked, attempts=1)), params)
+                conn.execute(sa.text(insert), params)
             elif keyed:
-                conn.execute(sa.text(f"{_INSERT_ACKED.format(acked=acked, attempts=1)} {_ON_CONFLICT}"), params)
+                conn.execute(sa.text(f"{insert} {_ON_CONFLICT}"), params)
             else:
                 _upsert_acked(conn, acked, params)
             if clear_rejections:

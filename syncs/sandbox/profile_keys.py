@@ -88,12 +88,9 @@ class KeyIndex:
         if rows.max() > MAX_ROWID or rows.min() < 0:
             raise ValueError(f"kl_profiles rowid {int(rows.max())} is outside 0..{MAX_ROWID}: the identifier index "
                              "stores rowids in 32 bits; reset the sandbox state (POST /control/reset).")
-        new = (found.hashes, rows[found.order].astype(np.uint32))
-        if not len(self._delta[0]):
-            self._delta = new
-        else:  # where the lookup found each hash's place, unless the delta changed since
-            at = found.delta_at if found.delta is self._delta[0] else np.searchsorted(self._delta[0], new[0])
-            self._delta = (np.insert(self._delta[0], at, new[0]), np.insert(self._delta[1], at, new[1]))
+        # where the lookup found each hash's place in the delta, unless the delta changed since
+        self._delta = _merged(self._delta, (found.hashes, rows[found.order].astype(np.uint32)),
+                              found.delta_at if found.delta is self._delta[0] else None)
         if len(self._delta[0]) > max(self._min_delta, isqrt(len(self._main[0]) * DELTA_SCALE)):
             self._main = _merged(self._main, self._delta)
             self._delta = (self._delta[0][:0], self._delta[1][:0])
@@ -124,11 +121,13 @@ class Lookup(NamedTuple):
         return bool(len(self.hashes) > 1 and (self.hashes[1:] == self.hashes[:-1]).any())
 
 
-def _merged(level: tuple[np.ndarray, np.ndarray], new: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-    """Sorted `new` entries inserted into the sorted `level` (np.insert: one copy of each array)."""
+def _merged(level: tuple[np.ndarray, np.ndarray], new: tuple[np.ndarray, np.ndarray],
+            at: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Sorted `new` entries inserted into the sorted `level` (np.insert: one copy of each array);
+    `at`: where each new hash goes in `level` (np.searchsorted), when the caller has it."""
     if not len(level[0]):
         return new
-    at = np.searchsorted(level[0], new[0])
+    at = np.searchsorted(level[0], new[0]) if at is None else at
     return np.insert(level[0], at, new[0]), np.insert(level[1], at, new[1])
 
 
