@@ -127,3 +127,42 @@ def test_only_landing_and_scheduled_partition_runs_read_new_rows_by_stamp():
     # a backfill or a day re-run by hand reprocesses its whole window
     assert new_rows_var({"dagster/backfill": "abc"}) == {}
     assert new_rows_var({}) == {}
+
+
+def test_an_event_whose_record_lost_its_profile_takes_the_profile_identity_map_gives(built: Warehouse, tmp_path: Path):
+    """int_profile_events resolves through identity_map every event whose record has no profile,
+    a tombstoned record (profile_id null) as well as a missing one: here the record of a known
+    person's combination was tombstoned while identity_map still maps her user_id (as when her
+    identifiers were excluded until a change of the exclusion list that int_record_profiles has not
+    seen yet), and her new event with that combination gets identity_map's profile."""
+    engine = built.engine()
+    with engine.begin() as conn:
+        [(record_id, anonymous_id, user_id, email, phone, profile_id)] = rows(conn, """
+            select records.record_id, events.anonymous_id, events.user_id, events.email, events.phone,
+                   identity.profile_id
+            from staging.stg_events as events
+            join intermediate.int_record_profiles as records
+              on records.source_table = 'events'
+             and records.anonymous_id_key = coalesce(events.anonymous_id, '')
+             and records.user_id_key = coalesce(events.user_id, '')
+             and records.email_key = coalesce(events.email, '')
+             and records.phone_key = coalesce(events.phone, '')
+            join identity_map as identity
+              on identity.identifier_type = 'user_id' and identity.identifier_value = events.user_id
+            where records.profile_id is not null and events.anonymous_id is not null
+            order by events.event_id limit 1""")
+        conn.execute(sa.text("update intermediate.int_record_profiles set profile_id = null where record_id = :r"),
+                     {"r": record_id})
+    engine.dispose()
+    at = (AS_OF - timedelta(minutes=30)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    (tmp_path / "landing" / "events").mkdir(parents=True)
+    (tmp_path / "landing" / "events" / "new.jsonl").write_text(json.dumps(
+        {"event_id": "tombstoned-1", "event_type": "add_to_cart", "occurred_at": at, "anonymous_id": anonymous_id,
+         "user_id": user_id, "email": email, "phone": phone, "product_id": "P0001", "cart_id": "tombstoned-cart"}) + "\n")
+    load(built, tmp_path / "landing")
+    run_dbt(built, "run", ["--select", "base_events", "stg_events", "int_profile_events"], as_of=AS_OF)
+    engine = built.engine()
+    with engine.connect() as conn:
+        assert rows(conn, "select profile_id from intermediate.int_profile_events "
+                          "where event_id = 'tombstoned-1'") == [(profile_id,)]
+    engine.dispose()

@@ -33,16 +33,14 @@
     post_hook="{{ lifeline.profile_events_post_hook() }}"
 ) }}
 {%- set reattribute_all = lifeline.drop_unstaged_rows(ref('stg_events'), 'int_profile_events', log_removed=true) %}
-with record_profiles as (
-    select * from {{ ref('int_record_profiles') }}
-    where source_table = 'events'
-),
-
-identity_map as (
-    select * from {{ ref('identity_map') }}
-),
-
+{#- The events' records, read directly where two joins use them (a CTE read twice is
+    materialised: every record of every event at 5M people). #}
+{%- set record_profiles -%}
+    (select * from {{ ref('int_record_profiles') }} where source_table = 'events')
+{%- endset %}
+with
 {% if is_incremental() and not reattribute_all %}
+{%- set scoped_records = 'scoped_records' %}
 {#- The events of records whose profile changed, in two parts that together are exactly the
     events matching a changed record on all four keys: those whose anonymous_id is one of the
     changed records' (a record's anonymous_id_key is coalesce(anonymous_id, '')), and those
@@ -91,32 +89,48 @@ scoped_events as materialized (
 {#- The records of those events (a semi-join on one key, so that the join below builds its hash
     table over them, not over every record: DuckDB cannot tell how few events there are). #}
 scoped_records as (
-    select * from record_profiles
+    select * from {{ record_profiles }} as record_profiles
     where anonymous_id_key in (select coalesce(anonymous_id, '') from scoped_events)
 ),
 {% else %}
 scoped_events as (
     select * from {{ ref('stg_events') }}
 ),
-
-scoped_records as (
-    select * from record_profiles
-),
+{%- set scoped_records = record_profiles %}
 {% endif %}
 
-{#- One pass: the record's profile, and the fallback through identity_map for a combination not
-    stitched yet (used only when the record has none). Not a second CTE over these rows joined
-    back on event_id: DuckDB materialised that CTE, every event with its properties (112M rows
-    spilled ~35 GB to disk at 5M people). #}
+{#- The events whose record has no profile (not stitched yet), with their identifiers only, and
+    the profile the fallback gives them: the four identity_map joins see these few narrow rows,
+    not every event with its properties. On a full build they come from a second, narrow scan of
+    stg_events (not scoped_events: a CTE read twice is materialised, and materialising every event
+    with its properties spilled ~35 GB at 5M people); on an incremental run from the small
+    materialised scoped_events. #}
+unstitched_events as (
+    select events.event_id, events.anonymous_id, events.user_id, events.email, events.phone
+    from {% if is_incremental() and not reattribute_all %}scoped_events{% else %}{{ ref('stg_events') }}{% endif %} as events
+    left {{ lifeline.join_record_profiles('events.anonymous_id', 'events.user_id', 'events.email', 'events.phone', scoped_records) }}
+    where record_profiles.profile_id is null
+),
+
+unstitched_profiles as (
+    select
+        events.event_id,
+        {{ lifeline.resolved_profile_id() }} as unstitched_profile_id
+    from unstitched_events as events
+    {{ lifeline.join_identity_map('events', ref('identity_map')) }}
+),
+
+{#- Every event once, with its record's profile and, when that is missing, the fallback's: two
+    joins for the wide rows. #}
 with_profiles as (
     select
         events.*,
         record_profiles.profile_id as record_profile_id,
         record_profiles.changed_at as record_changed_at,
-        {{ lifeline.resolved_profile_id() }} as unstitched_profile_id
+        unstitched_profiles.unstitched_profile_id
     from scoped_events as events
-    left {{ lifeline.join_record_profiles('events.anonymous_id', 'events.user_id', 'events.email', 'events.phone', 'scoped_records') }}
-    {{ lifeline.join_identity_map('events') }}
+    left {{ lifeline.join_record_profiles('events.anonymous_id', 'events.user_id', 'events.email', 'events.phone', scoped_records) }}
+    left join unstitched_profiles on unstitched_profiles.event_id = events.event_id
 ),
 
 final as (
