@@ -310,6 +310,12 @@ def merge_generated(existing: str, generated: str) -> str:
     return block + ("\n" + existing if existing else "")
 
 
+def by_scale(previous: list[dict], fresh: list[dict]) -> list[dict]:
+    """One row per scale: the fresh rows, and the previous results.json's rows of scales not run now."""
+    scales = {row["people"] for row in fresh}
+    return sorted([row for row in previous if row["people"] not in scales] + fresh, key=lambda row: row["people"])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--scales", default="100000", help="comma-separated people counts (e.g. 100000,1000000,5000000)")
@@ -331,12 +337,10 @@ def main() -> None:
     results: dict = {"machine": machine()}
     previous = json.loads(RESULTS_JSON.read_text()) if RESULTS_JSON.exists() else {}
     if "build" in only:
-        # one row per scale: rows of scales not run now are kept from the previous results.json
-        fresh = [bench_build(n, work) for n in scales]
-        kept = [b for b in previous.get("build", []) if b["people"] not in scales]
-        results["build"] = sorted(kept + fresh, key=lambda b: b["people"])
+        results["build"] = by_scale(previous.get("build", []), [bench_build(n, work) for n in scales])
     if "incremental" in only:
-        results["incremental"] = [bench_incremental(scales[0], work, args.discard_data)]
+        results["incremental"] = by_scale(previous.get("incremental", []),
+                                          [bench_incremental(scales[0], work, args.discard_data)])
     for section, module in (("identity", "bench_identity"), ("sync", "bench_sync"), ("diff", "bench_diff"),
                             ("freshness", "bench_freshness")):
         if section in only:

@@ -142,16 +142,22 @@ def test_results_json_keeps_the_rows_of_other_scales(tmp_path: Path, monkeypatch
     run = by_path("run")
     monkeypatch.setattr(run, "RESULTS_JSON", tmp_path / "results.json")
     monkeypatch.setattr(run, "RESULTS_MD", tmp_path / "results.md")
+    incremental = {"full_s": 10, "incremental_s": 1, "share": 0.1, "new_events": 10, "load_average": {}}
     previous = {"machine": {}, "build": [{"people": 100_000, "groups": {}, "phases": [], "load_s": 1, "build_s": 2}],
+                "incremental": [dict(incremental, people=100_000), dict(incremental, people=2_000, share=0.5)],
                 "freshness": {"p50_s": 1}}
     run.RESULTS_JSON.write_text(json.dumps(previous))
     fresh = {"people": 2_000, "groups": {"staging": {"seconds": 1.0, "peak_rss_mb": 300}}, "phases": [],
              "load_s": 1, "load_peak_rss_mb": 100, "build_s": 3, "raw_rows": {"events": 40_000}}
     monkeypatch.setattr(run, "bench_build", lambda people, work: dict(fresh, people=people))
-    monkeypatch.setattr(sys, "argv", ["run.py", "--scales", "2000", "--only", "build", "--work", str(tmp_path)])
+    monkeypatch.setattr(run, "bench_incremental", lambda people, work, discard: dict(incremental, people=people))
+    monkeypatch.setattr(sys, "argv", ["run.py", "--scales", "2000", "--only", "build,incremental", "--work",
+                                      str(tmp_path)])
     run.main()
     saved = json.loads(run.RESULTS_JSON.read_text())
     assert [b["people"] for b in saved["build"]] == [2_000, 100_000]
+    # the incremental row of the scale run now is replaced, the other scale's kept
+    assert [(r["people"], r["share"]) for r in saved["incremental"]] == [(2_000, 0.1), (100_000, 0.1)]
     assert saved["freshness"] == {"p50_s": 1}  # a section not run keeps its figures
     assert "| 2,000 | 40,000 |" in run.RESULTS_MD.read_text()
 
