@@ -40,7 +40,7 @@
 {%- endset %}
 with
 {% if is_incremental() and not reattribute_all %}
-{%- set scoped_records = 'scoped_records' %}
+{%- set scoped_records, unstitched_source = 'scoped_records', 'scoped_events' %}
 {#- The events of records whose profile changed, in two parts that together are exactly the
     events matching a changed record on all four keys: those whose anonymous_id is one of the
     changed records' (a record's anonymous_id_key is coalesce(anonymous_id, '')), and those
@@ -96,7 +96,7 @@ scoped_records as (
 scoped_events as (
     select * from {{ ref('stg_events') }}
 ),
-{%- set scoped_records = record_profiles %}
+{%- set scoped_records, unstitched_source = record_profiles, ref('stg_events') %}
 {% endif %}
 
 {#- The events whose record has no profile (not stitched yet), with their identifiers only, and
@@ -107,7 +107,7 @@ scoped_events as (
     materialised scoped_events. #}
 unstitched_events as (
     select events.event_id, events.anonymous_id, events.user_id, events.email, events.phone
-    from {% if is_incremental() and not reattribute_all %}scoped_events{% else %}{{ ref('stg_events') }}{% endif %} as events
+    from {{ unstitched_source }} as events
     left {{ lifeline.join_record_profiles('events.anonymous_id', 'events.user_id', 'events.email', 'events.phone', scoped_records) }}
     where record_profiles.profile_id is null
 ),
