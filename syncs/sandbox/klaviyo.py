@@ -19,6 +19,7 @@ import re
 import time
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta, timezone
+from functools import partial
 from itertools import chain, repeat
 from typing import Any, NamedTuple
 from urllib.parse import urlencode
@@ -31,6 +32,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route
 
 from syncs.sandbox import engagement
+from syncs.sandbox.plain_import import PlainProfiles, plain_job, plain_profiles
 from syncs.sandbox.profile_keys import IDENTIFIERS, NewKeys, ProfileKeys, next_rowids, profile_keys
 from syncs.sandbox.store import insert_columns, insert_rows
 from syncs.sandbox.common import (Context, ascending_ulids, chunked, decode_cursor, dumps, encode_cursor, now_iso,
@@ -126,12 +128,18 @@ def endpoint(limit_class: str, handler: Handler, ctx: Context) -> Callable[[Requ
     return wrapped
 
 
-async def json_body(request: Request, max_bytes: int = MAX_BODY) -> dict:
+async def body_bytes(request: Request, max_bytes: int = MAX_BODY) -> bytes:
+    """The request body; a 413 past `max_bytes`."""
     from syncs.sandbox.common import read_body
     raw = await read_body(request, max_bytes)
     if raw is None:
         raise KlaviyoError(413, "request_too_large", "Request entity too large.",
                            f"The request body exceeds the {max_bytes // (1024 * 1024)} MB limit; send smaller batches.")
+    return raw
+
+
+def json_document(raw: bytes) -> dict:
+    """A request body parsed as a JSON:API document, or the 400 that says what is wrong with it."""
     try:
         body = orjson.loads(raw)
     except orjson.JSONDecodeError:
@@ -139,6 +147,10 @@ async def json_body(request: Request, max_bytes: int = MAX_BODY) -> dict:
     if not isinstance(body, dict) or not isinstance(body.get("data"), (dict, list)):
         raise invalid("The request body must be a JSON:API document with a `data` member.", pointer="/data")
     return body
+
+
+async def json_body(request: Request, max_bytes: int = MAX_BODY) -> dict:
+    return json_document(await body_bytes(request, max_bytes))
 
 
 def jsonapi(data: Any, status: int = 200, links: dict | None = None) -> JSONResponse:
@@ -707,13 +719,24 @@ def job_resource(request: Request, ctx: Context, jid: str, body: dict, created_t
 
 
 async def create_bulk_import(request: Request, ctx: Context) -> Response:
-    body = await json_body(request, MAX_BULK_BYTES)
-    entries = profile_entries(body, MAX_BULK_PROFILES, "A bulk import job")
-    lists = list_ids_of(body)
-    plain = plain_profiles(entries)
-    checked = None if plain is not None else checked_profiles(entries)  # on the event loop, as the last job is written
+    raw = await body_bytes(request, MAX_BULK_BYTES)
+    fast = plain_job(raw, MAX_BULK_PROFILES, MAX_PROFILE_BYTES)
+    if fast is not None:  # an initial sync's job: read as columns, its profiles parsed only if one is known already
+        plain, lists = fast.profiles, list_ids_of({"data": {"relationships": fast.relationships}})
+        entries: Callable[[], list] = partial(bulk_entries, raw)
+    else:
+        body = json_document(raw)
+        parsed, lists = profile_entries(body, MAX_BULK_PROFILES, "A bulk import job"), list_ids_of(body)
+        plain = plain_profiles(parsed)
+        entries = partial(list, parsed)
+    checked = None if plain is not None else checked_profiles(entries())  # on the event loop, as the last job is written
     jid, job, created_ts = await run_in_threadpool(apply_bulk_import, ctx, entries, lists, plain, checked)
     return jsonapi(job_resource(request, ctx, jid, job, created_ts), status=202)
+
+
+def bulk_entries(raw: bytes) -> list:
+    """The profiles of a bulk import body that plain_import.plain_job read (valid: it decoded)."""
+    return profile_entries(json_document(raw), MAX_BULK_PROFILES, "A bulk import job")
 
 
 Accepted = list[tuple[int, dict, dict[str, str]]]  # (position in the job, attributes to import, identity keys)
@@ -737,78 +760,6 @@ def checked_profiles(entries: list) -> tuple[Accepted, list[dict]]:
         else:
             accepted.append((i, patched, keys))
     return accepted, errors
-
-
-class PlainProfiles(NamedTuple):
-    """A job's profiles as columns, when `checked_profiles` would accept every one unchanged: the
-    attributes and each identifier's match key (None where not given)."""
-    attributes: list[dict]
-    emails: list[str | None]
-    phones: list[str | None]
-    external_ids: list[str | None]
-
-
-# every line of "\n".join(values) + "\n" is an email (with nothing to strip) / an E.164 number. The emails
-# are ASCII (checked first), where EMAIL_RE's \s is exactly \t-\r, \x1c-\x1f and space: the class
-# written out matches a third faster than [^@\s]
-_EMAIL_LINES = re.compile(r"(?:[^@\t-\r\x1c-\x20]+@[^@\t-\r\x1c-\x20]+\.[^@\t-\r\x1c-\x20]+\n)*")
-_PHONE_LINES = re.compile(r"(?:\+[1-9][0-9]{6,14}\n)*")  # ASCII digits: E164_RE's \d also takes others (the
-# general path then checks such a job), and [0-9] needs no Unicode lookup per character
-_TEXT = frozenset((str, type(None)))
-
-
-def plain_profiles(entries: list) -> PlainProfiles | None:
-    """The job as columns when every profile is an object with `attributes` and no `meta` or `id`,
-    whose given identifiers are texts (emails ASCII with nothing to strip, each column checked by one
-    regex over its lines) and at least one is given; None when any profile needs `checked_profiles`.
-    Each check is one pass in C over a column (map, filter, count, `in`), not a Python step per profile;
-    a profile or its attributes that is not an object is refused by dict.get / dict.__contains__
-    themselves (TypeError), without a pass of its own over the 10,000 objects (~1 ms each)."""
-    try:
-        if _column(entries, "meta").count(None) != len(entries):
-            return None
-        profiles = _column(entries, "attributes")
-        if any(map(dict.__contains__, profiles, repeat("id"))):
-            return None
-    except TypeError:
-        return None
-    columns = []
-    for field in IDENTIFIERS:
-        values = _column(profiles, field)
-        if not set(map(type, values)) <= _TEXT:
-            return None
-        columns.append([v or None for v in values] if "" in values else values)  # "" is not given, like None
-    emails, phones, exts = columns
-    given = list(filter(None, emails))
-    lines = "\n".join(given)
-    if not lines.isascii() or not _lines_match(_EMAIL_LINES, lines, len(given)):
-        return None
-    keys = lines.lower().split("\n")
-    if len(given) < len(emails):  # the keys in the places of the profiles that give an email
-        found = iter(keys)
-        keys = [e and next(found) for e in emails]
-    emails = keys
-    given = list(filter(None, phones))
-    if not _lines_match(_PHONE_LINES, "\n".join(given), len(given)):
-        return None
-    given = list(filter(None, exts))
-    stripped = list(map(str.strip, given))
-    if stripped != given:
-        exts = [x and x.strip() for x in exts]
-    if "" in stripped or (None in emails and None in phones and None in exts
-                          and any(e is p is x is None for e, p, x in zip(emails, phones, exts))):
-        return None  # an external_id of blanks, or no identifier
-    return PlainProfiles(profiles, emails, phones, exts)
-
-
-def _column(dicts: list[dict], key: str) -> list:
-    """dict.get(key) of every dict, in C."""
-    return list(map(dict.get, dicts, repeat(key)))
-
-
-def _lines_match(pattern: re.Pattern, lines: str, count: int) -> bool:
-    """`count` values joined by newlines are each matched by `pattern`'s line (none holds a newline)."""
-    return not count or (lines.count("\n") == count - 1 and pattern.fullmatch(lines + "\n") is not None)
 
 
 def all_new(db, index: ProfileKeys, plain: PlainProfiles) -> NewKeys | None:
@@ -849,7 +800,7 @@ def insert_new_profiles(db, index: ProfileKeys, plain: PlainProfiles, new: NewKe
     """The job's profiles inserted as new ones (`new`: what `all_new` found), as
     `ProfileIndex.import_profiles` would make them: ids ascending in job order; None (nothing
     written) when one is over the size limit."""
-    texts = attribute_texts(plain.attributes)
+    texts = plain.texts if plain.texts is not None else attribute_texts(plain.attributes)
     if texts is None:
         return None
     ids = ascending_ulids(len(texts))
@@ -859,12 +810,13 @@ def insert_new_profiles(db, index: ProfileKeys, plain: PlainProfiles, new: NewKe
     return ids
 
 
-def apply_bulk_import(ctx: Context, entries: list, lists: list[str], plain: PlainProfiles | None,
+def apply_bulk_import(ctx: Context, entries: Callable[[], list], lists: list[str], plain: PlainProfiles | None,
                       checked: tuple[Accepted, list[dict]] | None) -> tuple[str, dict, float]:
     """The write half of a bulk import (runs in a worker thread: SQLite releases the GIL, so the
     server parses the next request meanwhile). A job of `plain` profiles none of which is known yet
     (an initial sync) is inserted from its columns; any other is merged profile by profile from
-    `checked` (`checked_profiles`: made here when the job was plain)."""
+    `checked` (`checked_profiles` of `entries()`, the job's profiles: made here when the job was
+    plain, and parsed here when it was read by plain_import.plain_job)."""
     now, jid = now_iso(), ulid()
     with ctx.store.tx() as db:
         for lid in lists:
@@ -874,12 +826,12 @@ def apply_bulk_import(ctx: Context, entries: list, lists: list[str], plain: Plai
         imported = insert_new_profiles(db, index, plain, new, now) if new is not None else None
         errors: list[dict] = []
         if imported is None:
-            accepted, errors = checked or checked_profiles(entries)
+            accepted, errors = checked or checked_profiles(entries())
             imported = merge_profiles(db, index, accepted, errors, now)
         imported_json = orjson.dumps(imported).decode()  # one JSON array for the members and the job's profiles
         for lid in lists:
             add_members(db, lid, imported_json, now)
-        total = len(entries)
+        total = len(plain.emails) if plain is not None else len(entries())
         expires = (datetime.now(timezone.utc) + timedelta(days=7)).isoformat(timespec="seconds").replace("+00:00", "Z")
         job = {"lists": lists, "attributes": {
             "status": "complete", "total_count": total, "completed_count": len(imported),
