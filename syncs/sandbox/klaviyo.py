@@ -21,7 +21,7 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta, timezone
 from functools import partial
 from itertools import chain, repeat
-from typing import Any, NamedTuple
+from typing import Any
 from urllib.parse import urlencode
 
 import orjson
@@ -723,10 +723,10 @@ async def create_bulk_import(request: Request, ctx: Context) -> Response:
     fast = plain_job(raw, MAX_BULK_PROFILES, MAX_PROFILE_BYTES)
     if fast is not None:  # an initial sync's job: read as columns, its profiles parsed only if one is known already
         plain, lists = fast.profiles, list_ids_of({"data": {"relationships": fast.relationships}})
-        entries: Callable[[], list] = partial(bulk_entries, raw)
+        entries: Callable[[], list] = partial(parsed_entries, raw)
     else:
         body = json_document(raw)
-        parsed, lists = profile_entries(body, MAX_BULK_PROFILES, "A bulk import job"), list_ids_of(body)
+        parsed, lists = bulk_entries(body), list_ids_of(body)
         plain = plain_profiles(parsed)
         entries = partial(list, parsed)
     checked = None if plain is not None else checked_profiles(entries())  # on the event loop, as the last job is written
@@ -734,9 +734,13 @@ async def create_bulk_import(request: Request, ctx: Context) -> Response:
     return jsonapi(job_resource(request, ctx, jid, job, created_ts), status=202)
 
 
-def bulk_entries(raw: bytes) -> list:
+def bulk_entries(body: dict) -> list:
+    return profile_entries(body, MAX_BULK_PROFILES, "A bulk import job")
+
+
+def parsed_entries(raw: bytes) -> list:
     """The profiles of a bulk import body that plain_import.plain_job read (valid: it decoded)."""
-    return profile_entries(json_document(raw), MAX_BULK_PROFILES, "A bulk import job")
+    return bulk_entries(json_document(raw))
 
 
 Accepted = list[tuple[int, dict, dict[str, str]]]  # (position in the job, attributes to import, identity keys)
