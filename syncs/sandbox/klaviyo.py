@@ -32,7 +32,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route
 
 from syncs.sandbox import engagement
-from syncs.sandbox.plain_import import PlainProfiles, plain_job, plain_profiles
+from syncs.sandbox.plain_import import NOT_STORED, PlainProfiles, plain_job, plain_profiles
 from syncs.sandbox.profile_keys import IDENTIFIERS, NewKeys, ProfileKeys, next_rowids, profile_keys
 from syncs.sandbox.store import insert_columns, insert_rows
 from syncs.sandbox.common import (Context, ascending_ulids, chunked, decode_cursor, dumps, encode_cursor, now_iso,
@@ -227,9 +227,6 @@ def profile_resource(request: Request, row: tuple) -> dict:
 
 
 PROFILE_COLS = "id, attributes, email_consent, sms_consent, created, updated"
-
-
-NOT_STORED = frozenset(("id", "subscriptions", "created", "updated"))  # import keys that are not attributes
 
 
 def match_key(field: str, value: Any) -> str | None:
